@@ -1,0 +1,101 @@
+"""Shared pieces of every kernel: the error base class, argument checks, ``out=`` handling."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class ChunkpressError(RuntimeError):
+    """Base class of every error raised by a chunkpress codec."""
+
+
+FLOAT_DTYPES = (np.dtype("float32"), np.dtype("float64"))
+
+
+def as_native(data, codec: str, *, dtypes=None, ndims=None) -> np.ndarray:
+    """Return ``data`` as a C-contiguous native-endian ndarray, checking dtype and ndim."""
+    if not isinstance(data, np.ndarray):
+        if isinstance(data, (bytes, bytearray, memoryview, str)) or data is None:
+            raise TypeError(f"{codec}: data must be a numpy array, got {type(data).__name__}")
+        data = np.asarray(data)
+    if dtypes is not None and data.dtype.newbyteorder("=") not in dtypes:
+        allowed = ", ".join(str(d) for d in dtypes)
+        raise ValueError(f"{codec}: dtype must be one of {allowed}, got {data.dtype}")
+    if ndims is not None and data.ndim not in ndims:
+        allowed = ", ".join(str(n) for n in ndims)
+        raise ValueError(f"{codec}: data must have {allowed} dimensions, got ndim={data.ndim}")
+    if not data.dtype.isnative:
+        data = data.astype(data.dtype.newbyteorder("="))
+    return data if data.flags.c_contiguous else data.copy(order="C")
+
+
+def check_tolerance(codec: str, tolerance, *, allow_zero: bool = False) -> float:
+    """Return ``tolerance`` as a float after checking it is finite and positive."""
+    try:
+        value = float(tolerance)
+    except (TypeError, ValueError):
+        raise TypeError(f"{codec}: tolerance must be a number, got {tolerance!r}") from None
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{codec}: tolerance must be finite and {bound}, got {tolerance!r}")
+    return value
+
+
+def as_bytes(data, codec: str) -> memoryview:
+    """Return a flat byte view of an encoded stream, or raise TypeError."""
+    if isinstance(data, np.ndarray):
+        data = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(
+            f"{codec}: encoded data must be bytes-like, got {type(data).__name__}"
+        ) from None
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+def write_bytes_out(encoded, out, codec: str):
+    """Return ``encoded``, or copy it into the pre-allocated buffer ``out`` and return that."""
+    if out is None:
+        return encoded
+    if isinstance(out, int):
+        raise TypeError(f"{codec}: out must be a writable buffer (bytearray or ndarray), got int")
+    try:
+        target = memoryview(out).cast("B")
+    except TypeError:
+        raise TypeError(f"{codec}: out must be a writable buffer, got {type(out).__name__}") from None
+    if target.readonly:
+        raise ValueError(f"{codec}: out is read-only")
+    size = len(encoded)
+    if target.nbytes < size:
+        raise ValueError(
+            f"{codec}: out is too small: {target.nbytes} bytes given, {size} needed"
+        )
+    target[:size] = encoded
+    if isinstance(out, bytearray) and len(out) != size:
+        # a bytearray is resized to the stream, as imagecodecs does; other buffers keep
+        # their size and the caller slices with len(result)
+        del out[size:]
+        return out
+    return out if isinstance(out, bytearray) else target[:size]
+
+
+def write_array_out(decoded: np.ndarray, out, codec: str) -> np.ndarray:
+    """Return ``decoded``, or copy it into the pre-allocated array ``out`` and return that."""
+    if out is None:
+        return decoded
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{codec}: out must be a numpy array, got {type(out).__name__}")
+    if out.size < decoded.size or out.itemsize != decoded.itemsize:
+        raise ValueError(
+            f"{codec}: out is too small or of the wrong type: {out.shape} {out.dtype} given, "
+            f"{decoded.shape} {decoded.dtype} needed"
+        )
+    if out.shape != decoded.shape:
+        if not out.flags.c_contiguous:
+            raise ValueError(f"{codec}: out must be C-contiguous when its shape differs")
+        target = out.reshape(-1)[: decoded.size].reshape(decoded.shape)
+    else:
+        target = out
+    np.copyto(target, decoded.astype(out.dtype, copy=False), casting="same_kind")
+    return out

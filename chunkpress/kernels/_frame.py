@@ -1,0 +1,257 @@
+"""The chunkpress frame: the small header put in front of a codec stream where one is needed.
+
+A kernel returns the codec's own stream wherever that stream describes itself and the block
+needs nothing more (ZFP, SPERR and LERC on finite data). Everything else goes in a frame:
+streams whose decoder needs a shape or parameters (SZ3, SZIP, PCODEC), blocks with non-finite
+cells (their mask rides beside the codec stream), blocks where values the codec left outside
+the tolerance are stored exactly (the patch), and shapes a codec cannot take (0-d, 0-size).
+
+Frame layout, format version 1, all integers little-endian::
+
+    offset  size      field
+    0       4         magic b"\\x89CPK"
+    4       1         format version (1)
+    5       1         codec id (1 zfp, 2 sperr, 3 sz3, 4 lerc, 5 szip, 6 pcodec)
+    6       1         flags: 1 = mask sections follow, 2 = patch sections follow
+    7       1         ndim (0-32)
+    8       4         dtype as numpy's type string, NUL-padded (b"<f4\\0")
+    12      8*ndim    shape (uint64)
+    ...     2 + P     codec parameters: uint16 length P, then P bytes
+    ...     8 + L     codec stream: uint64 length L, then L bytes
+    [mask]  8 + M     zstd(bit per cell, least significant bit first, 1 = non-finite)
+            8 + V     zstd(the non-finite cells' raw values, in order: NaN payloads kept)
+    [patch] 8 + I     zstd(uint64 deltas of the patched cells' flat indices)
+            8 + W     zstd(the patched cells' exact raw values)
+    end-4   4         CRC-32C of every byte before it
+
+A codec's own stream may carry a trailer instead: its CRC-32C (uint32) then b"CPK\\x01".
+Decoders of the codec ignore trailing bytes, so the stream stays the codec's own.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+import google_crc32c
+import imagecodecs
+import numpy as np
+
+from ._common import ChunkpressError
+from . import _native
+
+MAGIC = b"\x89CPK"
+VERSION = 1
+TRAILER_MAGIC = b"CPK\x01"
+CODEC_IDS = {"zfp": 1, "sperr": 2, "sz3": 3, "lerc": 4, "szip": 5, "pcodec": 6}
+FLAG_MASK = 1
+FLAG_PATCH = 2
+MAX_NDIM = 32
+#: a decoded block larger than this is refused before anything is allocated
+MAX_BLOCK_BYTES = 1 << 34
+
+_HEAD = struct.Struct("<4sBBBB4s")
+
+
+class Mask(NamedTuple):
+    """Where a block's non-finite cells are and their exact values."""
+
+    bits: np.ndarray  # uint8, one bit per cell
+    values: np.ndarray  # the non-finite values, in order
+
+
+class Patch(NamedTuple):
+    """Cells a codec left outside the tolerance, stored exactly."""
+
+    index: np.ndarray  # int64 flat indices, increasing
+    values: np.ndarray
+
+
+class Frame(NamedTuple):
+    codec: str
+    dtype: np.dtype
+    shape: tuple
+    params: bytes
+    payload: memoryview
+    mask: Mask | None
+    patch: Patch | None
+
+
+def crc32c(data) -> int:
+    """Return the CRC-32C of any buffer, without copying it."""
+    return google_crc32c.value(np.frombuffer(data, np.uint8))
+
+
+def is_frame(data) -> bool:
+    return bytes(data[:4]) == MAGIC
+
+
+def pack(codec, dtype, shape, payload, *, params=b"", mask=None, patch=None) -> bytes:
+    """Return the frame of one block."""
+    dtype = np.dtype(dtype)
+    flags = (FLAG_MASK if mask is not None else 0) | (FLAG_PATCH if patch is not None else 0)
+    parts = [
+        _HEAD.pack(MAGIC, VERSION, CODEC_IDS[codec], flags, len(shape), dtype.str.encode()),
+        struct.pack(f"<{len(shape)}Q", *shape),
+        struct.pack("<H", len(params)),
+        params,
+    ]
+    sections = [payload]
+    if mask is not None:
+        sections += [_zstd(mask.bits), _zstd(mask.values)]
+    if patch is not None:
+        deltas = np.diff(patch.index, prepend=0).astype("<u8")
+        sections += [_zstd(deltas), _zstd(patch.values)]
+    for section in sections:
+        parts += [struct.pack("<Q", len(section)), section]
+    body = b"".join(parts)
+    return body + struct.pack("<I", crc32c(body))
+
+
+def unpack(data, codec: str, error: type) -> Frame:
+    """Return the parts of a frame after checking its checksum, lengths and header."""
+    buf = memoryview(data).cast("B")
+    if len(buf) < _HEAD.size + 2 + 8 + 4:
+        raise error(f"{codec}: frame truncated: {len(buf)} bytes")
+    if bytes(buf[:4]) != MAGIC:
+        raise error(f"{codec}: not a chunkpress frame (bad magic)")
+    stored = struct.unpack_from("<I", buf, len(buf) - 4)[0]
+    if crc32c(buf[:-4]) != stored:
+        raise error(f"{codec}: checksum mismatch; the stream is damaged or truncated")
+    _, version, codec_id, flags, ndim, dtype_str = _HEAD.unpack_from(buf, 0)
+    if version != VERSION:
+        raise error(f"{codec}: frame format version {version} is not supported (this is {VERSION})")
+    if codec_id != CODEC_IDS[codec]:
+        names = {v: k for k, v in CODEC_IDS.items()}
+        raise error(f"{codec}: the stream is a {names.get(codec_id, 'unknown')} frame, not {codec}")
+    if ndim > MAX_NDIM or flags & ~(FLAG_MASK | FLAG_PATCH):
+        raise error(f"{codec}: corrupt frame header")
+    try:
+        dtype = np.dtype(dtype_str.rstrip(b"\0").decode("ascii"))
+    except (TypeError, ValueError, UnicodeDecodeError):
+        raise error(f"{codec}: corrupt frame header (dtype {dtype_str!r})") from None
+    end = len(buf) - 4
+    pos = _HEAD.size
+    if pos + 8 * ndim + 2 > end:
+        raise error(f"{codec}: frame truncated")
+    shape = struct.unpack_from(f"<{ndim}Q", buf, pos)
+    pos += 8 * ndim
+    size = 1
+    for extent in shape:
+        size *= extent
+    if size * dtype.itemsize > MAX_BLOCK_BYTES:
+        raise error(
+            f"{codec}: the frame claims shape {shape} {dtype}, larger than the "
+            f"{MAX_BLOCK_BYTES} bytes a block may have; the stream is corrupt"
+        )
+
+    def take(length_format):
+        nonlocal pos
+        width = struct.calcsize(length_format)
+        if pos + width > end:
+            raise error(f"{codec}: frame truncated")
+        (length,) = struct.unpack_from(length_format, buf, pos)
+        pos += width
+        if pos + length > end:
+            raise error(f"{codec}: frame section of {length} bytes runs past the end")
+        pos += length
+        return buf[pos - length : pos]
+
+    params = bytes(take("<H"))
+    payload = take("<Q")
+    mask = patch = None
+    if flags & FLAG_MASK:
+        bits = _unzstd(take("<Q"), (size + 7) // 8, codec, error)
+        values = _values(take("<Q"), size, dtype, codec, error)
+        mask = Mask(np.frombuffer(bits, np.uint8), values)
+    if flags & FLAG_PATCH:
+        deltas_bytes = take("<Q")
+        values = _values(take("<Q"), size, dtype, codec, error)
+        deltas = np.frombuffer(_unzstd(deltas_bytes, 8 * len(values), codec, error), "<u8")
+        index = np.cumsum(deltas, dtype=np.uint64)
+        if len(index) and (index[-1] >= size or np.any(deltas[1:] == 0)):
+            raise error(f"{codec}: corrupt patch section")
+        patch = Patch(index.astype(np.int64), values)
+    if pos != end:
+        raise error(f"{codec}: {end - pos} unexpected bytes at the end of the frame")
+    return Frame(codec, dtype, tuple(shape), params, payload, mask, patch)
+
+
+def _zstd(array: np.ndarray) -> bytes:
+    return imagecodecs.zstd_encode(np.ascontiguousarray(array).view(np.uint8), level=1)
+
+
+def _unzstd(section, size: int, codec: str, error: type, *, exact: bool = True) -> bytes:
+    try:
+        out = imagecodecs.zstd_decode(section, out=max(size, 1))
+    except imagecodecs.ZstdError as exc:
+        raise error(f"{codec}: corrupt frame section: {exc}") from None
+    if exact and len(out) != size:
+        raise error(f"{codec}: frame section holds {len(out)} bytes, {size} expected")
+    return out
+
+
+def _values(section, size: int, dtype, codec: str, error: type) -> np.ndarray:
+    """Return the cell values of a frame section holding at most ``size`` of them."""
+    raw = _unzstd(section, size * dtype.itemsize, codec, error, exact=False)
+    if len(raw) % dtype.itemsize:
+        raise error(f"{codec}: corrupt frame section (length {len(raw)})")
+    return np.frombuffer(raw, dtype).astype(dtype.newbyteorder("="))
+
+
+def add_trailer(stream) -> bytes:
+    """Return a codec's own stream with the CRC-32C trailer after it."""
+    return bytes(stream) + struct.pack("<I", crc32c(stream)) + TRAILER_MAGIC
+
+
+def strip_trailer(data, codec: str, error: type) -> memoryview:
+    """Return the codec stream in ``data``, checking the trailer's checksum if there is one."""
+    buf = memoryview(data).cast("B")
+    if len(buf) >= 8 and bytes(buf[-4:]) == TRAILER_MAGIC:
+        stream = buf[:-8]
+        if crc32c(stream) != struct.unpack_from("<I", buf, len(buf) - 8)[0]:
+            raise error(f"{codec}: checksum mismatch; the stream is damaged or truncated")
+        return stream
+    return buf
+
+
+# --- non-finite cells and patches ---------------------------------------------------------
+
+
+def split_nonfinite(block: np.ndarray, count: int):
+    """Return (filled copy, Mask) of a C-contiguous block with ``count`` non-finite cells."""
+    flat = block.reshape(-1)
+    filled = np.empty_like(flat)
+    bits = np.zeros((flat.size + 7) // 8, np.uint8)
+    values = np.empty(count, flat.dtype)
+    _native.fill_and_mask(flat, filled, bits, values, block.shape[-1])
+    return filled.reshape(block.shape), Mask(bits, values)
+
+
+def restore(decoded: np.ndarray, mask: Mask | None, patch: Patch | None, codec, error):
+    """Write a frame's patched and non-finite cells back into a decoded block, in place."""
+    flat = decoded.reshape(-1)
+    if patch is not None:
+        flat[patch.index] = patch.values
+    if mask is not None:
+        if flat.dtype.kind != "f" or mask.values.dtype != flat.dtype:
+            raise error(f"{codec}: corrupt frame (mask of {mask.values.dtype} on {flat.dtype})")
+        try:
+            placed = _native.apply_mask(flat, mask.bits, mask.values)
+        except ValueError as exc:
+            raise error(f"{codec}: corrupt frame mask: {exc}") from None
+        if placed != len(mask.values):
+            raise error(f"{codec}: corrupt frame mask: {placed} cells marked, "
+                        f"{len(mask.values)} values stored")
+    return decoded
+
+
+def find_patch(original: np.ndarray, decoded: np.ndarray, tolerance: float) -> Patch | None:
+    """Return the cells of ``decoded`` off ``original`` by more than ``tolerance``, if any."""
+    a, b = original.reshape(-1), decoded.reshape(-1)
+    count = _native.count_exceeding(a, b, tolerance)
+    if count == 0:
+        return None
+    index = np.empty(count, np.int64)
+    _native.find_exceeding(a, b, tolerance, index)
+    return Patch(index, a[index])

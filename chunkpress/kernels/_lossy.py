@@ -1,0 +1,102 @@
+"""The one encode/decode path every floating-point codec goes through.
+
+A codec module supplies its native calls and a :class:`Spec`; this module does the rest the
+same way for all of them: layout and dtype checks, the non-finite mask, the certified
+tolerance (patching what a codec left outside it), framing, checksums and ``out=``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import _frame, _native
+from ._common import FLOAT_DTYPES, as_bytes, as_native, write_array_out, write_bytes_out
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    error: type
+    ndims: tuple  # the dimensionalities the codec takes
+    encode: Callable  # (C-contiguous block, params) -> the codec's own stream
+    decode: Callable  # (stream, shape or None, dtype or None, frame params) -> ndarray
+    #: (absolute max of the finite values, tolerance, dtype) -> whether the codec's own
+    #: bound is known to hold there; where not, every block is decoded and checked
+    certain: Callable = lambda amax, tolerance, dtype: False
+    own_stream: bool = True  # True: finite blocks get the codec's own stream, not a frame
+    trailer: bool = False  # True: that stream carries the CRC-32C trailer
+    dtypes: tuple = FLOAT_DTYPES
+
+
+def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b""):
+    """Return the stream of one block; ``tolerance`` (or None) is certified on finite cells."""
+    a = as_native(data, spec.name, dtypes=spec.dtypes, ndims=spec.ndims + (0,))
+    shape = a.shape
+    if a.size == 0:
+        return write_bytes_out(_frame.pack(spec.name, a.dtype, shape, b""), out, spec.name)
+    block = a.reshape((1,) * spec.ndims[0]) if a.ndim == 0 else a
+    flat = block.reshape(-1)
+    mask = None
+    amax = 0.0
+    if a.dtype.kind == "f":
+        bad, lo, hi = _native.scan(flat)
+        amax = max(abs(lo), abs(hi)) if bad < flat.size else 0.0
+        if bad:
+            block, mask = _frame.split_nonfinite(block, bad)
+    stream = _call(spec, spec.encode, block, params)
+    patch = None
+    if tolerance is not None and not spec.certain(amax, tolerance, a.dtype):
+        decoded = _call(spec, spec.decode, stream, block.shape, block.dtype, b"")
+        patch = _frame.find_patch(flat, decoded, tolerance)
+    if mask is None and patch is None and a.ndim != 0 and spec.own_stream:
+        stream = _frame.add_trailer(stream) if spec.trailer else stream
+    else:
+        stream = _frame.pack(
+            spec.name, a.dtype, shape, stream, params=frame_params, mask=mask, patch=patch
+        )
+    return write_bytes_out(stream, out, spec.name)
+
+
+def decode(spec: Spec, data, shape=None, dtype=None, out=None, *, raw_decode=None):
+    """Return the block in ``data``, an encode() stream or the codec's own stream."""
+    buf = as_bytes(data, spec.name)
+    if _frame.is_frame(buf):
+        frame = _frame.unpack(buf, spec.name, spec.error)
+        _check_expected(spec, frame.shape, frame.dtype, shape, dtype)
+        if 0 in frame.shape:
+            return write_array_out(np.empty(frame.shape, frame.dtype), out, spec.name)
+        native_shape = frame.shape or (1,) * spec.ndims[0]
+        decoded = _call(spec, spec.decode, frame.payload, native_shape, frame.dtype, frame.params)
+        if decoded.shape != native_shape or decoded.dtype != frame.dtype.newbyteorder("="):
+            raise spec.error(
+                f"{spec.name}: the stream decodes to {decoded.shape} {decoded.dtype}, "
+                f"its frame says {native_shape} {frame.dtype}; the stream is corrupt"
+            )
+        decoded = np.ascontiguousarray(decoded)
+        _frame.restore(decoded, frame.mask, frame.patch, spec.name, spec.error)
+        decoded = decoded.reshape(frame.shape)
+    else:
+        stream = _frame.strip_trailer(buf, spec.name, spec.error)
+        decoded = _call(spec, raw_decode or spec.decode, stream, shape, dtype, b"")
+        _check_expected(spec, decoded.shape, decoded.dtype, shape, dtype)
+    return write_array_out(decoded, out, spec.name)
+
+
+def _check_expected(spec, got_shape, got_dtype, shape, dtype):
+    if shape is not None and tuple(shape) != tuple(got_shape):
+        raise ValueError(f"{spec.name}: shape {tuple(shape)} given, the stream holds {got_shape}")
+    if dtype is not None and np.dtype(dtype).newbyteorder("=") != got_dtype.newbyteorder("="):
+        raise ValueError(f"{spec.name}: dtype {np.dtype(dtype)} given, the stream holds {got_dtype}")
+
+
+def _call(spec, function, *args):
+    """Call into the codec, turning its failures into the codec's own error."""
+    try:
+        return function(*args)
+    except spec.error:
+        raise
+    except (RuntimeError, ValueError, TypeError, MemoryError, OverflowError, IndexError) as exc:
+        raise spec.error(f"{spec.name}: {type(exc).__name__}: {exc}") from exc
