@@ -12,8 +12,11 @@ class ChunkpressError(RuntimeError):
 FLOAT_DTYPES = (np.dtype("float32"), np.dtype("float64"))
 
 
-def as_native(data, codec: str, *, dtypes=None, ndims=None) -> np.ndarray:
-    """Return ``data`` as a C-contiguous native-endian ndarray, checking dtype and ndim."""
+def as_native(data, codec: str, *, dtypes=None, ndims=None, zero_d=False) -> np.ndarray:
+    """Return ``data`` as a C-contiguous native-endian ndarray, checking dtype and ndim.
+
+    ``zero_d`` lets a 0-d array through whatever ``ndims`` says.
+    """
     if not isinstance(data, np.ndarray):
         if isinstance(data, (bytes, bytearray, memoryview, str)) or data is None:
             raise TypeError(f"{codec}: data must be a numpy array, got {type(data).__name__}")
@@ -21,7 +24,7 @@ def as_native(data, codec: str, *, dtypes=None, ndims=None) -> np.ndarray:
     if dtypes is not None and data.dtype.newbyteorder("=") not in dtypes:
         allowed = ", ".join(str(d) for d in dtypes)
         raise ValueError(f"{codec}: dtype must be one of {allowed}, got {data.dtype}")
-    if ndims is not None and data.ndim not in ndims:
+    if ndims is not None and data.ndim not in ndims and not (zero_d and data.ndim == 0):
         allowed = ", ".join(str(n) for n in ndims)
         raise ValueError(f"{codec}: data must have {allowed} dimensions, got ndim={data.ndim}")
     if not data.dtype.isnative:

@@ -27,13 +27,15 @@ class Spec:
     #: bound is known to hold there; where not, every block is decoded and checked
     certain: Callable = lambda amax, tolerance, dtype: False
     own_stream: bool = True  # True: finite blocks get the codec's own stream, not a frame
+    own_ndims: tuple = ()  # where the codec's own stream loses the shape: these ndims only
     trailer: bool = False  # True: that stream carries the CRC-32C trailer
     dtypes: tuple = FLOAT_DTYPES
+    mask: bool = True  # False: the codec keeps non-finite values itself (lossless codecs)
 
 
 def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b""):
     """Return the stream of one block; ``tolerance`` (or None) is certified on finite cells."""
-    a = as_native(data, spec.name, dtypes=spec.dtypes, ndims=spec.ndims + (0,))
+    a = as_native(data, spec.name, dtypes=spec.dtypes, ndims=spec.ndims, zero_d=True)
     shape = a.shape
     if a.size == 0:
         return write_bytes_out(_frame.pack(spec.name, a.dtype, shape, b""), out, spec.name)
@@ -41,17 +43,17 @@ def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b"
     flat = block.reshape(-1)
     mask = None
     amax = 0.0
-    if a.dtype.kind == "f":
+    if a.dtype.kind == "f" and (spec.mask or tolerance is not None):
         bad, lo, hi = _native.scan(flat)
         amax = max(abs(lo), abs(hi)) if bad < flat.size else 0.0
-        if bad:
+        if bad and spec.mask:
             block, mask = _frame.split_nonfinite(block, bad)
     stream = _call(spec, spec.encode, block, params)
     patch = None
-    if tolerance is not None and not spec.certain(amax, tolerance, a.dtype):
+    if tolerance is not None and a.dtype.kind == "f" and not spec.certain(amax, tolerance, a.dtype):
         decoded = _call(spec, spec.decode, stream, block.shape, block.dtype, b"")
         patch = _frame.find_patch(flat, decoded, tolerance)
-    if mask is None and patch is None and a.ndim != 0 and spec.own_stream:
+    if mask is None and patch is None and spec.own_stream and a.ndim in (spec.own_ndims or spec.ndims):
         stream = _frame.add_trailer(stream) if spec.trailer else stream
     else:
         stream = _frame.pack(

@@ -1,0 +1,26 @@
+"""Per-chunk kernels: one block in, bytes out, and back. Knows nothing of dask, zarr or xarray."""
+
+from ._common import ChunkpressError
+from .floatpred import FLOATPRED, FloatpredError, floatpred_check, floatpred_decode, floatpred_encode
+from .jetraw import JETRAW, JetrawError, jetraw_check, jetraw_decode, jetraw_encode
+from .lerc import LERC, LercError, lerc_check, lerc_decode, lerc_encode
+from .pcodec import PCODEC, PcodecError, pcodec_check, pcodec_decode, pcodec_encode
+from .sperr import SPERR, SperrError, sperr_check, sperr_decode, sperr_encode
+from .sz3 import SZ3, Sz3Error, sz3_check, sz3_decode, sz3_encode
+from .szip import SZIP, SzipError, szip_check, szip_decode, szip_encode
+from .zfp import ZFP, ZfpError, zfp_check, zfp_decode, zfp_encode
+
+#: the codecs by name, each a module with NAME_encode, NAME_decode, NAME_check
+CODECS = ("zfp", "sperr", "sz3", "lerc", "szip", "pcodec", "floatpred", "jetraw")
+
+__all__ = [
+    "ChunkpressError", "CODECS",
+    "FLOATPRED", "FloatpredError", "floatpred_check", "floatpred_decode", "floatpred_encode",
+    "JETRAW", "JetrawError", "jetraw_check", "jetraw_decode", "jetraw_encode",
+    "LERC", "LercError", "lerc_check", "lerc_decode", "lerc_encode",
+    "PCODEC", "PcodecError", "pcodec_check", "pcodec_decode", "pcodec_encode",
+    "SPERR", "SperrError", "sperr_check", "sperr_decode", "sperr_encode",
+    "SZ3", "Sz3Error", "sz3_check", "sz3_decode", "sz3_encode",
+    "SZIP", "SzipError", "szip_check", "szip_decode", "szip_encode",
+    "ZFP", "ZfpError", "zfp_check", "zfp_decode", "zfp_encode",
+]

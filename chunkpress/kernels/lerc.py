@@ -1,0 +1,60 @@
+"""LERC: limited-error raster compression of 1-3 dimensional blocks; tolerance 0 is lossless."""
+
+from __future__ import annotations
+
+import imagecodecs
+import numpy as np
+
+from . import _lossy
+from ._common import ChunkpressError, check_tolerance
+
+
+class LERC:
+    available = bool(imagecodecs.LERC.available)
+
+
+class LercError(ChunkpressError):
+    pass
+
+
+DTYPES = tuple(np.dtype(t) for t in
+               ("int8", "uint8", "int16", "uint16", "int32", "uint32", "float32", "float64"))
+
+
+def _encode(block, params):
+    tolerance, version = params
+    return imagecodecs.lerc_encode(block, tolerance, version=version)
+
+
+def _decode(stream, shape, dtype, params):
+    return imagecodecs.lerc_decode(stream)
+
+
+def _certain(amax, tolerance, dtype):
+    return False
+
+
+# LERC decodes a 1-D blob as one row: 1-D blocks go in a frame that keeps their shape
+_SPEC = _lossy.Spec("lerc", LercError, (1, 2, 3), _encode, _decode, _certain, dtypes=DTYPES,
+                    own_ndims=(2, 3))
+
+
+def lerc_encode(data, *, tolerance=None, version=None, out=None):
+    """Return the LERC blob of ``data`` with max absolute error ``tolerance`` (0: lossless)."""
+    tolerance = 0.0 if tolerance is None else check_tolerance("lerc", tolerance, allow_zero=True)
+    if version is not None and version not in (2, 3, 4):
+        raise ValueError(f"lerc: version must be 2, 3 or 4, got {version!r}")
+    return _lossy.encode(_SPEC, data, (tolerance, version), tolerance, out)
+
+
+def lerc_decode(data, *, out=None):
+    """Return the array in a LERC blob (from lerc_encode or imagecodecs.lerc_encode)."""
+    return _lossy.decode(_SPEC, data, None, None, out)
+
+
+def lerc_check(data):
+    """Return True where ``data`` is a LERC blob or a chunkpress LERC frame."""
+    head = bytes(memoryview(data).cast("B")[:6])
+    if head[:4] == b"\x89CPK":
+        return len(head) > 5 and head[5] == 4
+    return head.startswith(b"Lerc2 ") or head.startswith(b"CntZIm")
