@@ -26,7 +26,7 @@ def as_native(data, codec: str, *, dtypes=None, ndims=None, zero_d=False) -> np.
         raise ValueError(f"{codec}: dtype must be one of {allowed}, got {data.dtype}")
     if ndims is not None and data.ndim not in ndims and not (zero_d and data.ndim == 0):
         allowed = ", ".join(str(n) for n in ndims)
-        raise ValueError(f"{codec}: data must have {allowed} dimensions, got ndim={data.ndim}")
+        raise ValueError(f"{codec}: data must have ndim in ({allowed}), got ndim={data.ndim}")
     if not data.dtype.isnative:
         data = data.astype(data.dtype.newbyteorder("="))
     return data if data.flags.c_contiguous else data.copy(order="C")

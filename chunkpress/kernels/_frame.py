@@ -86,26 +86,74 @@ def is_frame(data) -> bool:
     return bytes(data[:4]) == MAGIC
 
 
-def pack(codec, dtype, shape, payload, *, params=b"", mask=None, patch=None) -> bytes:
-    """Return the frame of one block."""
-    dtype = np.dtype(dtype)
-    flags = (FLAG_MASK if mask is not None else 0) | (FLAG_PATCH if patch is not None else 0)
-    parts = [
-        _HEAD.pack(MAGIC, VERSION, CODEC_IDS[codec], flags, len(shape), dtype.str.encode()),
-        struct.pack(f"<{len(shape)}Q", *shape),
-        struct.pack("<H", len(params)),
-        params,
-    ]
-    sections = [payload]
-    if mask is not None:
-        sections += [_zstd(mask.bits), _zstd(mask.values)]
-    if patch is not None:
-        deltas = np.diff(patch.index, prepend=0).astype("<u8")
-        sections += [_zstd(deltas), _zstd(patch.values)]
-    for section in sections:
-        parts += [struct.pack("<Q", len(section)), section]
-    body = b"".join(parts)
-    return body + struct.pack("<I", crc32c(body))
+def pack(codec, dtype, shape, payload, *, params=b"", mask=None, patch=None) -> bytearray:
+    """Return the frame of one block around the codec stream ``payload``."""
+    writer = Writer(codec, dtype, shape, params, len(payload))
+    writer.put_payload(payload)
+    return writer.finish(mask, patch)
+
+
+class Writer:
+    """Builds a frame in one buffer, the codec writing its stream straight into it.
+
+    A codec stream is the bulk of a frame; writing it in place saves a copy of it (and the
+    page faults of a second buffer), which is several percent of a fast lossless codec's time.
+    """
+
+    def __init__(self, codec, dtype, shape, params, capacity: int):
+        dtype = np.dtype(dtype)
+        head = b"".join([
+            _HEAD.pack(MAGIC, VERSION, CODEC_IDS[codec], 0, len(shape), dtype.str.encode()),
+            struct.pack(f"<{len(shape)}Q", *shape),
+            struct.pack("<H", len(params)),
+            params,
+            bytes(8),  # the payload length, filled in when known
+        ])
+        self.start = len(head)
+        self.buf = _native.empty_bytearray(self.start + capacity)
+        self.buf[: self.start] = head
+        self.size = 0
+
+    def encode_payload(self, encode_into, fallback):
+        """Let ``encode_into(out)`` write the stream into the frame; ``fallback()`` if it can't."""
+        with memoryview(self.buf) as view, view[self.start :] as out:
+            try:
+                written = encode_into(out)
+            except (RuntimeError, ValueError):  # out too small, or a failure the plain call reports
+                written = None
+            if written is not None:
+                self.size = len(written)
+                if isinstance(written, memoryview):
+                    written.release()
+        if written is None:
+            self.put_payload(fallback())
+        return self.payload()
+
+    def put_payload(self, payload):
+        self.size = len(payload)
+        del self.buf[self.start :]
+        self.buf += payload
+
+    def payload(self) -> memoryview:
+        """The codec stream as written (a view: release it before finish)."""
+        return memoryview(self.buf)[self.start : self.start + self.size]
+
+    def finish(self, mask=None, patch=None) -> bytearray:
+        buf, end = self.buf, self.start + self.size
+        del buf[end:]
+        struct.pack_into("<Q", buf, self.start - 8, self.size)
+        buf[6] = (FLAG_MASK if mask is not None else 0) | (FLAG_PATCH if patch is not None else 0)
+        sections = []
+        if mask is not None:
+            sections += [_zstd(mask.bits), _zstd(mask.values)]
+        if patch is not None:
+            deltas = np.diff(patch.index, prepend=0).astype("<u8")
+            sections += [_zstd(deltas), _zstd(patch.values)]
+        for section in sections:
+            buf += struct.pack("<Q", len(section))
+            buf += section
+        buf += struct.pack("<I", crc32c(buf))
+        return buf
 
 
 def unpack(data, codec: str, error: type) -> Frame:

@@ -21,7 +21,7 @@ class Spec:
     name: str
     error: type
     ndims: tuple  # the dimensionalities the codec takes
-    encode: Callable  # (C-contiguous block, params) -> the codec's own stream
+    encode: Callable  # (C-contiguous block, params, out buffer or None) -> the codec's stream
     decode: Callable  # (stream, shape or None, dtype or None, frame params) -> ndarray
     #: (absolute max of the finite values, tolerance, dtype) -> whether the codec's own
     #: bound is known to hold there; where not, every block is decoded and checked
@@ -31,6 +31,7 @@ class Spec:
     trailer: bool = False  # True: that stream carries the CRC-32C trailer
     dtypes: tuple = FLOAT_DTYPES
     mask: bool = True  # False: the codec keeps non-finite values itself (lossless codecs)
+    writes_into: bool = True  # the codec can write into a buffer, refusing one too small
 
 
 def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b""):
@@ -48,18 +49,39 @@ def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b"
         amax = max(abs(lo), abs(hi)) if bad < flat.size else 0.0
         if bad and spec.mask:
             block, mask = _frame.split_nonfinite(block, bad)
-    stream = _call(spec, spec.encode, block, params)
-    patch = None
-    if tolerance is not None and a.dtype.kind == "f" and not spec.certain(amax, tolerance, a.dtype):
-        decoded = _call(spec, spec.decode, stream, block.shape, block.dtype, b"")
-        patch = _frame.find_patch(flat, decoded, tolerance)
-    if mask is None and patch is None and spec.own_stream and a.ndim in (spec.own_ndims or spec.ndims):
-        stream = _frame.add_trailer(stream) if spec.trailer else stream
+    verify = tolerance is not None and a.dtype.kind == "f" and not spec.certain(
+        amax, tolerance, a.dtype
+    )
+    own = mask is None and spec.own_stream and a.ndim in (spec.own_ndims or spec.ndims)
+    if own:
+        stream = _call(spec, spec.encode, block, params, None)
+        patch = _find_patch(spec, stream, block, flat, tolerance) if verify else None
+        if patch is None:
+            stream = _frame.add_trailer(stream) if spec.trailer else stream
+            return write_bytes_out(stream, out, spec.name)
+        frame = _frame.Writer(spec.name, a.dtype, shape, frame_params, len(stream))
+        frame.put_payload(stream)
     else:
-        stream = _frame.pack(
-            spec.name, a.dtype, shape, stream, params=frame_params, mask=mask, patch=patch
-        )
-    return write_bytes_out(stream, out, spec.name)
+        # a codec that checks its output's size writes straight into the frame
+        frame = _frame.Writer(spec.name, a.dtype, shape, frame_params,
+                              a.nbytes + a.nbytes // 8 + 4096 if spec.writes_into else 0)
+        if spec.writes_into:
+            payload = frame.encode_payload(
+                lambda into: spec.encode(block, params, into),
+                lambda: _call(spec, spec.encode, block, params, None),
+            )
+        else:
+            frame.put_payload(_call(spec, spec.encode, block, params, None))
+            payload = frame.payload()
+        with payload:
+            patch = _find_patch(spec, payload, block, flat, tolerance) if verify else None
+    return write_bytes_out(frame.finish(mask, patch), out, spec.name)
+
+
+def _find_patch(spec, stream, block, flat, tolerance):
+    """Decode ``stream`` and return the finite cells it leaves outside ``tolerance``, if any."""
+    decoded = _call(spec, spec.decode, stream, block.shape, block.dtype, b"")
+    return _frame.find_patch(flat, np.ascontiguousarray(decoded), tolerance)
 
 
 def decode(spec: Spec, data, shape=None, dtype=None, out=None, *, raw_decode=None):

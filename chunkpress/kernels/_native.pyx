@@ -186,3 +186,11 @@ def find_exceeding(const floating[::1] a, const floating[::1] b, double toleranc
                     index[k] = i
                 k += 1
     return k
+
+
+from cpython.bytearray cimport PyByteArray_FromStringAndSize
+
+
+def empty_bytearray(Py_ssize_t size):
+    """Return a bytearray of ``size`` bytes left uninitialized: pages never written cost nothing."""
+    return PyByteArray_FromStringAndSize(NULL, size)

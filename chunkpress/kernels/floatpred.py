@@ -48,33 +48,36 @@ class FloatpredError(ChunkpressError):
     """The floating-point predictor failed."""
 
 
-@kernel(*(f"void({w}[:, ::1], int64, uint8[:, ::1])" for w in ("uint16", "uint32", "uint64")))
 def _encode_rows(values, stride, stream):
     """Write each row of values as byte planes, each byte minus the one ``stride`` earlier."""
     nrows, length = values.shape
     nbytes = stream.shape[1] // length
-    head = min(stride, length)  # the first bytes of a plane, predicted from an earlier plane
+    head = min(stride, length)  # the first bytes of a plane are predicted from an earlier plane
     for row in range(nrows):
         v = values[row]
         e = stream[row]
+        # blocks of values, all planes of one block in turn: the block is read from cache
         for start in range(0, length, _BLOCK):
             stop = min(start + _BLOCK, length)
+            body = max(start, min(stop, head))
             for plane in range(nbytes):
                 shift = np.uint64(8 * (nbytes - 1 - plane))
-                base = plane * length
-                body = max(start, min(stop, head))
+                e_plane = e[plane * length : (plane + 1) * length]
                 for j in range(start, body):
-                    k = base + j - stride
+                    k = plane * length + j - stride
                     prev = np.uint64(0)
                     if k >= 0:
                         earlier = k // length
                         prev = v[k - earlier * length] >> np.uint64(8 * (nbytes - 1 - earlier))
-                    e[base + j] = np.uint8(v[j] >> shift) - np.uint8(prev)
-                for j in range(body, stop):
-                    e[base + j] = np.uint8(v[j] >> shift) - np.uint8(v[j - stride] >> shift)
+                    e_plane[j] = np.uint8(v[j] >> shift) - np.uint8(prev)
+                # slices indexed from 0 let numba drop negative-index checks and vectorise
+                cur = v[body:stop]
+                prev_values = v[body - stride : stop - stride]
+                dst = e_plane[body:stop]
+                for i in range(stop - body):
+                    dst[i] = np.uint8(cur[i] >> shift) - np.uint8(prev_values[i] >> shift)
 
 
-@kernel(*(f"void(uint8[:, ::1], int64, {w}[:, ::1])" for w in ("uint16", "uint32", "uint64")))
 def _decode_rows(stream, stride, values):
     """Undo ``_encode_rows``: running byte sums with distance ``stride``, planes to values."""
     nrows, length = values.shape
@@ -84,34 +87,26 @@ def _decode_rows(stream, stride, values):
     carries = np.empty((nbytes, head), np.uint8)
     carry_words = np.empty(head, np.uint64)
     block = np.empty(_BLOCK, np.uint64)
+    period = stride * max(1, 64 // stride)
+    lanes = np.empty(period, np.uint8)
     for row in range(nrows):
         e = stream[row]
         out = values[row]
-        # sum (mod 256) of the differences of each plane over each residue class mod stride
+        # sum (mod 256) of each plane's differences over each residue class mod stride,
+        # first into `period` independent lanes (a multiple of stride: vectorisable), then folded
         for plane in range(nbytes):
-            base = plane * length
-            if stride == 1:
-                total = np.uint64(0)
-                for j in range(length):
-                    total += e[base + j]
-                column_sums[plane, 0] = np.uint8(total)
-            elif stride < 16:
-                for r in range(head):
-                    column_sums[plane, r] = 0
-                r = 0
-                for j in range(length):
-                    column_sums[plane, r] += e[base + j]
-                    r += 1
-                    if r == stride:
-                        r = 0
-            else:
-                for r in range(head):
-                    column_sums[plane, r] = 0
-                for start in range(0, length, stride):
-                    for r in range(min(stride, length - start)):
-                        column_sums[plane, r] += e[base + start + r]
-        # byte that precedes position r < head of each plane: it closes an earlier plane,
-        # whose own start is predicted from the planes before it
+            e_plane = e[plane * length : (plane + 1) * length]
+            lanes[:] = 0
+            for start in range(0, length, period):
+                segment = e_plane[start : start + period]
+                for i in range(segment.size):
+                    lanes[i] += segment[i]
+            sums = column_sums[plane]
+            sums[:] = 0
+            for i in range(min(period, length)):
+                sums[i % stride] += lanes[i]
+        # the byte before position r < head of a plane closes an earlier plane, whose own
+        # first bytes come from the planes before it
         for plane in range(nbytes):
             for r in range(head):
                 k = plane * length + r - stride
@@ -126,28 +121,59 @@ def _decode_rows(stream, stride, values):
             for plane in range(nbytes):
                 word |= np.uint64(carries[plane, r]) << np.uint64(8 * (nbytes - 1 - plane))
             carry_words[r] = word
-        # gather the planes of a block into words, then add byte lanes without carries
+        # per block: gather the planes into words, then add byte lanes without carry between
+        # lanes, (a & 0x7f..) + (b & 0x7f..) ^ ((a ^ b) & 0x80..), to the word stride back
         acc = carry_words[0]
         for start in range(0, length, _BLOCK):
             n = min(_BLOCK, length - start)
-            for i in range(n):
-                block[i] = 0
+            words = block[:n]
+            words[:] = 0
             for plane in range(nbytes):
                 shift = np.uint64(8 * (nbytes - 1 - plane))
-                base = plane * length + start
+                segment = e[plane * length + start : plane * length + start + n]
                 for i in range(n):
-                    block[i] |= np.uint64(e[base + i]) << shift
+                    words[i] |= np.uint64(segment[i]) << shift
+            dst = out[start : start + n]
             if stride == 1:
                 for i in range(n):
-                    g = block[i]
+                    g = words[i]
                     acc = ((acc & _LOW) + (g & _LOW)) ^ ((acc ^ g) & _HIGH)
-                    out[start + i] = acc
-            else:
-                for i in range(n):
-                    j = start + i
-                    a = carry_words[j] if j < head else np.uint64(out[j - stride])
-                    g = block[i]
-                    out[j] = ((a & _LOW) + (g & _LOW)) ^ ((a ^ g) & _HIGH)
+                    dst[i] = acc
+                continue
+            body = max(start, min(start + n, head))
+            for j in range(start, body):
+                a = carry_words[j]
+                g = words[j - start]
+                dst[j - start] = ((a & _LOW) + (g & _LOW)) ^ ((a ^ g) & _HIGH)
+            dst = out[body : start + n]
+            prev_values = out[body - stride : start + n - stride]
+            gathered = words[body - start : n]
+            for i in range(dst.size):
+                a = np.uint64(prev_values[i])
+                g = gathered[i]
+                dst[i] = ((a & _LOW) + (g & _LOW)) ^ ((a ^ g) & _HIGH)
+
+
+def _signatures(template: str) -> dict[int, str]:
+    """Return one kernel signature per item size, ``{word}`` replaced by its unsigned type."""
+    names = {2: "uint16", 4: "uint32", 8: "uint64"}
+    return {size: template.format(word=name) for size, name in names.items()}
+
+
+# one kernel per item size, so the first call compiles only the one it needs;
+# inputs are declared read-only so that read-only arrays are accepted too
+_ENCODERS = {
+    size: kernel(sig)(_encode_rows)
+    for size, sig in _signatures(
+        "void(Array({word}, 2, 'C', readonly=True), int64, uint8[:, ::1])"
+    ).items()
+}
+_DECODERS = {
+    size: kernel(sig)(_decode_rows)
+    for size, sig in _signatures(
+        "void(Array(uint8, 2, 'C', readonly=True), int64, {word}[:, ::1])"
+    ).items()
+}
 
 
 def floatpred_check(data) -> None:
@@ -168,7 +194,7 @@ def floatpred_encode(data, *, axis: int = -1, dist: int = 1, out=None) -> np.nda
     values = values.view(word).reshape(rows, length)
     direct = result.flags.c_contiguous
     target = result if direct else np.empty(data.shape, result.dtype)
-    _encode_rows(values, stride, target.view(np.uint8).reshape(rows, -1))
+    _ENCODERS[data.dtype.itemsize](values, stride, target.view(np.uint8).reshape(rows, -1))
     if not direct:
         _copy_elements(result, target)
     return result
@@ -187,7 +213,7 @@ def floatpred_decode(data, *, axis: int = -1, dist: int = 1, out=None) -> np.nda
     stream = stream.view(np.uint8).reshape(rows, -1)
     direct = result.flags.c_contiguous and result.dtype.isnative
     target = result if direct else np.empty(data.shape, result.dtype.newbyteorder("="))
-    _decode_rows(stream, stride, target.view(word).reshape(rows, length))
+    _DECODERS[data.dtype.itemsize](stream, stride, target.view(word).reshape(rows, length))
     if not direct:
         # by integer view: a float copy could change NaN payloads; this swaps bytes if needed
         result.view(result.dtype.str.replace("f", "u"))[...] = target.view(word)

@@ -21,13 +21,16 @@ DTYPES = tuple(np.dtype(t) for t in
                ("int8", "uint8", "int16", "uint16", "int32", "uint32", "float32", "float64"))
 
 
-def _encode(block, params):
+def _encode(block, params, out=None):
     tolerance, version = params
-    return imagecodecs.lerc_encode(block, tolerance, version=version)
+    return imagecodecs.lerc_encode(block, tolerance, version=version, out=out)
 
 
 def _decode(stream, shape, dtype, params):
-    return imagecodecs.lerc_decode(stream)
+    decoded = imagecodecs.lerc_decode(stream)
+    if shape is not None and decoded.size == np.prod(shape):
+        decoded = decoded.reshape(shape)  # a 1-D block comes back as one row
+    return decoded
 
 
 def _certain(amax, tolerance, dtype):

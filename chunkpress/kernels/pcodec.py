@@ -21,8 +21,8 @@ DTYPES = tuple(np.dtype(t) for t in ("uint16", "int16", "uint32", "int32", "uint
                                       "float16", "float32", "float64"))
 
 
-def _encode(block, level):
-    return imagecodecs.pcodec_encode(block, level)
+def _encode(block, level, out=None):
+    return imagecodecs.pcodec_encode(block, level, out=out)
 
 
 def _decode(stream, shape, dtype, params):

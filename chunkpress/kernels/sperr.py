@@ -26,9 +26,9 @@ class SperrError(ChunkpressError):
 _NATIVE_MODE = {"rate": "bpp", "psnr": "psnr", "pwe": "pwe"}
 
 
-def _encode(block, params):
+def _encode(block, params, out=None):
     mode, level = params
-    return imagecodecs.sperr_encode(block, level, _NATIVE_MODE[mode], numthreads=1)
+    return imagecodecs.sperr_encode(block, level, _NATIVE_MODE[mode], numthreads=1, out=out)
 
 
 def _decode(stream, shape, dtype, params):

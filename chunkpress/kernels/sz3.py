@@ -16,8 +16,8 @@ class Sz3Error(ChunkpressError):
     pass
 
 
-def _encode(block, tolerance):
-    return imagecodecs.sz3_encode(block, mode="abs", abs=tolerance)
+def _encode(block, tolerance, out=None):
+    return imagecodecs.sz3_encode(block, mode="abs", abs=tolerance, out=out)
 
 
 def _decode(stream, shape, dtype, params):

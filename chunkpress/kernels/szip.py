@@ -30,18 +30,19 @@ def _storage_bytes(bits_per_pixel):
     return 1 if bits_per_pixel <= 8 else 2 if bits_per_pixel <= 16 else 4 if bits_per_pixel <= 32 else 8
 
 
-def _encode(block, params):
+def _encode(block, params, out=None):
     mask, ppb, bpp, pps = _PARAMS.unpack(params)
-    return imagecodecs.szip_encode(block, mask, ppb, bpp, pps)
+    return imagecodecs.szip_encode(block, mask, ppb, bpp, pps, out=out)
 
 
 def _decode(stream, shape, dtype, params):
     mask, ppb, bpp, pps = _PARAMS.unpack(params)
-    size = int(np.prod(shape)) * dtype.itemsize
-    raw = imagecodecs.szip_decode(stream, mask, ppb, bpp, pps, out=size)
-    if len(raw) != size:
-        raise SzipError(f"szip: the stream holds {len(raw)} bytes, its frame says {size}")
-    return np.frombuffer(raw, dtype).reshape(shape)
+    decoded = np.empty(shape, dtype)
+    with memoryview(decoded.reshape(-1).view(np.uint8)) as out:
+        written = len(imagecodecs.szip_decode(stream, mask, ppb, bpp, pps, out=out))
+    if written != decoded.nbytes:
+        raise SzipError(f"szip: the stream holds {written} bytes, its frame says {decoded.nbytes}")
+    return decoded
 
 
 _SPEC = _lossy.Spec("szip", SzipError, (1, 2, 3, 4, 5, 6, 7, 8), _encode, _decode,

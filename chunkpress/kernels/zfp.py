@@ -36,16 +36,17 @@ def _certain(amax, tolerance, dtype):
     return amax * 2.0 ** (-26 if dtype.itemsize == 4 else -58) <= tolerance
 
 
-def _encode(block, params):
+def _encode(block, params, out=None):
     level, mode = params
-    return imagecodecs.zfp_encode(block, level, mode=mode)
+    return imagecodecs.zfp_encode(block, level, mode=mode)  # never out=: ZFP overruns it
 
 
 def _decode(stream, shape, dtype, params):
     return imagecodecs.zfp_decode(stream)
 
 
-_SPEC = _lossy.Spec("zfp", ZfpError, (1, 2, 3, 4), _encode, _decode, _certain, trailer=True)
+_SPEC = _lossy.Spec("zfp", ZfpError, (1, 2, 3, 4), _encode, _decode, _certain, trailer=True,
+                    writes_into=False)
 
 
 def zfp_encode(data, *, rate=None, precision=None, tolerance=None, out=None):
