@@ -103,8 +103,10 @@ def _decode_rows(stream, stride, values):
                     lanes[i] += segment[i]
             sums = column_sums[plane]
             sums[:] = 0
-            for i in range(min(period, length)):
-                sums[i % stride] += lanes[i]
+            for start in range(0, min(period, length), stride):
+                folded = lanes[start : start + stride]
+                for r in range(folded.size):
+                    sums[r] += folded[r]
         # the byte before position r < head of a plane closes an earlier plane, whose own
         # first bytes come from the planes before it
         for plane in range(nbytes):
