@@ -20,6 +20,8 @@ MIN_BLOCK_BYTES = 2 * MiB
 MAX_BLOCK_BYTES = 256 * MiB
 #: how many blocks each worker should get at least, so that all are busy to the end
 BLOCKS_PER_WORKER = 4
+#: how far over its share of the array a block may grow to end on whole aligned units
+BLOCK_SLACK = 1.15
 #: below this PSNR a block is given a point-wise bound instead (see block_psnr)
 PSNR_FLOOR = 10.0
 
@@ -72,14 +74,16 @@ def aligned_block_shape(shape, itemsize: int, align, *, workers: int = 1,
 
     The array is cut along its leading axes first, so that a block of a C-ordered array is
     one contiguous slab the codec reads without a copy; a trailing axis is cut only where
-    even the thinnest aligned slab would be too large.
+    even the thinnest aligned slab would be too large. Blocks hold at most their share of
+    the array (``BLOCK_SLACK`` more, to end on whole aligned units), so there may be more
+    than ``block_count`` of them where extents are not multiples of the alignment.
 
     >>> aligned_block_shape((256, 512, 512), 4, (4, 4, 4), workers=2)
     (32, 512, 512)
     >>> aligned_block_shape((250, 512, 512), 4, (4, 4, 4), workers=2)
     (32, 512, 512)
     >>> aligned_block_shape((4096, 4096, 4096), 4, (4, 4, 4))
-    (4, 512, 4096)
+    (4, 588, 4096)
     >>> aligned_block_shape((10, 10), 8, (4, 4))
     (10, 10)
     >>> aligned_block_shape((0, 5), 4, (4, 4))
@@ -97,13 +101,19 @@ def aligned_block_shape(shape, itemsize: int, align, *, workers: int = 1,
     block = list(shape)
     if wanted == 1 or nbytes == 0:
         return tuple(block)
+    # values a block may hold; the slack lets blocks round to whole aligned units without
+    # adding one more, smaller block at the end
+    budget = nbytes / wanted / itemsize * BLOCK_SLACK
     for axis, (extent, step) in enumerate(zip(shape, align)):
+        trailing = math.prod(shape[axis + 1:])
         units = _ceil_div(extent, step)  # aligned pieces along this axis
-        if units >= wanted:
-            block[axis] = min(extent, step * _ceil_div(units, wanted))
+        if step * trailing <= budget or axis == len(shape) - 1:
+            fit = max(1, int(budget // (step * trailing)))  # pieces per block
+            pieces = _ceil_div(units, fit)  # blocks along this axis
+            block[axis] = min(extent, step * _ceil_div(units, pieces))
             break
-        block[axis] = min(extent, step)
-        wanted = _ceil_div(wanted, units)
+        block[axis] = min(extent, step)  # the thinnest slab is still too large: cut deeper
+        budget /= block[axis]
     return tuple(block)
 
 
@@ -176,12 +186,15 @@ def auto_chunks(shape, itemsize: int, align, input_chunks=None, *, workers: int 
     that is aligned and whose blocks are neither tiny nor huge is kept: nothing moves. Otherwise
     the input's own block extents are rounded to the alignment, tiny blocks are merged along
     the leading axes and huge ones split, so that dask rechunks once, mostly by concatenating
-    or slicing neighbouring blocks rather than by reshuffling the array.
+    or slicing neighbouring blocks rather than by reshuffling the array. Small blocks grow
+    along the trailing axes first, into contiguous slabs.
 
     >>> auto_chunks((256, 512, 512), 4, (4, 4, 4), workers=2)[0]
     (32, 32, 32, 32, 32, 32, 32, 32)
     >>> auto_chunks((100, 100), 8, (4, 4), ((50, 50), (30, 30, 30, 10)))
     ((100,), (100,))
+    >>> auto_chunks((64, 64, 64), 4, (1, 1, 1), ((8,) * 8, (8,) * 8, (64,)))
+    ((64,), (64,), (64,))
     >>> auto_chunks((4000, 4000), 4, (4, 4), ((1000,) * 4, (4000,)))
     ((1000, 1000, 1000, 1000), (4000,))
     """
@@ -191,29 +204,28 @@ def auto_chunks(shape, itemsize: int, align, input_chunks=None, *, workers: int 
             shape, itemsize, align, workers=workers, target_bytes=target_bytes,
             min_bytes=min_bytes, blocks_per_worker=blocks_per_worker))
     nbytes = math.prod(shape) * itemsize
+    wanted = block_count(nbytes, workers=workers, target_bytes=target_bytes,
+                         min_bytes=min_bytes, blocks_per_worker=blocks_per_worker)
     largest, mean = block_nbytes(input_chunks, itemsize)
     count = math.prod(len(extents) for extents in input_chunks)
     if is_aligned(input_chunks, align) and largest <= max_bytes and (
-        mean >= min_bytes or count == 1 or nbytes < min_bytes
+        mean >= min_bytes or count <= wanted
     ):
         return tuple(tuple(extents) for extents in input_chunks)
-    # the input's typical block, each extent rounded to the nearest aligned one
-    block = []
-    for extents, extent, step in zip(input_chunks, shape, align):
-        typical = max(extents) if extents else 0
-        block.append(min(extent, max(step, step * round(typical / step))) if extent else 0)
-    # merge tiny blocks along the leading axes, as far as the target and worker count allow
-    wanted = block_count(nbytes, workers=workers, target_bytes=target_bytes,
-                         min_bytes=min_bytes, blocks_per_worker=blocks_per_worker)
-    for axis in range(len(block)):
-        size = math.prod(block) * itemsize
-        have = math.prod(_ceil_div(n, b) for n, b in zip(shape, block) if b)
-        if size >= min_bytes or have <= wanted or block[axis] == 0:
-            continue
-        factor = max(1, min(target_bytes // max(size, 1), _ceil_div(shape[axis], block[axis]),
-                            max(1, have // wanted)))
-        block[axis] = min(shape[axis], block[axis] * factor)
-    # split huge blocks along the leading axes
+    block = list(nearest_aligned_block(shape, input_chunks, align))
+
+    def blocks(b):
+        return math.prod(_ceil_div(n, e) for n, e in zip(shape, b) if e)
+
+    # merge small blocks, trailing axes first so that blocks become contiguous slabs
+    for axis in reversed(range(len(block))):
+        while 0 < block[axis] < shape[axis]:
+            grown = block.copy()
+            grown[axis] = min(shape[axis], 2 * block[axis])
+            if math.prod(grown) * itemsize > target_bytes or blocks(grown) < wanted:
+                break
+            block = grown
+    # split huge blocks, leading axes first
     for axis in range(len(block)):
         size = math.prod(block) * itemsize
         if size <= max_bytes:
@@ -222,6 +234,24 @@ def auto_chunks(shape, itemsize: int, align, input_chunks=None, *, workers: int 
         block[axis] = max(align[axis],
                           _round_up(_ceil_div(block[axis], pieces), align[axis]))
     return regular_chunks(shape, block)
+
+
+def nearest_aligned_block(shape, chunks, align) -> tuple:
+    """Return the aligned block shape nearest to a chunking's typical (largest) block.
+
+    >>> nearest_aligned_block((100, 30), ((30, 30, 30, 10), (7, 7, 7, 7, 2)), (4, 4))
+    (32, 8)
+    >>> nearest_aligned_block((2, 9), ((1, 1), (9,)), (4, 4))
+    (2, 9)
+    """
+    block = []
+    for extents, extent, step in zip(chunks, shape, align):
+        typical = max(extents) if extents else 0
+        if typical >= extent:
+            block.append(extent)
+        else:
+            block.append(min(extent, max(step, step * round(typical / step))))
+    return tuple(block)
 
 
 def codec_axes(ndim: int, codec_ndims) -> tuple:

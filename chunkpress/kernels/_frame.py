@@ -12,7 +12,9 @@ Frame layout, format version 1, all integers little-endian::
     0       4         magic b"\\x89CPK"
     4       1         format version (1)
     5       1         codec id (1 zfp, 2 sperr, 3 sz3, 4 lerc, 5 szip, 6 pcodec)
-    6       1         flags: 1 = mask sections follow, 2 = patch sections follow
+    6       1         flags: 1 = mask sections follow, 2 = patch sections follow,
+                      4 = stored: the codec stream is zstd(the block's raw values), for
+                      blocks the codec cannot take (or where it would miss the bound)
     7       1         ndim (0-32)
     8       4         dtype as numpy's type string, NUL-padded (b"<f4\\0")
     12      8*ndim    shape (uint64)
@@ -46,6 +48,7 @@ TRAILER_MAGIC = b"CPK\x01"
 CODEC_IDS = {"zfp": 1, "sperr": 2, "sz3": 3, "lerc": 4, "szip": 5, "pcodec": 6}
 FLAG_MASK = 1
 FLAG_PATCH = 2
+FLAG_STORED = 4
 MAX_NDIM = 32
 #: a decoded block larger than this is refused before anything is allocated
 MAX_BLOCK_BYTES = 1 << 34
@@ -75,6 +78,7 @@ class Frame(NamedTuple):
     payload: memoryview
     mask: Mask | None
     patch: Patch | None
+    stored: bool
 
 
 def crc32c(data) -> int:
@@ -138,17 +142,18 @@ class Writer:
         """The codec stream as written (a view: release it before finish)."""
         return memoryview(self.buf)[self.start : self.start + self.size]
 
-    def finish(self, mask=None, patch=None) -> bytearray:
+    def finish(self, mask=None, patch=None, *, stored=False) -> bytearray:
         buf, end = self.buf, self.start + self.size
         del buf[end:]
         struct.pack_into("<Q", buf, self.start - 8, self.size)
-        buf[6] = (FLAG_MASK if mask is not None else 0) | (FLAG_PATCH if patch is not None else 0)
+        buf[6] = ((FLAG_MASK if mask is not None else 0) | (FLAG_PATCH if patch is not None else 0)
+                  | (FLAG_STORED if stored else 0))
         sections = []
         if mask is not None:
-            sections += [_zstd(mask.bits), _zstd(mask.values)]
+            sections += [zstd(mask.bits), zstd(mask.values)]
         if patch is not None:
             deltas = np.diff(patch.index, prepend=0).astype("<u8")
-            sections += [_zstd(deltas), _zstd(patch.values)]
+            sections += [zstd(deltas), zstd(patch.values)]
         for section in sections:
             buf += struct.pack("<Q", len(section))
             buf += section
@@ -172,7 +177,7 @@ def unpack(data, codec: str, error: type) -> Frame:
     if codec_id != CODEC_IDS[codec]:
         names = {v: k for k, v in CODEC_IDS.items()}
         raise error(f"{codec}: the stream is a {names.get(codec_id, 'unknown')} frame, not {codec}")
-    if ndim > MAX_NDIM or flags & ~(FLAG_MASK | FLAG_PATCH):
+    if ndim > MAX_NDIM or flags & ~(FLAG_MASK | FLAG_PATCH | FLAG_STORED):
         raise error(f"{codec}: corrupt frame header")
     try:
         dtype = np.dtype(dtype_str.rstrip(b"\0").decode("ascii"))
@@ -222,10 +227,11 @@ def unpack(data, codec: str, error: type) -> Frame:
         patch = Patch(index.astype(np.int64), values)
     if pos != end:
         raise error(f"{codec}: {end - pos} unexpected bytes at the end of the frame")
-    return Frame(codec, dtype, tuple(shape), params, payload, mask, patch)
+    return Frame(codec, dtype, tuple(shape), params, payload, mask, patch,
+                 bool(flags & FLAG_STORED))
 
 
-def _zstd(array: np.ndarray) -> bytes:
+def zstd(array: np.ndarray) -> bytes:
     return imagecodecs.zstd_encode(np.ascontiguousarray(array).view(np.uint8), level=1)
 
 
@@ -237,6 +243,13 @@ def _unzstd(section, size: int, codec: str, error: type, *, exact: bool = True) 
     if exact and len(out) != size:
         raise error(f"{codec}: frame section holds {len(out)} bytes, {size} expected")
     return out
+
+
+def stored_block(frame: Frame, shape, error) -> np.ndarray:
+    """Return the block of a stored frame (zstd of its raw values)."""
+    size = int(np.prod(shape)) * frame.dtype.itemsize
+    raw = _unzstd(frame.payload, size, frame.codec, error)
+    return np.frombuffer(raw, frame.dtype).astype(frame.dtype.newbyteorder("=")).reshape(shape)
 
 
 def _values(section, size: int, dtype, codec: str, error: type) -> np.ndarray:

@@ -23,15 +23,18 @@ class Spec:
     ndims: tuple  # the dimensionalities the codec takes
     encode: Callable  # (C-contiguous block, params, out buffer or None) -> the codec's stream
     decode: Callable  # (stream, shape or None, dtype or None, frame params) -> ndarray
-    #: (absolute max of the finite values, tolerance, dtype) -> whether the codec's own
-    #: bound is known to hold there; where not, every block is decoded and checked
-    certain: Callable = lambda amax, tolerance, dtype: False
+    #: (block, params, tolerance or None, absolute max of its finite values) ->
+    #: (params to use, whether to decode and check the bound, whether to store the block
+    #: losslessly instead: the codec cannot take it or would crash on it)
+    plan: Callable = lambda block, params, tolerance, amax: (params, tolerance is not None, False)
     own_stream: bool = True  # True: finite blocks get the codec's own stream, not a frame
     own_ndims: tuple = ()  # where the codec's own stream loses the shape: these ndims only
     trailer: bool = False  # True: that stream carries the CRC-32C trailer
     dtypes: tuple = FLOAT_DTYPES
     mask: bool = True  # False: the codec keeps non-finite values itself (lossless codecs)
     writes_into: bool = True  # the codec can write into a buffer, refusing one too small
+    #: checks a stream without frame or trailer and returns what the codec may safely see
+    check_bare: Callable | None = None
 
 
 def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b""):
@@ -49,9 +52,12 @@ def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b"
         amax = max(abs(lo), abs(hi)) if bad < flat.size else 0.0
         if bad and spec.mask:
             block, mask = _frame.split_nonfinite(block, bad)
-    verify = tolerance is not None and a.dtype.kind == "f" and not spec.certain(
-        amax, tolerance, a.dtype
-    )
+    params, verify, store = spec.plan(block, params, tolerance, amax)
+    verify = verify and tolerance is not None and a.dtype.kind == "f"
+    if store:
+        frame = _frame.Writer(spec.name, a.dtype, shape, frame_params, 0)
+        frame.put_payload(_frame.zstd(block))
+        return write_bytes_out(frame.finish(mask, None, stored=True), out, spec.name)
     own = mask is None and spec.own_stream and a.ndim in (spec.own_ndims or spec.ndims)
     if own:
         stream = _call(spec, spec.encode, block, params, None)
@@ -93,7 +99,11 @@ def decode(spec: Spec, data, shape=None, dtype=None, out=None, *, raw_decode=Non
         if 0 in frame.shape:
             return write_array_out(np.empty(frame.shape, frame.dtype), out, spec.name)
         native_shape = frame.shape or (1,) * spec.ndims[0]
-        decoded = _call(spec, spec.decode, frame.payload, native_shape, frame.dtype, frame.params)
+        if frame.stored:
+            decoded = _frame.stored_block(frame, native_shape, spec.error)
+        else:
+            decoded = _call(spec, spec.decode, frame.payload, native_shape, frame.dtype,
+                            frame.params)
         if decoded.shape != native_shape or decoded.dtype != frame.dtype.newbyteorder("="):
             raise spec.error(
                 f"{spec.name}: the stream decodes to {decoded.shape} {decoded.dtype}, "
@@ -104,6 +114,8 @@ def decode(spec: Spec, data, shape=None, dtype=None, out=None, *, raw_decode=Non
         decoded = decoded.reshape(frame.shape)
     else:
         stream = _frame.strip_trailer(buf, spec.name, spec.error)
+        if spec.check_bare is not None:
+            stream = spec.check_bare(stream)
         decoded = _call(spec, raw_decode or spec.decode, stream, shape, dtype, b"")
         _check_expected(spec, decoded.shape, decoded.dtype, shape, dtype)
     return write_array_out(decoded, out, spec.name)

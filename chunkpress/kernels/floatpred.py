@@ -1,19 +1,19 @@
 """Floating-point predictor (TIFF predictor 3), bit-identical to imagecodecs.floatpred_*.
 
-The array is cut into rows along ``axis``: a row is one index of the leading axes, i.e. the
-C-ordered values of ``data[i0, ..., i(axis-1), ...]``, ``L = shape[axis] * S`` values with
-``S = prod(shape[axis+1:])``. Each row becomes a byte stream of ``itemsize`` planes, the most
-significant byte of every value first, then the next byte of every value, and so on; each byte
-of the stream is then replaced by its difference (mod 256) to the byte ``dist * S`` places
-earlier in the stream (the first ``dist * S`` bytes are kept). So every byte is predicted by the
-same byte of the value ``dist`` steps back along ``axis``, and the first bytes of a plane by the
-end of the plane before. The encoded stream is returned viewed as an array of the input's shape
-and dtype.
+Layout. A row is ``data[i_0, ..., i_(axis-1)]`` with the axes from ``axis`` on flattened in C
+order: ``L = shape[axis] * S`` values, ``S = prod(shape[axis+1:])``. The row's bytes are split
+into planes, the most significant byte of all L values first (whatever the byte order in
+memory), then the next, and each byte of that stream becomes its difference mod 256 to the
+byte ``D = dist * S`` places before it; the first D bytes stay. So a byte is predicted by the
+same byte of the value ``dist`` steps back along ``axis``; the first bytes of a plane by the
+last ones of the plane before. The stream is returned viewed as ``data.shape`` and ``data.dtype``.
 
-Where imagecodecs refuses (``axis`` before the last two, or ``shape[axis]`` not a multiple of
-``dist``), the same definition is simply continued. Big-endian input is read by value and gives
-the same stream as native input; F-ordered and strided arrays are taken by their logical
-(C-order) elements, as imagecodecs' encoder does.
+Where imagecodecs refuses, the same definition goes on: any axis (it takes the last two only),
+any ``shape[axis]`` (it wants a multiple of ``dist``), and F-ordered or strided streams to
+decode (it takes the logical C-order elements when encoding, and so does this module both
+ways). Big-endian data gives the same stream as native data and keeps its dtype, as in
+imagecodecs. Zero-size arrays give zero-size arrays; 0-d arrays are refused (no axis -1).
+``out`` may be ``data`` itself: the result is then written in place.
 """
 
 from __future__ import annotations
@@ -63,13 +63,23 @@ def _encode_rows(values, stride, stream):
             for plane in range(nbytes):
                 shift = np.uint64(8 * (nbytes - 1 - plane))
                 e_plane = e[plane * length : (plane + 1) * length]
-                for j in range(start, body):
-                    k = plane * length + j - stride
-                    prev = np.uint64(0)
-                    if k >= 0:
-                        earlier = k // length
-                        prev = v[k - earlier * length] >> np.uint64(8 * (nbytes - 1 - earlier))
-                    e_plane[j] = np.uint8(v[j] >> shift) - np.uint8(prev)
+                # positions j < stride: the byte before is in an earlier plane, or none
+                if plane > 0 and length >= stride:  # the end of the plane before
+                    cur = v[start:body]
+                    ends = v[length - stride + start : length - stride + body]
+                    dst = e_plane[start:body]
+                    up = shift + np.uint64(8)
+                    for i in range(body - start):
+                        dst[i] = np.uint8(cur[i] >> shift) - np.uint8(ends[i] >> up)
+                else:  # the first plane, or a row shorter than the distance
+                    for j in range(start, body):
+                        k = plane * length + j - stride
+                        prev = np.uint64(0)
+                        if k >= 0:
+                            earlier = k // length
+                            up = np.uint64(8 * (nbytes - 1 - earlier))
+                            prev = v[k - earlier * length] >> up
+                        e_plane[j] = np.uint8(v[j] >> shift) - np.uint8(prev)
                 # slices indexed from 0 let numba drop negative-index checks and vectorise
                 cur = v[body:stop]
                 prev_values = v[body - stride : stop - stride]
@@ -92,17 +102,25 @@ def _decode_rows(stream, stride, values):
     for row in range(nrows):
         e = stream[row]
         out = values[row]
-        # sum (mod 256) of each plane's differences over each residue class mod stride,
-        # first into `period` independent lanes (a multiple of stride: vectorisable), then folded
+        # sum (mod 256) of each plane's differences over each residue class mod stride;
+        # for stride > 1 first into `period` lanes (a multiple of stride, so vectorisable)
         for plane in range(nbytes):
             e_plane = e[plane * length : (plane + 1) * length]
-            lanes[:] = 0
+            if stride == 1:
+                total = np.uint64(0)
+                for j in range(length):
+                    total += e_plane[j]
+                column_sums[plane, 0] = np.uint8(total)
+                continue
+            for i in range(period):
+                lanes[i] = 0
             for start in range(0, length, period):
                 segment = e_plane[start : start + period]
                 for i in range(segment.size):
                     lanes[i] += segment[i]
             sums = column_sums[plane]
-            sums[:] = 0
+            for r in range(head):
+                sums[r] = 0
             for start in range(0, min(period, length), stride):
                 folded = lanes[start : start + stride]
                 for r in range(folded.size):
@@ -110,7 +128,15 @@ def _decode_rows(stream, stride, values):
         # the byte before position r < head of a plane closes an earlier plane, whose own
         # first bytes come from the planes before it
         for plane in range(nbytes):
-            for r in range(head):
+            if plane > 0 and length >= stride:  # the end of the plane before
+                c = length % stride
+                for r in range(head):
+                    carries[plane, r] = carries[plane - 1, c] + column_sums[plane - 1, c]
+                    c += 1
+                    if c == stride:
+                        c = 0
+                continue
+            for r in range(head):  # the first plane, or a row shorter than the distance
                 k = plane * length + r - stride
                 if k < 0:
                     carries[plane, r] = 0
@@ -129,7 +155,8 @@ def _decode_rows(stream, stride, values):
         for start in range(0, length, _BLOCK):
             n = min(_BLOCK, length - start)
             words = block[:n]
-            words[:] = 0
+            for i in range(n):
+                words[i] = 0
             for plane in range(nbytes):
                 shift = np.uint64(8 * (nbytes - 1 - plane))
                 segment = e[plane * length + start : plane * length + start + n]
@@ -185,45 +212,48 @@ def floatpred_check(data) -> None:
 
 def floatpred_encode(data, *, axis: int = -1, dist: int = 1, out=None) -> np.ndarray:
     """Return the floating-point predicted array, of the shape and dtype of ``data``."""
-    data, axis, dist = _check_args(data, axis, dist)
+    axis, dist = _check_args(data, axis, dist)
     result = _output(out, data)
     if data.size == 0:
         return result
-    rows, length, stride, word = _layout(data, axis, dist)
-    values = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("="))
+    rows, length, stride = _layout(data, axis, dist)
+    word = _WORDS[data.dtype.itemsize]
+    # values as native unsigned words, by integer casts only: NaN payloads stay as they are
+    values = np.require(data.view(_unsigned(data.dtype)), word, ["C", "A"])
     if np.may_share_memory(values, result):
         values = values.copy()  # encoding in place: keep the input intact while writing
-    values = values.view(word).reshape(rows, length)
-    direct = result.flags.c_contiguous
+    direct = result.flags.c_contiguous and result.flags.aligned
     target = result if direct else np.empty(data.shape, result.dtype)
-    _ENCODERS[data.dtype.itemsize](values, stride, target.view(np.uint8).reshape(rows, -1))
+    stream = target.view(np.uint8).reshape(rows, -1)
+    _ENCODERS[data.dtype.itemsize](values.reshape(rows, length), stride, stream)
     if not direct:
-        _copy_elements(result, target)
+        result.view(word)[...] = target.view(word)  # the stored bytes of each element
     return result
 
 
 def floatpred_decode(data, *, axis: int = -1, dist: int = 1, out=None) -> np.ndarray:
     """Return the un-predicted floating-point array, of the shape and dtype of ``data``."""
-    data, axis, dist = _check_args(data, axis, dist)
+    axis, dist = _check_args(data, axis, dist)
     result = _output(out, data)
     if data.size == 0:
         return result
-    rows, length, stride, word = _layout(data, axis, dist)
-    stream = np.ascontiguousarray(data)  # the stream is the stored bytes, whatever the order
+    rows, length, stride = _layout(data, axis, dist)
+    word = _WORDS[data.dtype.itemsize]
+    # the stream is the stored bytes of the elements in C order, whatever the byte order
+    stream = np.ascontiguousarray(data.view(_unsigned(data.dtype)))
     if np.may_share_memory(stream, result):
         stream = stream.copy()
     stream = stream.view(np.uint8).reshape(rows, -1)
-    direct = result.flags.c_contiguous and result.dtype.isnative
-    target = result if direct else np.empty(data.shape, result.dtype.newbyteorder("="))
-    _DECODERS[data.dtype.itemsize](stream, stride, target.view(word).reshape(rows, length))
+    direct = result.flags.c_contiguous and result.flags.aligned and result.dtype.isnative
+    target = result.view(word) if direct else np.empty(data.shape, word)
+    _DECODERS[data.dtype.itemsize](stream, stride, target.reshape(rows, length))
     if not direct:
-        # by integer view: a float copy could change NaN payloads; this swaps bytes if needed
-        result.view(result.dtype.str.replace("f", "u"))[...] = target.view(word)
+        result.view(_unsigned(result.dtype))[...] = target  # integer cast: swaps bytes if needed
     return result
 
 
 def _check_args(data, axis, dist):
-    """Return (data, axis >= 0, dist) after checking them, or raise TypeError/ValueError."""
+    """Return (axis >= 0, dist) after checking the arguments; raise TypeError/ValueError."""
     if not isinstance(data, np.ndarray):
         raise TypeError(f"{_CODEC}: data must be a numpy array, got {type(data).__name__}")
     if data.dtype.kind != "f" or data.dtype.itemsize not in _WORDS:
@@ -244,7 +274,7 @@ def _check_args(data, axis, dist):
         raise TypeError(f"{_CODEC}: dist must be an integer, 1 or 2, got {dist!r}")
     if dist not in (1, 2):
         raise ValueError(f"{_CODEC}: dist must be 1 or 2, got {dist}")
-    return data, int(axis) % data.ndim, int(dist)
+    return int(axis) % data.ndim, int(dist)
 
 
 def _output(out, data: np.ndarray) -> np.ndarray:
@@ -263,14 +293,13 @@ def _output(out, data: np.ndarray) -> np.ndarray:
     return out
 
 
-def _layout(data: np.ndarray, axis: int, dist: int):
-    """Return (rows, values per row, prediction distance in bytes, word dtype)."""
+def _layout(data: np.ndarray, axis: int, dist: int) -> tuple[int, int, int]:
+    """Return (rows, values per row, prediction distance in bytes of a plane)."""
     samples = int(np.prod(data.shape[axis + 1 :], dtype=np.int64))
     length = data.shape[axis] * samples
-    return data.size // length, length, dist * samples, _WORDS[data.dtype.itemsize]
+    return data.size // length, length, dist * samples
 
 
-def _copy_elements(result: np.ndarray, source: np.ndarray) -> None:
-    """Copy the bytes of each element of ``source`` into the same element of ``result``."""
-    word = _WORDS[result.dtype.itemsize]
-    result.view(word)[...] = source.view(word)
+def _unsigned(dtype: np.dtype) -> np.dtype:
+    """Return the unsigned integer dtype of the size and byte order of ``dtype``."""
+    return np.dtype(dtype.str.replace("f", "u"))

@@ -1,0 +1,69 @@
+"""The same jobs on a distributed cluster of two single-thread worker processes."""
+
+import pickle
+
+import dask
+import numpy as np
+import pytest
+
+import chunkpress
+from chunkpress import api
+
+distributed = pytest.importorskip("distributed")
+
+from test_graph import FIELD_NAN, smooth  # noqa: E402
+
+JOBS = [
+    ("zfp", {"tolerance": 1e-3}),
+    ("sz3", {"tolerance": 1e-3}),
+    ("sperr", {"mode": "psnr", "quality": 70}),  # the global range is computed on the cluster
+    ("pcodec", {}),  # (floatpred+zstd works too, but numba compiles it anew in each worker)
+]
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, worker_dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as c:
+            yield c
+
+
+def stored(c):
+    graph = dict(c.__dask_graph__())
+    return {key: getattr(graph[key], "value", graph[key]).data for key in sorted(graph)}
+
+
+@pytest.mark.parametrize("codec,kwargs", JOBS, ids=[j[0] for j in JOBS])
+def test_cluster_gives_the_bytes_of_the_threaded_run(client, codec, kwargs):
+    x = FIELD_NAN
+    with dask.config.set(scheduler="threads"):
+        local = chunkpress.compress(x, codec, chunks=(8, 36, 30), verify=True,
+                                    **kwargs).compute(scheduler="threads")
+        expected = chunkpress.decompress(local).compute(scheduler="threads")
+    c = chunkpress.compress(x, codec, chunks=(8, 36, 30), verify=True, **kwargs)
+    assert c.name == local.name
+    remote = c.compute()  # the default scheduler is now the client
+    assert stored(remote) == stored(local)
+    persisted = c.persist()
+    distributed.wait(persisted)
+    y = chunkpress.decompress(persisted).compute()
+    assert np.array_equal(y.view("u4"), expected.view("u4"))
+    assert persisted.nbytes == local.nbytes and persisted.max_error == local.max_error
+    assert persisted.corrected == local.corrected
+
+
+def test_persisted_blocks_stay_on_the_workers_and_pickle_small(client):
+    x = smooth((64, 36, 30))
+    c = chunkpress.compress(x, "zfp", tolerance=1e-3, chunks=(8, 36, 30)).persist()
+    distributed.wait(c)
+    futures = list(dict(c.__dask_graph__()).values())
+    assert len(futures) == 8 and all(isinstance(f, distributed.Future) for f in futures)
+    assert len(pickle.dumps(c)) < 8192
+    who = client.who_has(futures)
+    assert all(who[f.key] for f in futures)
+    assert c.ratio > 1 and c.block_nbytes.shape == (8, 1, 1)
+
+
+def test_auto_chunks_count_the_cluster_threads(client):
+    assert api._workers() == 2
