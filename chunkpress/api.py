@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -74,7 +75,8 @@ def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mo
     verify_bound = _codecs.bound(spec, target) if verify else False
     max_mse = _codecs.max_mse(spec, target, value_range) if verify else None
     blocks = build.encode_array(x, spec, kwargs, verify_bound, max_mse)
-    return CompressedArray(blocks, x.dtype, spec, target, bool(verify))
+    # the kernels decode to native byte order
+    return CompressedArray(blocks, x.dtype.newbyteorder("="), spec, target, bool(verify))
 
 
 def decompress(compressed: CompressedArray) -> da.Array:
@@ -87,16 +89,23 @@ def decompress(compressed: CompressedArray) -> da.Array:
 
 
 def _as_array(data):
-    """Return ``data`` as a dask array, a numpy array, or a lazy array-like (zarr, h5py)."""
+    """Return ``data`` as a numpy array (used in place) or a dask array (lazy inputs)."""
     if isinstance(data, (da.Array, np.ndarray)):
-        return data
-    if dask.is_dask_collection(data):
-        return da.asarray(data)
-    if all(hasattr(data, a) for a in ("shape", "dtype", "__getitem__", "ndim")) and not (
-        isinstance(data, np.generic)
-    ):
-        return data  # read block by block with da.from_array, never loaded whole
-    return np.asarray(data)
+        x = data
+    elif dask.is_dask_collection(data):
+        x = da.asarray(data)
+    elif isinstance(getattr(data, "data", None), np.ndarray) and hasattr(data, "dims"):
+        x = data.data  # an xarray object held in memory
+    elif isinstance(data, (list, tuple, int, float, complex, bool, np.generic)):
+        x = np.asarray(data)
+    elif hasattr(data, "shape") and hasattr(data, "dtype"):
+        x = da.asarray(data)  # zarr, h5py, ...: read block by block, never loaded whole
+    else:
+        x = np.asarray(data)
+    if isinstance(x, da.Array) and any(math.isnan(n) for c in x.chunks for n in c):
+        raise ValueError("data has unknown chunk sizes (after boolean indexing, say); call "
+                         "data.compute_chunk_sizes() first")
+    return x
 
 
 def _blocked(x, spec, chunks) -> da.Array:

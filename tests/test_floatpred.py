@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from chunkpress.kernels._common import ChunkpressError
+from chunkpress.kernels._numba import kernel
 from chunkpress.kernels.floatpred import (
     _DECODERS,
     _ENCODERS,
@@ -274,6 +275,31 @@ def test_module_face():
 def test_kernels_release_the_gil():
     for kernel in (_ENCODERS[4], _DECODERS[4]):
         assert kernel.compile().targetoptions["nogil"] is True
+
+
+def _add_one(values, out):
+    for i in range(values.size):
+        out[i] = values[i] + 1
+
+
+def test_first_call_from_eight_threads_compiles_once():
+    # dask worker threads may all hit a kernel before it is compiled
+    add_one = kernel("void(float64[::1], float64[::1])")(_add_one)
+    values = np.arange(100.0)
+    outs = [np.zeros_like(values) for _ in range(8)]
+    start = threading.Barrier(len(outs))
+
+    def run(out):
+        start.wait()
+        add_one(values, out)
+        return add_one.compile()
+
+    with ThreadPoolExecutor(max_workers=len(outs)) as pool:
+        dispatchers = list(pool.map(run, outs))
+    assert all(d is dispatchers[0] for d in dispatchers)
+    assert all(np.array_equal(out, values + 1) for out in outs)
+    with pytest.raises(TypeError):  # undeclared types are refused, not compiled silently
+        add_one(values.astype("f4"), outs[0].astype("f4"))
 
 
 def test_eight_threads_give_the_bytes_of_one():

@@ -59,7 +59,9 @@ def test_block_count_gives_every_worker_several_blocks_when_large(nbytes, n):
         assert count >= plan.BLOCKS_PER_WORKER * n
     if count > 1:
         assert nbytes / count >= min(plan.MIN_BLOCK_BYTES, nbytes) / 2
-    assert nbytes / count <= plan.TARGET_BLOCK_BYTES * 1.5 or count == 1 and nbytes <= plan.TARGET_BLOCK_BYTES
+    assert nbytes / count <= plan.TARGET_BLOCK_BYTES * 1.5 or (
+        count == 1 and nbytes <= plan.TARGET_BLOCK_BYTES
+    )
 
 
 def test_benchmark_field_is_cut_in_contiguous_slabs():

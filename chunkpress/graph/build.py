@@ -15,7 +15,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from ..kernels import ChunkpressError
-from . import _codecs, plan
+from . import _codecs
 
 #: bump when the bytes a block encodes to change, so old graph names never match new ones
 FORMAT = 1
@@ -95,11 +95,6 @@ def _decode_task(encoded, codec, dtype, block_id=None):
         raise type(exc)(f"block {tuple(block_id)}: {exc}") from exc
 
 
-def block_shape(chunks, block_id) -> tuple:
-    """Return the shape of block ``block_id`` of a chunking."""
-    return tuple(extents[i] for extents, i in zip(chunks, block_id))
-
-
 def per_block(x: da.Array, function, name: str) -> da.Array:
     """Return an object array with ``function(block)`` for each block of ``x``, one cell each."""
     return x.map_blocks(
@@ -135,8 +130,3 @@ def global_range(ranges: np.ndarray) -> float:
     lo = min((r[0] for r in ranges.flat), default=math.inf)
     hi = max((r[1] for r in ranges.flat), default=-math.inf)
     return hi - lo if hi >= lo else 0.0
-
-
-def aligned_chunks(x_chunks, shape, itemsize, align, workers):
-    """Return the chunking ``chunks="auto"`` gives an input (None: a numpy array)."""
-    return plan.auto_chunks(shape, itemsize, align, x_chunks, workers=workers)

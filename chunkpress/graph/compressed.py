@@ -225,6 +225,8 @@ def _rebuild(dsk, rebuild, args, meta, rename=None) -> CompressedArray:
 def _is_materialized(blocks: da.Array) -> bool:
     """Whether the graph is the blocks alone (computed, or persisted on a cluster)."""
     graph = blocks.__dask_graph__()
+    if len(getattr(graph, "layers", ())) > 1:
+        return False  # the input's layers are still there: lazy
     keys = set(flatten(blocks.__dask_keys__()))
     return len(graph) == len(keys) and all(key in keys for key in graph)
 

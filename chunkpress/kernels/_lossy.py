@@ -48,8 +48,7 @@ def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b"
     mask = None
     amax = 0.0
     if a.dtype.kind == "f" and (spec.mask or tolerance is not None):
-        bad, lo, hi = _native.scan(flat)
-        amax = max(abs(lo), abs(hi)) if bad < flat.size else 0.0
+        bad, amax = _native.scan(flat)
         if bad and spec.mask:
             block, mask = _frame.split_nonfinite(block, bad)
     params, verify, store = spec.plan(block, params, tolerance, amax)

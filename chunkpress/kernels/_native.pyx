@@ -5,6 +5,7 @@ Every loop runs with the GIL released over flat, C-contiguous typed memoryviews.
 """
 
 from libc.math cimport fabs, isfinite, INFINITY
+from libc.stdint cimport uint32_t, uint64_t
 
 ctypedef fused floating:
     float
@@ -13,73 +14,75 @@ ctypedef fused floating:
 
 cdef extern from *:
     """
-    /* One pass over n values in 16 independent lanes, so that gcc -O3 emits SIMD min/max.
-       lo/hi are of all values (non-finite included); the return value is 0 only when every
-       value is finite (x - x is 0 for finite x and NaN otherwise). */
-    #define CHUNKPRESS_SCAN(NAME, T)                                              \
-    static int NAME(const T *p, Py_ssize_t n, double *out_lo, double *out_hi) {   \
-        T lo[16], hi[16], acc[16];                                               \
-        Py_ssize_t i, j, body = n - n % 16;                                      \
-        for (j = 0; j < 16; j++) { lo[j] = p[0]; hi[j] = p[0]; acc[j] = 0; }     \
-        for (i = 0; i < body; i += 16) {                                         \
-            for (j = 0; j < 16; j++) {                                           \
-                T x = p[i + j];                                                  \
-                lo[j] = x < lo[j] ? x : lo[j];                                   \
-                hi[j] = x > hi[j] ? x : hi[j];                                   \
-                acc[j] += x - x;                                                 \
-            }                                                                    \
-        }                                                                        \
-        for (i = body; i < n; i++) {                                             \
-            T x = p[i];                                                          \
-            lo[0] = x < lo[0] ? x : lo[0];                                       \
-            hi[0] = x > hi[0] ? x : hi[0];                                       \
-            acc[0] += x - x;                                                     \
-        }                                                                        \
-        double l = lo[0], h = hi[0]; int ok = 1;                                 \
-        for (j = 0; j < 16; j++) {                                               \
-            if (lo[j] < l) l = lo[j];                                            \
-            if (hi[j] > h) h = hi[j];                                            \
-            if (acc[j] != 0) ok = 0;                                             \
-        }                                                                        \
-        *out_lo = l; *out_hi = h;                                                \
-        return ok;                                                               \
+    #include <stdint.h>
+    #include <string.h>
+    /* The largest |x| of a float block, as bits. For IEEE floats the order of |x| is the
+       integer order of its bits with the sign cleared, so this is an integer max that gcc
+       turns into SIMD code, and a result at or above the bits of infinity means a non-finite
+       value is present. For doubles only the high 32-bit words are compared (SSE2 has no
+       64-bit compare): that bounds |x| from above to 2**-20 relative, and still sees every
+       non-finite value, whose high word alone has the exponent all ones. */
+    static uint32_t chunkpress_amax_f32(const uint32_t *p, Py_ssize_t n) {
+        int32_t m = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int32_t v = (int32_t)(p[i] & 0x7fffffffu);
+            m = v > m ? v : m;
+        }
+        return (uint32_t)m;
     }
-    CHUNKPRESS_SCAN(chunkpress_scan_f32, float)
-    CHUNKPRESS_SCAN(chunkpress_scan_f64, double)
+    static uint32_t chunkpress_amax_hi_f64(const uint32_t *p, Py_ssize_t n) {
+        int32_t m = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int32_t v = (int32_t)(p[2 * i + 1] & 0x7fffffffu);  /* little-endian high word */
+            m = v > m ? v : m;
+        }
+        return (uint32_t)m;
+    }
+    static float chunkpress_f32_from_bits(uint32_t bits) {
+        float f; memcpy(&f, &bits, 4); return f;
+    }
+    static double chunkpress_f64_from_bits(uint64_t bits) {
+        double f; memcpy(&f, &bits, 8); return f;
+    }
     """
-    int chunkpress_scan_f32(const float *p, Py_ssize_t n, double *lo, double *hi) nogil
-    int chunkpress_scan_f64(const double *p, Py_ssize_t n, double *lo, double *hi) nogil
+    uint32_t chunkpress_amax_f32(const uint32_t *p, Py_ssize_t n) nogil
+    uint32_t chunkpress_amax_hi_f64(const uint32_t *p, Py_ssize_t n) nogil
+    float chunkpress_f32_from_bits(uint32_t bits) nogil
+    double chunkpress_f64_from_bits(uint64_t bits) nogil
+
 
 
 def scan(const floating[::1] a):
-    """Return (number of non-finite cells, min and max of the finite cells).
+    """Return (number of non-finite cells, an upper bound of |x| over the finite cells).
 
-    The common case, no non-finite cell, is one SIMD pass; only a block with non-finite
-    cells is read a second time, to count them and range the finite ones.
+    The bound is exact for float32 and, for normal float64 values, within 2**-20. The common case,
+    no non-finite cell, is one SIMD pass; a block with non-finite cells is read again.
     """
     cdef Py_ssize_t i, n = a.shape[0], bad = 0
-    cdef double lo = INFINITY, hi = -INFINITY, x
-    cdef int ok
+    cdef double amax = 0, x
+    cdef uint32_t top
     if n == 0:
-        return 0, lo, hi
+        return 0, 0.0
     with nogil:
         if floating is float:
-            ok = chunkpress_scan_f32(&a[0], n, &lo, &hi)
+            top = chunkpress_amax_f32(<const uint32_t *>&a[0], n)
+            if top < 0x7f800000u:
+                amax = chunkpress_f32_from_bits(top)
         else:
-            ok = chunkpress_scan_f64(&a[0], n, &lo, &hi)
-        if not ok:
-            lo = INFINITY
-            hi = -INFINITY
+            top = chunkpress_amax_hi_f64(<const uint32_t *>&a[0], n)
+            if top < 0x7ff00000u:
+                amax = chunkpress_f64_from_bits((<uint64_t>top << 32) | 0xffffffffu)
+        if (floating is float and top >= 0x7f800000u) or (
+                floating is double and top >= 0x7ff00000u):
+            amax = 0
             for i in range(n):
                 x = a[i]
                 if x - x == 0:
-                    if x < lo:
-                        lo = x
-                    if x > hi:
-                        hi = x
+                    if fabs(x) > amax:
+                        amax = fabs(x)
                 else:
                     bad += 1
-    return bad, lo, hi
+    return bad, amax
 
 
 def fill_and_mask(const floating[::1] a, floating[::1] filled, unsigned char[::1] bits,
