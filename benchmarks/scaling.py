@@ -22,6 +22,7 @@ import dask
 import dask.array as da
 import imagecodecs
 import numpy as np
+from dask.core import flatten
 
 import chunkpress
 from chunkpress.graph import plan
@@ -42,16 +43,21 @@ def smooth_field(shape, seed=0) -> np.ndarray:
     return out
 
 
-def best(function, repeat, release=lambda result: None):
-    """Return (least seconds, last result) over ``repeat`` calls, releasing all but the last."""
+def best(function, repeat, settle=None):
+    """Return (least seconds, last result) over ``repeat`` calls.
+
+    ``settle(keys)``, between runs, waits until a cluster has let the last result go: it
+    would otherwise hand back the blocks it still holds under the same keys.
+    """
     times = []
     for i in range(repeat):
         start = time.perf_counter()
         result = function()
         times.append(time.perf_counter() - start)
-        if i < repeat - 1:
-            release(result)  # a cluster would otherwise hand back the blocks it still holds
+        if settle is not None and i < repeat - 1:
+            keys = list(flatten(result.__dask_keys__()))
             result = None
+            settle(keys)
     return min(times), result
 
 
@@ -59,15 +65,14 @@ def _held(keys, dask_scheduler=None):
     return sum(key in dask_scheduler.tasks for key in keys)
 
 
-def run_chunkpress(x, tolerance, repeat, wait=lambda c: c, release=lambda c: None):
+def run_chunkpress(x, tolerance, repeat, wait=lambda c: c, settle=None):
     def encode():
         c = wait(chunkpress.compress(x, "zfp", tolerance=tolerance).persist())
         c.nbytes  # the sizes are part of the job
         return c
 
-    encode_s, c = best(encode, repeat, release)
-    decode_s, y = best(lambda: wait(chunkpress.decompress(c).persist()), repeat, release)
-    release(y)
+    encode_s, c = best(encode, repeat, settle)
+    decode_s, _ = best(lambda: wait(chunkpress.decompress(c).persist()), repeat, settle)
     return encode_s, decode_s, c
 
 
@@ -97,22 +102,19 @@ def main(argv=None):
             chunkpress.compress(x[:8], "zfp", tolerance=tol).compute()  # warm up
             runs[name] = run_chunkpress(x, tol, args.repeat)
 
-    from distributed import Client, LocalCluster, futures_of
+    from distributed import Client, LocalCluster
     from distributed import wait as wait_for
 
     def wait(collection):
         wait_for(collection)
         return collection
 
-    def release(collection):
-        futures = futures_of(collection)
-        keys = [future.key for future in futures]
-        client.cancel(futures, force=True)
-        del futures
-        for _ in range(200):  # until the scheduler has let them go
+    def settle(keys):
+        for _ in range(400):
             if not client.run_on_scheduler(_held, keys):
-                break
+                return
             time.sleep(0.05)
+        raise RuntimeError("the cluster still holds the last run's blocks")
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
@@ -121,7 +123,7 @@ def main(argv=None):
             warnings.simplefilter("ignore", UserWarning)
             placed = wait(client.persist(da.from_array(x, chunks=chunks)))
         chunkpress.compress(placed[:8], "zfp", tolerance=tol).compute()  # warm up the workers
-        runs["2 processes"] = run_chunkpress(placed, tol, args.repeat, wait, release)
+        runs["2 processes"] = run_chunkpress(placed, tol, args.repeat, wait, settle)
         # the cluster's blocks decode to the whole-array round trip, bit for bit
         identical = np.array_equal(chunkpress.decompress(runs["2 processes"][2]).compute(), whole)
         runs["2 processes"] = runs["2 processes"][:2] + (runs["2 processes"][2].ratio,)

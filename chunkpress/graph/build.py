@@ -1,8 +1,8 @@
 """Turns a plan into dask tasks: one encode task per block, one decode task per block.
 
-Every layer is a ``map_blocks`` (a Blockwise layer) with an explicit name, dtype and meta: the
-same call twice gives the same graph, dask fuses an encode with the tasks that make its block,
-and no kernel is ever called on fake data.
+Every layer has an explicit name, dtype and meta: the same call twice gives the same graph, and
+no kernel is ever called on fake data. Layers are ``map_blocks`` (Blockwise) where every block
+takes the same arguments, so that dask fuses an encode with the tasks that make its block.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import math
 
 import dask.array as da
 import numpy as np
+from dask._task_spec import Task, TaskRef
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
@@ -49,17 +50,24 @@ def _cheap_token(array: np.ndarray) -> str:
 def encode_array(x: da.Array, codec, kwargs, verify_bound=False, max_mse=None) -> da.Array:
     """Return the dask array of Encoded blocks of ``x`` (an object array, one per block).
 
-    ``kwargs`` is the kernel arguments of every block, or a dict from block index to them;
-    ``verify_bound`` and ``max_mse`` are :func:`_codecs.encode`'s.
+    ``kwargs`` is the kernel arguments of every block, or a dict from block index to them
+    (each task then carries its own); ``verify_bound`` and ``max_mse`` are
+    :func:`_codecs.encode`'s.
     """
     per_block = isinstance(kwargs, dict) and kwargs and isinstance(next(iter(kwargs)), tuple)
     name = "chunkpress-encode-" + tokenize(x.name, codec, _stable(kwargs), verify_bound,
                                            max_mse, FORMAT)
-    return x.map_blocks(
-        _encode_task, codec, None if per_block else kwargs, verify_bound, max_mse,
-        block_kwargs=kwargs if per_block else None,
-        name=name, dtype=object, meta=np.empty((0,) * x.ndim, object),
-    )
+    meta = np.empty((0,) * x.ndim, object)
+    if not per_block:
+        return x.map_blocks(_encode_task, codec, kwargs, verify_bound, max_mse,
+                            name=name, dtype=object, meta=meta)
+    layer = {
+        (name, *index): Task((name, *index), _encode_task, TaskRef((x.name, *index)), codec,
+                             kwargs[index], verify_bound, max_mse, block_id=index)
+        for index in np.ndindex(*x.numblocks)
+    }
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[x])
+    return da.Array(graph, name, x.chunks, meta=meta)
 
 
 def _stable(kwargs):
@@ -68,10 +76,7 @@ def _stable(kwargs):
     return kwargs
 
 
-def _encode_task(block, codec, kwargs, verify_bound, max_mse, block_kwargs=None,
-                 block_id=None):
-    if block_kwargs is not None:
-        kwargs = block_kwargs[tuple(block_id)]
+def _encode_task(block, codec, kwargs, verify_bound, max_mse, block_id=None):
     try:
         return _codecs.encode(block, codec, kwargs, verify_bound, max_mse)
     except ChunkpressError as exc:

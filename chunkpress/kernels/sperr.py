@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import enum
+import struct
 
 import imagecodecs
 import numpy as np
 
-from . import _lossy
+from . import _frame, _lossy
 from ._common import ChunkpressError, check_tolerance
 
 
@@ -53,7 +54,57 @@ def _plan(block, params, tolerance, amax):
     return (mode, level - ulp), False, False
 
 
-_SPEC = _lossy.Spec("sperr", SperrError, (2, 3), _encode, _decode, _plan)
+def _guard_bare(stream):
+    """Refuse a SPERR stream whose header is damaged, which is truncated or claims too much.
+
+    SPERR's decoder trusts its input and aborts the interpreter on a bad header or a short
+    stream. The layout checked (imagecodecs 2026.3.6, SPERR 0.8): byte 0 the version (0),
+    byte 1 flags (0x40 3-D, 0x20 float32, 0x10 3-D in chunks); 2-D: uint32 x, y extents and
+    at least 17 bytes of SPECK stream; 3-D: uint32 x, y, z, for chunks uint16 chunk extents,
+    then one uint32 length per chunk, which must add up to the rest of the stream.
+    """
+    n = len(stream)
+    head = bytes(stream[:20])
+    if n < 18 or head[0] != 0 or head[1] & ~0x70 or (head[1] & 0x10 and not head[1] & 0x40):
+        raise SperrError("sperr: not a SPERR stream (unknown header) or truncated")
+    itemsize = 4 if head[1] & 0x20 else 8
+    if not head[1] & 0x40:
+        extents = struct.unpack_from("<2I", head, 2)
+        if n < 27 or 0 in extents:
+            raise SperrError(f"sperr: SPERR 2-D stream truncated or damaged ({n} bytes)")
+        _check_size(extents, itemsize, n)
+        return stream
+    extents = struct.unpack_from("<3I", head, 2)
+    if 0 in extents:
+        raise SperrError("sperr: SPERR 3-D header damaged (zero extent)")
+    _check_size(extents, itemsize, n)
+    pos, chunks = 14, 1
+    if head[1] & 0x10:
+        chunk = struct.unpack_from("<3H", head, 14)
+        if 0 in chunk:
+            raise SperrError("sperr: SPERR 3-D header damaged (zero chunk extent)")
+        for extent, size in zip(extents, chunk):
+            chunks *= -(-extent // size)
+        pos = 20
+    if pos + 4 * chunks > n:
+        raise SperrError(f"sperr: SPERR stream truncated ({n} bytes)")
+    lengths = np.frombuffer(stream, "<u4", chunks, pos)
+    if pos + 4 * chunks + int(lengths.sum(dtype=np.uint64)) != n:
+        raise SperrError(f"sperr: SPERR stream truncated or extended: {n} bytes, its header "
+                         f"says {pos + 4 * chunks + int(lengths.sum(dtype=np.uint64))}")
+    return stream
+
+
+def _check_size(extents, itemsize, n):
+    size = itemsize
+    for extent in extents:
+        size *= extent
+    if size > _frame.MAX_BLOCK_BYTES:
+        raise SperrError(f"sperr: the header claims a {size}-byte array, more than a block "
+                         f"may hold; the {n}-byte stream is corrupt")
+
+
+_SPEC = _lossy.Spec("sperr", SperrError, (2, 3), _encode, _decode, _plan, check_bare=_guard_bare)
 
 
 def sperr_encode(data, *, mode=None, quality=None, tolerance=None, out=None):
