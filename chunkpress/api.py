@@ -153,16 +153,16 @@ def _check_aligned(new, align, spec, chunks, shape) -> None:
 
 def _workers() -> int:
     """Return how many tasks the scheduler that will run the graph runs at once."""
-    if "distributed" in sys.modules:
+    scheduler = dask.config.get("scheduler", None)
+    if hasattr(scheduler, "nthreads"):  # dask.config.set(scheduler=client)
+        return max(1, sum(scheduler.nthreads().values()))
+    if "distributed" in sys.modules and scheduler in (None, "dask.distributed", "distributed"):
         from distributed import default_client
 
         try:
-            client = default_client()
-        except ValueError:
-            client = None
-        if client is not None and dask.config.get("scheduler", None) in (None, "dask.distributed"):
-            return max(1, sum(client.nthreads().values()))
-    scheduler = dask.config.get("scheduler", None)
+            return max(1, sum(default_client().nthreads().values()))
+        except ValueError:  # no client
+            pass
     if scheduler in ("sync", "synchronous", "single-threaded"):
         return 1
     return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)

@@ -11,7 +11,23 @@ from chunkpress import api
 
 distributed = pytest.importorskip("distributed")
 
-from test_graph import FIELD_NAN, smooth  # noqa: E402
+
+def smooth(shape, seed=0):
+    """A smooth float32 field of range about 4 (a sum of separable waves)."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(shape)
+    for k in range(3):
+        term = 1.0
+        for axis, n in enumerate(shape):
+            wave = np.sin(2 * np.pi * rng.uniform(0.5, 3) * np.linspace(0, 1, n) + k + axis)
+            term = term * wave.reshape((-1,) + (1,) * (len(shape) - axis - 1))
+        out = out + term
+    return out.astype("float32")
+
+
+FIELD_NAN = smooth((40, 36, 30))
+FIELD_NAN[3, 4, 5] = np.nan
+FIELD_NAN[20, 0, :3] = np.inf
 
 JOBS = [
     ("zfp", {"tolerance": 1e-3}),

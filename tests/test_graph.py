@@ -8,6 +8,8 @@ import dask.array as da
 import imagecodecs
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chunkpress
 from chunkpress import api
@@ -390,3 +392,28 @@ def test_unknown_chunk_sizes_are_refused():
     x = da.from_array(FIELD.reshape(-1), chunks=1000)
     with pytest.raises(ValueError, match="compute_chunk_sizes"):
         chunkpress.compress(x[x > 0], "sz3", tolerance=0.1)
+
+
+@st.composite
+def aligned_chunkings(draw):
+    shape = tuple(draw(st.lists(st.integers(1, 19), min_size=1, max_size=3)))
+    chunks = []
+    for extent in shape:
+        pieces, left = [], extent
+        while left:
+            piece = min(left, 4 * draw(st.integers(1, 3)))
+            pieces.append(piece)
+            left -= piece
+        chunks.append(tuple(pieces))
+    return shape, tuple(chunks)
+
+
+@settings(max_examples=25, deadline=None)
+@given(aligned_chunkings(), st.sampled_from([{"tolerance": 1e-2}, {"rate": 9}]))
+def test_zfp_chunk_invariance_for_any_aligned_chunking(shape_chunks, kwargs):
+    shape, chunks = shape_chunks
+    x = smooth(shape, "float64")
+    (level, mode), = [(v, {"tolerance": "a", "rate": "r"}[k]) for k, v in kwargs.items()]
+    whole = imagecodecs.zfp_decode(imagecodecs.zfp_encode(x, level, mode=mode))
+    c = chunkpress.compress(da.from_array(x, chunks=chunks), "zfp", chunks=chunks, **kwargs)
+    assert same_bits(chunkpress.decompress(c).compute(), whole)

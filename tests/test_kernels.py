@@ -1,0 +1,455 @@
+"""The per-chunk kernels: round trips, error bounds, non-finite cells, interop, out=, empty
+input, frozen format and threads, each a shared check over every codec (see common.py)."""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+
+import imagecodecs
+import numpy as np
+import pytest
+
+import chunkpress as cp
+from common import (
+    CODECS, FLOATS, INTEROP, KINDS, LAYOUTS, LOSSY, NAMES, SHAPES, Mode, assert_all_ok,
+    assert_nonfinite_kept, assert_same_kind, assert_within, check_frozen_format,
+    check_roundtrip, codec_modes, layout, raw_bits, run_isolated, sample, with_nonfinite,
+)
+
+# --- round trips over codec x dtype x ndim x mode x layout --------------------------------
+
+
+def _roundtrip_cases():
+    cases = []
+    for codec in CODECS.values():
+        ndims = [n for n in codec.ndims if n in (1, 2, 3, 4, 8)]
+        for dtype in codec.dtypes:
+            for ndim in ndims:
+                for mode in codec.modes(dtype):
+                    for layout_name in LAYOUTS:
+                        cases.append(pytest.param(
+                            codec, dtype, ndim, mode, layout_name,
+                            id=f"{codec}-{mode}-{dtype}-{ndim}d-{layout_name}",
+                        ))
+    return cases
+
+
+@pytest.mark.parametrize("codec, dtype, ndim, mode, layout_name", _roundtrip_cases())
+def test_roundtrip(codec, dtype, ndim, mode, layout_name):
+    array = sample(SHAPES[ndim], dtype, "smooth")
+    check_roundtrip(codec, layout(array, layout_name), mode)
+
+
+@pytest.mark.parametrize("codec", [CODECS[n] for n in NAMES], ids=str)
+def test_layouts_give_the_same_stream(codec):
+    """C, Fortran, strided and big-endian input of the same values encode to the same bytes."""
+    dtype = "float64"
+    ndim = codec.ndims[1] if len(codec.ndims) > 1 else codec.ndims[0]
+    array = sample(SHAPES[ndim], dtype, "smooth")
+    mode = codec.float_modes[0]
+    streams = {name: bytes(codec.encode(layout(array, name), **mode.params)) for name in LAYOUTS}
+    assert len(set(streams.values())) == 1, {k: len(v) for k, v in streams.items()}
+
+
+def _lossless_cases():
+    cases = []
+    for codec in CODECS.values():
+        for dtype in codec.dtypes:
+            for mode in codec.modes(dtype):
+                if mode.tolerance == 0:
+                    cases.append(pytest.param(codec, mode, dtype, id=f"{codec}-{mode}-{dtype}"))
+    return cases
+
+
+@pytest.mark.parametrize("codec, mode, dtype", _lossless_cases())
+def test_lossless_keeps_every_bit_pattern(codec, mode, dtype):
+    """Random bits (full integer range; for floats every pattern: NaNs, Infs, -0, subnormals)."""
+    dtype = np.dtype(dtype)
+    shape = (11, 13) if 2 in codec.ndims else (143,)
+    rng = np.random.default_rng(3)
+    raw = rng.integers(0, 256, 143 * dtype.itemsize, dtype=np.uint8)
+    array = np.frombuffer(raw.tobytes(), dtype).reshape(shape).copy()
+    if dtype.kind == "f":
+        array.reshape(-1)[:4] = [0.0, -0.0, np.inf, -np.inf]
+    stream = codec.encode(array, **mode.params)
+    decoded = codec.decode(stream)
+    assert_same_kind(array, decoded, f"{codec} {mode} {dtype}")
+    assert np.array_equal(raw_bits(decoded), raw_bits(array)), "bits changed"
+
+
+# --- error bounds ---------------------------------------------------------------------------
+
+
+def _bound_shapes(codec):
+    shapes = [(1,), (13,), (1, 1), (3, 5), (7, 9), (1, 1, 1), (1, 4, 6), (5, 6, 7), (2, 3, 5, 3)]
+    return [s for s in shapes if len(s) in codec.ndims]
+
+
+#: shapes with extents of 1 on various axes, which some codecs' own streams cannot describe
+UNIT_SHAPES = [(1,), (1, 1), (5, 1), (1, 5), (1, 1, 1), (4, 5, 1), (4, 1, 5), (1, 4, 5),
+               (1, 1, 1, 1), (3, 1, 4, 1)]
+
+
+@pytest.mark.parametrize("codec", [CODECS[n] for n in NAMES], ids=str)
+def test_unit_extents_keep_their_shape(codec):
+    """Every mode and dtype: blocks with extents of 1 come back with the shape they had.
+
+    Run in a child interpreter: a codec crashing on some shape fails this test, not pytest.
+    """
+    cases = [
+        [codec.name, mode.label, dtype, list(shape), kind]
+        for dtype in codec.dtypes for mode in codec.modes(dtype)
+        for shape in UNIT_SHAPES if len(shape) in codec.ndims
+        for kind in ("smooth", "noisy")
+    ]
+    results = run_isolated("check_mode_case", cases, max_crashes=5)
+    assert_all_ok(cases, results)
+
+
+def _tolerances(dtype):
+    tiny = 1e-30 if np.dtype(dtype).itemsize == 4 else 1e-300
+    return (1e-3, 0.25, 1e6, tiny)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("codec", [CODECS[n] for n in LOSSY], ids=str)
+def test_error_bound(codec, dtype):
+    """max |x - decoded| <= t on every finite value: smooth, noisy, constant, huge-range and
+    denormal data, tiny and non-multiple-of-4 shapes, every layout, several tolerances.
+
+    Run in a child interpreter: a codec crashing on some input fails this test, not pytest.
+    """
+    tolerances = _tolerances(dtype) + ((0,) if codec.name == "lerc" else ())
+    cases = [
+        [codec.name, dtype, list(shape), kind, layout_name, t, False]
+        for shape in _bound_shapes(codec) for kind in KINDS for layout_name in LAYOUTS
+        for t in tolerances
+    ]
+    cases += [
+        [codec.name, dtype, list(shape), kind, "C", t, True]
+        for shape in _bound_shapes(codec) for kind in ("smooth", "huge_range") for t in tolerances
+    ]
+    results = run_isolated("check_bound", cases, max_crashes=5)
+    assert_all_ok(cases, results)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("codec", [CODECS[n] for n in LOSSY], ids=str)
+def test_error_bound_property(codec, dtype):
+    """Hypothesis: arrays of any floats (NaN, Inf, subnormals), random tolerances and layouts."""
+    cases = [[codec.name, dtype, 40]]
+    results = run_isolated("property_bound", cases, max_crashes=1)
+    assert_all_ok(cases, results)
+
+
+# --- non-finite cells -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout_name", ["C", "F", "bigendian"])
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize(
+    "codec, mode", [pytest.param(c, m, id=f"{c}-{m}") for c, m in codec_modes(FLOATS)]
+)
+def test_nonfinite_kept_bit_for_bit(codec, mode, dtype, layout_name):
+    """NaN (payloads and sign too) and ±Inf come back exactly, in place, for every codec."""
+    for ndim in [n for n in (2, 3) if n in codec.ndims]:
+        array = with_nonfinite(sample(SHAPES[ndim], dtype, "smooth"), seed=ndim)
+        assert (~np.isfinite(array)).sum() == 6
+        check_roundtrip(codec, layout(array, layout_name), mode)
+
+
+@pytest.mark.parametrize("fill", ["all_nan", "one_finite", "first_row_nan", "inf_only"])
+@pytest.mark.parametrize(
+    "codec, mode", [pytest.param(c, m, id=f"{c}-{m}") for c, m in codec_modes(FLOATS)]
+)
+def test_mostly_nonfinite_blocks(codec, mode, fill):
+    """Blocks that are (almost) all missing keep every cell."""
+    array = sample((8, 9), "float32", "smooth")
+    if fill == "all_nan":
+        array[...] = np.nan
+    elif fill == "one_finite":
+        array[...] = np.nan
+        array[5, 4] = 1.5
+    elif fill == "first_row_nan":
+        array[0] = np.nan
+        array[:, 0] = -np.inf
+    else:
+        array[...] = np.inf
+        array[::2] = -np.inf
+    check_roundtrip(codec, array, mode)
+
+
+def _ocean(shape, dtype="float32", seed=0):
+    """A smooth SST-like field and a 30 % land mask of a few continents."""
+    rng = np.random.default_rng(seed)
+    axes = [np.linspace(0, 1, n) for n in shape]
+    grid = np.meshgrid(*axes, indexing="ij")
+    y, x = grid[-2], grid[-1]
+    depth = grid[0] if len(shape) == 3 else 0
+    field = (15 + 10 * np.cos(np.pi * y) + 2 * np.sin(6 * x + 3 * y)
+             + 0.5 * np.sin(17 * x) * np.cos(11 * y) - 8 * depth)
+    blobs = sum(np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * r * r))
+                for cy, cx, r in rng.uniform([0, 0, 0.05], [1, 1, 0.2], (8, 3)))
+    land = blobs > np.quantile(blobs, 0.7)
+    return field.astype(dtype), land
+
+
+OCEAN_MODES = {
+    "zfp": {"tolerance": 1e-2}, "sperr": {"tolerance": 1e-2}, "sz3": {"tolerance": 1e-2},
+    "lerc": {"tolerance": 1e-2}, "szip": {}, "pcodec": {},
+}
+
+
+@pytest.mark.parametrize("shape", [(128, 128), (8, 64, 64)], ids=["2d", "3d"])
+@pytest.mark.parametrize("codec", [CODECS[n] for n in NAMES], ids=str)
+def test_ocean_with_land_keeps_its_ratio(codec, shape):
+    """A field with 30 % land as NaN compresses about as well as the field itself.
+
+    Fair criterion: the masked field may cost at most 1.3 times the same field with the land
+    filled smoothly (the field's own values continued over land), plus the cost of saying
+    where the land is (the land mask, one bit per cell, zstd-compressed).
+    """
+    if len(shape) not in codec.ndims:
+        pytest.skip(f"{codec} takes no {len(shape)}-d blocks")
+    field, land = _ocean(shape)
+    masked = field.copy()
+    masked[land] = np.nan
+    assert 0.28 < land.mean() < 0.32
+    params = OCEAN_MODES[codec.name]
+    with_land = len(codec.encode(masked, **params))
+    smooth = len(codec.encode(field, **params))
+    mask_cost = len(imagecodecs.zstd_encode(np.packbits(land, bitorder="little"), level=3))
+    assert with_land <= 1.3 * smooth + mask_cost, (
+        f"{codec} {params}: {with_land} bytes with land as NaN, {smooth} with land filled "
+        f"smoothly (+{mask_cost} for the mask): {with_land / smooth:.2f}x"
+    )
+    decoded = codec.decode(codec.encode(masked, **params))
+    assert np.array_equal(np.isnan(decoded), land)
+
+
+# --- interop with the codecs' own streams ----------------------------------------------------
+
+
+def _interop_arrays(codec):
+    arrays = []
+    for dtype in FLOATS:
+        for ndim in codec.ndims:
+            if ndim in (2, 3):
+                arrays.append(sample(SHAPES[ndim], dtype, "smooth"))
+    return arrays
+
+
+@pytest.mark.parametrize("codec", [CODECS[n] for n in ("zfp", "sperr", "lerc")], ids=str)
+def test_stream_decodes_with_imagecodecs(codec):
+    """Finite data: chunkpress's stream is the codec's own, imagecodecs decodes it."""
+    for array in _interop_arrays(codec):
+        mode = codec.float_modes[0]
+        stream = codec.encode(array, **mode.params)
+        theirs = codec.imagecodecs_decode(stream)
+        assert_same_kind(array, theirs, f"{codec} {array.dtype} {array.shape}")
+        assert_within(array, theirs, mode.tolerance, f"{codec} decoded by imagecodecs")
+        assert np.array_equal(raw_bits(theirs), raw_bits(codec.decode(stream)))
+
+
+@pytest.mark.parametrize("codec", [CODECS[n] for n in ("zfp", "sperr", "lerc")], ids=str)
+def test_imagecodecs_stream_decodes_with_chunkpress(codec):
+    """imagecodecs' own streams decode with chunkpress to the very same values."""
+    for array in _interop_arrays(codec):
+        stream = codec.imagecodecs_encode(array)
+        ours = codec.decode(stream)
+        theirs = codec.imagecodecs_decode(stream)
+        assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+        assert np.array_equal(raw_bits(ours), raw_bits(theirs))
+
+
+def test_zfp_fixed_rate_and_precision_streams_interoperate():
+    array = sample((9, 7), "float64", "smooth")
+    for level, mode, params in [(8, "r", {"rate": 8}), (20, "p", {"precision": 20})]:
+        theirs = imagecodecs.zfp_encode(array, level, mode=mode)
+        assert np.array_equal(cp.zfp_decode(theirs), imagecodecs.zfp_decode(theirs))
+        ours = cp.zfp_encode(array, **params)
+        assert np.array_equal(imagecodecs.zfp_decode(ours), cp.zfp_decode(ours))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_sz3_decodes_bare_imagecodecs_stream(dtype):
+    for ndim in (1, 2, 3, 4):
+        array = sample(SHAPES[ndim], dtype, "smooth")
+        stream = imagecodecs.sz3_encode(array, mode="abs", abs=1e-3)
+        ours = cp.sz3_decode(stream, array.shape, array.dtype)
+        theirs = imagecodecs.sz3_decode(stream, array.shape, array.dtype)
+        assert_same_kind(array, ours, f"sz3 {ndim}d")
+        assert np.array_equal(raw_bits(ours), raw_bits(theirs))
+        assert_within(array, ours, 1e-3, "sz3 bare")
+    with pytest.raises(cp.Sz3Error, match="shape"):
+        cp.sz3_decode(stream)  # a bare SZ3 stream does not say its shape
+
+
+@pytest.mark.parametrize("codec", [CODECS[n] for n in NAMES], ids=str)
+def test_check_recognises_own_streams(codec):
+    """NAME_check is True for every stream NAME_encode makes, finite data or not."""
+    ndim = 2 if 2 in codec.ndims else codec.ndims[0]
+    array = sample(SHAPES[ndim], "float32", "smooth")
+    for data in (array, with_nonfinite(array)):
+        for mode in codec.float_modes:
+            stream = codec.encode(data, **mode.params)
+            assert codec.check(stream) is True, f"{codec}_check({mode}) -> {codec.check(stream)!r}"
+            assert codec.check(bytearray(stream)) is True
+            assert codec.check(np.frombuffer(bytes(stream), np.uint8)) is True
+
+
+@pytest.mark.parametrize("codec", [CODECS[n] for n in NAMES], ids=str)
+def test_check_rejects_other_streams(codec):
+    array = sample((9, 7), "float32", "smooth")
+    others = [b"", b"\x89", b"\x89CPK", b"zf", b"garbage bytes of no codec", bytes(64)]
+    for other in CODECS.values():
+        if other is not codec:
+            others += [bytes(other.encode(array, **other.float_modes[0].params)),
+                       bytes(other.encode(with_nonfinite(array), **other.float_modes[0].params))]
+    others += [bytes(imagecodecs.zlib_encode(array.tobytes())), array.tobytes()]
+    for stream in others:
+        assert not codec.check(stream), f"{codec}_check accepts {stream[:12]!r}"
+
+
+@pytest.mark.parametrize("codec", ["zfp", "lerc"])
+def test_check_recognises_imagecodecs_streams(codec):
+    codec = CODECS[codec]
+    assert codec.check(codec.imagecodecs_encode(sample((9, 7), "float32"))) is True
+
+
+# --- out= -----------------------------------------------------------------------------------
+
+
+def _one_stream(codec, nonfinite=False):
+    ndim = 2 if 2 in codec.ndims else codec.ndims[0]
+    array = sample(SHAPES[ndim], "float32", "smooth")
+    if nonfinite:
+        array = with_nonfinite(array)
+    params = codec.float_modes[0].params
+    return array, params, bytes(codec.encode(array, **params))
+
+
+@pytest.mark.parametrize("nonfinite", [False, True], ids=["finite", "nonfinite"])
+@pytest.mark.parametrize("kind", ["bytearray_exact", "bytearray_larger", "ndarray_larger"])
+@pytest.mark.parametrize("codec", [CODECS[n] for n in NAMES], ids=str)
+def test_encode_out(codec, kind, nonfinite):
+    """A pre-allocated buffer gets the stream and is what is returned (or a view of it)."""
+    array, params, expected = _one_stream(codec, nonfinite)
+    size = len(expected) if kind == "bytearray_exact" else len(expected) + 100
+    buffer = bytearray(size) if kind.startswith("bytearray") else np.zeros(size, np.uint8)
+    result = codec.encode(array, **params, out=buffer)
+    assert bytes(result) == expected
+    if isinstance(buffer, bytearray):
+        assert result is buffer
+    else:
+        assert bytes(buffer[: len(expected)]) == expected
+        assert np.shares_memory(np.frombuffer(result, np.uint8), buffer)
+    assert np.array_equal(raw_bits(codec.decode(result)), raw_bits(codec.decode(expected)))
+
+
+@pytest.mark.parametrize("kind", ["bytearray", "ndarray"])
+@pytest.mark.parametrize("codec", [CODECS[n] for n in NAMES], ids=str)
+def test_encode_out_too_small(codec, kind):
+    array, params, expected = _one_stream(codec)
+    small = bytearray(len(expected) - 1) if kind == "bytearray" else np.zeros(8, np.uint8)
+    with pytest.raises(ValueError, match="out"):
+        codec.encode(array, **params, out=small)
+
+
+@pytest.mark.parametrize("codec", [CODECS[n] for n in NAMES], ids=str)
+def test_decode_out(codec):
+    array, params, stream = _one_stream(codec, nonfinite=True)
+    expected = codec.decode(stream)
+    out = np.full(array.shape, 7, array.dtype)
+    result = codec.decode(stream, out=out)
+    assert result is out
+    assert np.array_equal(raw_bits(out), raw_bits(expected))
+    with pytest.raises(ValueError, match="out"):
+        codec.decode(stream, out=np.zeros(array.size - 1, array.dtype))
+    with pytest.raises(ValueError, match="out"):
+        codec.decode(stream, out=np.zeros((2, 2), array.dtype))
+
+
+# --- empty and zero-size input --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 0), (3, 0), (2, 0, 4), ()],
+                         ids=["0", "0x0", "3x0", "2x0x4", "0d"])
+@pytest.mark.parametrize("codec, mode", [pytest.param(c, m, id=f"{c}-{m}")
+                                         for c, m in codec_modes(FLOATS)])
+def test_empty_and_zero_d(codec, mode, shape):
+    """Zero-size and 0-d arrays round-trip keeping shape and dtype, or get a clear error."""
+    array = np.zeros(shape, np.float32) if shape else np.array(2.5, np.float32)
+    if len(shape) not in codec.ndims and shape != ():
+        with pytest.raises(ValueError, match="ndim"):
+            codec.encode(array, **mode.params)
+        return
+    stream, decoded = check_roundtrip(codec, array, mode)
+    if shape == ():
+        assert_within(array, decoded, mode.tolerance or 0, "0-d")
+
+
+# --- frozen format --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", [CODECS[n] for n in NAMES], ids=str)
+def test_frozen_format(codec):
+    """Streams written once (tests/fixtures, format version 1) still decode to their arrays."""
+    check_frozen_format(codec)
+
+
+# --- threads --------------------------------------------------------------------------------
+
+
+def test_threads_match_one_thread():
+    """8 threads encoding and decoding different blocks with every codec at once give the
+    same bytes and values as one thread."""
+    tasks = []
+    for codec, mode in codec_modes(FLOATS):
+        ndim = 3 if 3 in codec.ndims else codec.ndims[-1]
+        for block in range(4):
+            array = sample((12, 10, 9)[:ndim] if ndim <= 3 else SHAPES[ndim], "float32",
+                           KINDS[block % 2], seed=block)
+            if block == 3:
+                array = with_nonfinite(array, seed=block)
+            tasks.append((codec, mode, array))
+
+    def run(task):
+        codec, mode, array = task
+        stream = bytes(codec.encode(array, **mode.params))
+        return stream, raw_bits(codec.decode(stream))
+
+    expected = [run(task) for task in tasks]
+    order = list(range(len(tasks))) * 3
+    random.Random(0).shuffle(order)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: (i, run(tasks[i])), order))
+    for i, (stream, values) in results:
+        codec, mode, _ = tasks[i]
+        assert stream == expected[i][0], f"{codec} {mode}: bytes differ from one thread"
+        assert np.array_equal(values, expected[i][1]), f"{codec} {mode}: values differ"
+
+
+# --- jetraw ---------------------------------------------------------------------------------
+
+
+def test_jetraw_is_unavailable_and_says_so():
+    assert cp.JETRAW.available is False
+    assert issubclass(cp.JetrawError, cp.ChunkpressError)
+    array = np.zeros((4, 4), np.uint16)
+    with pytest.raises(cp.JetrawError, match="not (available|distributed)|without it"):
+        cp.jetraw_encode(array)
+    with pytest.raises(cp.JetrawError, match="not (available|distributed)|without it"):
+        cp.jetraw_encode(array, out=bytearray(100))
+    with pytest.raises(cp.JetrawError, match="not (available|distributed)|without it"):
+        cp.jetraw_decode(b"\x00" * 16)
+    assert not cp.jetraw_check(b"\x00" * 16)
+
+
+@pytest.mark.parametrize("codec", [CODECS[n] for n in NAMES], ids=str)
+def test_codec_face(codec):
+    """Every codec module has the same face: NAME.available, NameError(ChunkpressError)."""
+    assert codec.constant.available is True
+    assert issubclass(codec.error, cp.ChunkpressError)
+    assert cp.kernels.CODECS.count(codec.name) == 1
