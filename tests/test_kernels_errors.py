@@ -128,7 +128,8 @@ def test_zfp_bad_rate(rate):
 
 @pytest.mark.parametrize("precision", [0, 65, 2.5, True, "8"], ids=repr)
 def test_zfp_bad_precision(precision):
-    with pytest.raises((ValueError, TypeError), match=r"zfp: precision must be an integer in 1\.\.64"):
+    match = r"zfp: precision must be an integer in 1\.\.64"
+    with pytest.raises((ValueError, TypeError), match=match):
         cp.zfp_encode(np.ones((4, 4), np.float32), precision=precision)
 
 
@@ -143,7 +144,8 @@ def test_sperr_unknown_mode(mode):
     ({"mode": "psnr"}, r"sperr: quality for mode 'psnr' must be dB in \(0, 400\]"),
     ({"mode": "psnr", "quality": -3}, r"quality for mode 'psnr' must be dB in \(0, 400\]"),
     ({"mode": "psnr", "quality": float("nan")}, r"quality for mode 'psnr'"),
-    ({"mode": "rate", "quality": 0}, r"quality for mode 'rate' must be bits per value in \(0, 64\]"),
+    ({"mode": "rate", "quality": 0},
+     r"quality for mode 'rate' must be bits per value in \(0, 64\]"),
     ({"mode": "rate", "quality": 100}, r"quality for mode 'rate' must be bits per value"),
     ({"mode": "rate", "quality": 4, "tolerance": 1e-3}, r"tolerance is for mode 'pwe'"),
     ({"mode": "pwe", "quality": 1e-3, "tolerance": 1e-3}, r"mode 'pwe' takes tolerance"),
@@ -174,7 +176,8 @@ def test_szip_unknown_coding(coding):
 
 @pytest.mark.parametrize("ppb", [0, 1, 3, 34, 64, -2, 8.0, True], ids=repr)
 def test_szip_bad_pixels_per_block(ppb):
-    with pytest.raises(ValueError, match=r"szip: pixels_per_block must be an even integer in 2\.\.32"):
+    match = r"szip: pixels_per_block must be an even integer in 2\.\.32"
+    with pytest.raises(ValueError, match=match):
         cp.szip_encode(np.ones((4, 4), np.uint16), pixels_per_block=ppb)
 
 
@@ -194,7 +197,8 @@ def test_szip_bad_bits_per_pixel(dtype, bpp, match):
 
 @pytest.mark.parametrize("level", [-1, 13, 2.5, True, "8"], ids=repr)
 def test_pcodec_bad_level(level):
-    with pytest.raises((ValueError, TypeError), match=r"pcodec: level must be an integer in 0\.\.12"):
+    match = r"pcodec: level must be an integer in 0\.\.12"
+    with pytest.raises((ValueError, TypeError), match=match):
         cp.pcodec_encode(np.ones((4, 4), np.int32), level=level)
 
 

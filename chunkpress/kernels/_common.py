@@ -18,9 +18,11 @@ def as_native(data, codec: str, *, dtypes=None, ndims=None, zero_d=False) -> np.
     ``zero_d`` lets a 0-d array through whatever ``ndims`` says.
     """
     if not isinstance(data, np.ndarray):
-        if isinstance(data, (bytes, bytearray, memoryview, str)) or data is None:
+        if isinstance(data, (bytes, bytearray, memoryview, str, dict)) or data is None:
             raise TypeError(f"{codec}: data must be a numpy array, got {type(data).__name__}")
-        data = np.asarray(data)
+        given, data = data, np.asarray(data)
+        if data.dtype == object:
+            raise TypeError(f"{codec}: data must be a numpy array, got {type(given).__name__}")
     if dtypes is not None and data.dtype.newbyteorder("=") not in dtypes:
         allowed = ", ".join(str(d) for d in dtypes)
         raise ValueError(f"{codec}: dtype must be one of {allowed}, got {data.dtype}")
@@ -58,29 +60,33 @@ def as_bytes(data, codec: str) -> memoryview:
 
 
 def write_bytes_out(encoded, out, codec: str):
-    """Return ``encoded``, or copy it into the pre-allocated buffer ``out`` and return that."""
+    """Return ``encoded``, or copy it into the pre-allocated buffer ``out`` and return that.
+
+    A bytearray is cut to the stream's length, as imagecodecs does; a numpy array or other
+    buffer keeps its size and the stream's part of it is returned.
+    """
     if out is None:
         return encoded
-    if isinstance(out, int):
-        raise TypeError(f"{codec}: out must be a writable buffer (bytearray or ndarray), got int")
+    if isinstance(out, (int, str)):
+        raise TypeError(f"{codec}: out must be a writable buffer (bytearray or ndarray), "
+                        f"got {type(out).__name__}")
     try:
         target = memoryview(out).cast("B")
     except TypeError:
         raise TypeError(f"{codec}: out must be a writable buffer, got {type(out).__name__}") from None
-    if target.readonly:
-        raise ValueError(f"{codec}: out is read-only")
-    size = len(encoded)
-    if target.nbytes < size:
-        raise ValueError(
-            f"{codec}: out is too small: {target.nbytes} bytes given, {size} needed"
-        )
-    target[:size] = encoded
-    if isinstance(out, bytearray) and len(out) != size:
-        # a bytearray is resized to the stream, as imagecodecs does; other buffers keep
-        # their size and the caller slices with len(result)
+    with target:
+        if target.readonly:
+            raise ValueError(f"{codec}: out is read-only")
+        size = len(encoded)
+        if target.nbytes < size:
+            raise ValueError(f"{codec}: out is too small: {target.nbytes} bytes given, {size} needed")
+        target[:size] = encoded
+    if isinstance(out, bytearray):
         del out[size:]
         return out
-    return out if isinstance(out, bytearray) else target[:size]
+    if isinstance(out, np.ndarray):
+        return out.reshape(-1).view(np.uint8)[:size]
+    return memoryview(out).cast("B")[:size]
 
 
 def write_array_out(decoded: np.ndarray, out, codec: str) -> np.ndarray:

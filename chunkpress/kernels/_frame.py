@@ -285,7 +285,8 @@ def split_nonfinite(block: np.ndarray, count: int):
     filled = np.empty_like(flat)
     bits = np.zeros((flat.size + 7) // 8, np.uint8)
     values = np.empty(count, flat.dtype)
-    _native.fill_and_mask(flat, filled, bits, values, block.shape[-1])
+    ny = block.shape[-2] if block.ndim > 1 else 1
+    _native.fill_and_mask(flat, filled, bits, values, ny, block.shape[-1])
     return filled.reshape(block.shape), Mask(bits, values)
 
 

@@ -28,7 +28,8 @@ class Spec:
     #: losslessly instead: the codec cannot take it or would crash on it)
     plan: Callable = lambda block, params, tolerance, amax: (params, tolerance is not None, False)
     own_stream: bool = True  # True: finite blocks get the codec's own stream, not a frame
-    own_ndims: tuple = ()  # where the codec's own stream loses the shape: these ndims only
+    #: whether a block of this shape keeps its shape through the codec's own stream
+    own_shape: Callable = lambda shape: True
     trailer: bool = False  # True: that stream carries the CRC-32C trailer
     dtypes: tuple = FLOAT_DTYPES
     mask: bool = True  # False: the codec keeps non-finite values itself (lossless codecs)
@@ -57,7 +58,7 @@ def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b"
         frame = _frame.Writer(spec.name, a.dtype, shape, frame_params, 0)
         frame.put_payload(_frame.zstd(block))
         return write_bytes_out(frame.finish(mask, None, stored=True), out, spec.name)
-    own = mask is None and spec.own_stream and a.ndim in (spec.own_ndims or spec.ndims)
+    own = mask is None and spec.own_stream and a.ndim != 0 and spec.own_shape(shape)
     if own:
         stream = _call(spec, spec.encode, block, params, None)
         patch = _find_patch(spec, stream, block, flat, tolerance) if verify else None
@@ -94,8 +95,14 @@ def decode(spec: Spec, data, shape=None, dtype=None, out=None, *, raw_decode=Non
     buf = as_bytes(data, spec.name)
     if _frame.is_frame(buf):
         frame = _frame.unpack(buf, spec.name, spec.error)
+        if frame.dtype.newbyteorder("=") not in spec.dtypes:
+            raise spec.error(f"{spec.name}: the frame says dtype {frame.dtype}, which "
+                             f"{spec.name} does not make; the stream is corrupt")
         _check_expected(spec, frame.shape, frame.dtype, shape, dtype)
         if 0 in frame.shape:
+            if len(frame.payload) or frame.mask is not None or frame.patch is not None:
+                raise spec.error(f"{spec.name}: a frame of an empty block holds data; "
+                                 "the stream is corrupt")
             return write_array_out(np.empty(frame.shape, frame.dtype), out, spec.name)
         native_shape = frame.shape or (1,) * spec.ndims[0]
         if frame.stored:

@@ -86,36 +86,99 @@ def scan(const floating[::1] a):
 
 
 def fill_and_mask(const floating[::1] a, floating[::1] filled, unsigned char[::1] bits,
-                  floating[::1] values, Py_ssize_t rowlen):
-    """Copy ``a`` to ``filled`` with each non-finite cell replaced by a finite neighbour.
+                  floating[::1] values, Py_ssize_t ny, Py_ssize_t nx):
+    """Copy ``a`` to ``filled`` with each non-finite cell replaced by a smooth guess.
 
-    Seen as rows of ``rowlen`` cells (the last axis), a non-finite cell takes the filled
-    value above it, or in the first row the finite value before it (the first finite value of
-    the block for cells before that, 0 if there is none). Land in an ocean field so becomes a
-    continuation of the coast, and a codec sees a block as smooth as the data around it.
-    Bit ``i`` of ``bits`` (least significant first; ``bits`` zeroed by the caller) marks cell
-    ``i`` non-finite, and ``values`` gets the non-finite cells in order, bit for bit.
+    The block is seen as 2-D slices of ``ny`` rows of ``nx`` cells (its last two axes). A gap
+    in a row is bridged by the straight line between the finite cells either side of it (the
+    nearest one where there is one side only), likewise a gap in a column, and a cell in both
+    takes the mean of the two lines; a cell whose row and column hold nothing finite takes
+    the first finite value of the block (0 if none). Land in an ocean field so becomes a
+    continuation of its coasts, and a codec sees a block nearly as smooth as the sea.
+    Bit ``i`` of ``bits`` (least significant first; zeroed by the caller) marks cell ``i``
+    non-finite, and ``values`` gets the non-finite cells in order, bit for bit.
     Returns the number of non-finite cells.
     """
-    cdef Py_ssize_t i, n = a.shape[0], k = 0
-    cdef floating x, last = 0
-    if rowlen < 1:
-        rowlen = 1
+    cdef Py_ssize_t n = a.shape[0], k = 0, start, row, i, j, left, right, y, top, bottom
+    cdef Py_ssize_t nrows = n // nx if nx > 0 else 0, col, base, stride
+    cdef double vl, vr, first = 0, guess
+    cdef bint found = False, row_has
+    cdef unsigned char[::1] row_empty = bytearray(nrows if nrows > 0 else 1)
+    if n == 0 or nx < 1 or ny < 1 or n % (nx * ny):
+        raise ValueError("fill_and_mask: the block is not ny x nx slices")
     with nogil:
         for i in range(n):
             if isfinite(a[i]):
-                last = a[i]
+                first = a[i]
+                found = True
                 break
-        for i in range(n):
-            x = a[i]
-            if x - x == 0:
-                last = x
-                filled[i] = x
-            else:
-                filled[i] = filled[i - rowlen] if i >= rowlen else last
-                bits[i >> 3] |= <unsigned char>(1 << (i & 7))
-                values[k] = x
-                k += 1
+        # rows: mark, collect, and bridge each gap along the row
+        for row in range(nrows):
+            start = row * nx
+            left = -1
+            row_has = False
+            j = start
+            while j < start + nx:
+                if a[j] - a[j] == 0:
+                    filled[j] = a[j]
+                    left = j
+                    row_has = True
+                    j += 1
+                    continue
+                right = j
+                while right < start + nx and not (a[right] - a[right] == 0):
+                    bits[right >> 3] |= <unsigned char>(1 << (right & 7))
+                    values[k] = a[right]
+                    k += 1
+                    right += 1
+                for i in range(j, right):
+                    if left >= 0 and right < start + nx:
+                        vl = a[left]
+                        vr = a[right]
+                        filled[i] = <floating>(vl + (vr - vl) * (i - left) / (right - left))
+                    elif left >= 0:
+                        filled[i] = a[left]
+                    elif right < start + nx:
+                        filled[i] = a[right]
+                    else:
+                        filled[i] = <floating>first
+                j = right
+            row_empty[row] = not row_has
+        # columns: bridge each gap along the column, averaging with the row's line
+        if ny > 1:
+            stride = nx
+            base = 0
+            while base < n:
+                for col in range(nx):
+                    top = -1
+                    y = 0
+                    while y < ny:
+                        i = base + y * stride + col
+                        if a[i] - a[i] == 0:
+                            top = y
+                            y += 1
+                            continue
+                        bottom = y
+                        while bottom < ny and not (
+                                a[base + bottom * stride + col] - a[base + bottom * stride + col] == 0):
+                            bottom += 1
+                        if top >= 0 or bottom < ny:
+                            for j in range(y, bottom):
+                                i = base + j * stride + col
+                                if top >= 0 and bottom < ny:
+                                    vl = a[base + top * stride + col]
+                                    vr = a[base + bottom * stride + col]
+                                    guess = vl + (vr - vl) * (j - top) / (bottom - top)
+                                elif top >= 0:
+                                    guess = a[base + top * stride + col]
+                                else:
+                                    guess = a[base + bottom * stride + col]
+                                if row_empty[(base + j * stride) // nx]:
+                                    filled[i] = <floating>guess
+                                else:
+                                    filled[i] = <floating>(0.5 * (filled[i] + guess))
+                        y = bottom
+                base += nx * ny
     return k
 
 

@@ -47,9 +47,14 @@ def _plan(block, params, tolerance, amax):
     return params, True, False
 
 
-# LERC decodes a 1-D blob as one row: 1-D blocks go in a frame that keeps their shape
+def _own_shape(shape):
+    # LERC decodes a 1-D blob as one row and drops a last extent of 1 from a 3-D one:
+    # those blocks go in a frame, which keeps their shape
+    return len(shape) == 2 or (len(shape) == 3 and shape[-1] > 1)
+
+
 _SPEC = _lossy.Spec("lerc", LercError, (1, 2, 3), _encode, _decode, _plan, dtypes=DTYPES,
-                    own_ndims=(2, 3))
+                    own_shape=_own_shape)
 
 
 def lerc_encode(data, *, tolerance=None, version=None, out=None):

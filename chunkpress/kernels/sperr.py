@@ -30,21 +30,36 @@ _NATIVE_MODE = {"rate": "bpp", "psnr": "psnr", "pwe": "pwe"}
 
 def _encode(block, params, out=None):
     mode, level = params
+    if block.ndim == 3 and 1 in block.shape:  # SPERR aborts on these: code them as 2-D
+        block = block.reshape(_as_2d(block.shape))
     return imagecodecs.sperr_encode(block, level, _NATIVE_MODE[mode], numthreads=1, out=out)
 
 
 def _decode(stream, shape, dtype, params):
-    return imagecodecs.sperr_decode(stream, numthreads=1)
+    decoded = imagecodecs.sperr_decode(stream, numthreads=1)
+    if shape is not None and decoded.shape != tuple(shape) and decoded.size == np.prod(shape):
+        decoded = decoded.reshape(shape)  # a 3-D block with a unit extent, coded as 2-D
+    return decoded
+
+
+def _as_2d(shape):
+    kept = [extent for extent in shape if extent != 1]
+    return tuple(([1, 1] + kept)[-2:]) if len(kept) < 2 else tuple(kept)
+
+
+def _own_shape(shape):
+    return len(shape) == 2 or 1 not in shape
 
 
 def _plan(block, params, tolerance, amax):
     # SPERR crashes the interpreter on some blocks (measured, imagecodecs 2026.3.6 / SPERR
-    # 0.8.4): a 3-D block with an extent of 1, magnitudes near 1e30, a tolerance 2**-40 of
-    # the largest magnitude or below 1e-290. Those blocks are stored losslessly instead.
+    # 0.8.4): magnitudes near 1e30, a tolerance 2**-40 of the largest magnitude or below
+    # 1e-290 (and a 3-D block with an extent of 1, which _encode codes as 2-D). Those blocks
+    # are stored losslessly instead.
     # In its point-wise mode SPERR rounds its double result to the data's type, slipping by
     # under half an ulp: asking for the tolerance less one ulp of the largest value keeps it.
     mode, level = params
-    if (block.ndim == 3 and 1 in block.shape) or not amax < 2.0**80:
+    if not amax < 2.0**80:
         return params, False, True
     if mode != "pwe":
         return params, False, False
@@ -104,7 +119,8 @@ def _check_size(extents, itemsize, n):
                          f"may hold; the {n}-byte stream is corrupt")
 
 
-_SPEC = _lossy.Spec("sperr", SperrError, (2, 3), _encode, _decode, _plan, check_bare=_guard_bare)
+_SPEC = _lossy.Spec("sperr", SperrError, (2, 3), _encode, _decode, _plan, check_bare=_guard_bare,
+                    own_shape=_own_shape)
 
 
 def sperr_encode(data, *, mode=None, quality=None, tolerance=None, out=None):
@@ -145,6 +161,13 @@ def sperr_decode(data, *, out=None):
 
 
 def sperr_check(data):
-    """Return True for a chunkpress SPERR frame, None otherwise (SPERR streams have no magic)."""
-    head = bytes(memoryview(data).cast("B")[:6])
-    return True if head[:4] == b"\x89CPK" and len(head) > 5 and head[5] == 2 else None
+    """Return True for a chunkpress SPERR frame or a SPERR stream whose header adds up."""
+    view = memoryview(data).cast("B")
+    head = bytes(view[:6])
+    if head[:4] == b"\x89CPK":
+        return len(head) > 5 and head[5] == 2
+    try:
+        _guard_bare(view)
+    except SperrError:
+        return None  # SPERR streams have no magic: not recognised is not "not SPERR"
+    return True

@@ -8,7 +8,7 @@ import imagecodecs
 import numpy as np
 
 from . import _lossy
-from ._common import ChunkpressError
+from ._common import ChunkpressError, as_native
 
 
 class SZIP:
@@ -62,28 +62,22 @@ def szip_encode(data, *, coding=None, pixels_per_block=None, bits_per_pixel=None
     ppb = 32 if pixels_per_block is None else pixels_per_block
     if isinstance(ppb, bool) or not isinstance(ppb, (int, np.integer)) or ppb % 2 or not 2 <= ppb <= 32:
         raise ValueError(f"szip: pixels_per_block must be an even integer in 2..32, got {ppb!r}")
-    array = np.asarray(data) if not isinstance(data, (bytes, bytearray, memoryview)) else data
-    dtype = getattr(array, "dtype", None)
-    if dtype is not None and dtype.newbyteorder("=") in DTYPES:
-        bits = dtype.itemsize * 8
-        bpp = bits if bits_per_pixel is None else bits_per_pixel
-        if isinstance(bpp, bool) or not isinstance(bpp, (int, np.integer)) or not (
-            1 <= bpp <= bits and _storage_bytes(bpp) == dtype.itemsize
-        ):
-            low = {1: 1, 2: 9, 4: 17, 8: 33}[dtype.itemsize]
-            raise ValueError(
-                f"szip: bits_per_pixel for {dtype} must be an integer in {low}..{bits}, got {bpp!r}"
-            )
-        if bpp < bits and array.size and dtype.kind in "ui":
-            unsigned = np.ascontiguousarray(array).view(f"u{dtype.itemsize}")
-            if int(unsigned.max()) >> bpp:
-                raise ValueError(
-                    f"szip: values of data need more than bits_per_pixel={bpp} bits"
-                )
-        pps = ppb * max(1, min(128, -(-array.size // ppb)))
-        params = _PARAMS.pack(_CODING[coding] | _LSB, ppb, bpp, pps)
-    else:
-        params = b""  # as_native below refuses the dtype with a clear message
+    array = as_native(data, "szip", dtypes=DTYPES, ndims=_SPEC.ndims, zero_d=True)
+    dtype = array.dtype
+    bits = dtype.itemsize * 8
+    bpp = bits if bits_per_pixel is None else bits_per_pixel
+    if isinstance(bpp, bool) or not isinstance(bpp, (int, np.integer)) or not (
+        1 <= bpp <= bits and _storage_bytes(bpp) == dtype.itemsize
+    ):
+        low = {1: 1, 2: 9, 4: 17, 8: 33}[dtype.itemsize]
+        raise ValueError(
+            f"szip: bits_per_pixel for {dtype} must be an integer in {low}..{bits}, got {bpp!r}"
+        )
+    if bpp < bits and array.size and dtype.kind in "ui":
+        if int(array.view(f"u{dtype.itemsize}").max()) >> bpp:
+            raise ValueError(f"szip: values of data need more than bits_per_pixel={bpp} bits")
+    pps = ppb * max(1, min(128, -(-array.size // ppb)))
+    params = _PARAMS.pack(_CODING[coding] | _LSB, ppb, bpp, pps)
     return _lossy.encode(_SPEC, array, params, None, out, frame_params=params)
 
 
