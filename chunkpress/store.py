@@ -1,0 +1,276 @@
+"""to_zarr / from_zarr: compressed blocks written straight into a Zarr v3 store, and read back.
+
+Each block is encoded once, by the task that writes it: the array's metadata names the
+chunkpress codec (then zarr's crc32c), and each block's kernel stream, its CRC-32C behind it,
+is put into the store as the chunk object of that block. An edge block's stream holds its real
+extent only; the Zarr codec pads it when decoding (see ``chunkpress.zarr``).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import dask
+import dask.array as da
+import google_crc32c
+import numpy as np
+import pandas as pd
+import zarr
+from dask._task_spec import Task
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+from zarr.codecs import Crc32cCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+from zarr.errors import ContainsArrayError, ContainsGroupError
+from zarr.storage import ZipStore
+
+from . import api
+from .graph import _codecs
+from .graph.compressed import CompressedArray
+from .kernels import ChunkpressError
+from .zarr import ChunkpressCodec, zarr_codec
+
+__all__ = ["to_zarr", "from_zarr", "info", "write_blocks", "regular_chunks"]
+
+_PARAMS = ("tolerance", "rate", "precision", "mode", "quality", "level")
+
+
+def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=None, mode=None,
+            quality=None, level=None, chunks="auto", verify=False, path=None, overwrite=False,
+            compute=True, attributes=None, dimension_names=None, storage_options=None):
+    """Compress ``data`` block by block straight into a Zarr v3 array in ``store``.
+
+    ``data`` is anything ``chunkpress.compress`` takes (compressed here with ``codec``, default
+    "zfp", and its parameters) or a CompressedArray (written as it is; its codec and parameters
+    are fixed). ``store`` is any zarr store or a path or URL (``.zip`` paths give a zip
+    store). Every block becomes one chunk object: encoded once, in parallel, by the task that
+    writes it. An existing store is refused unless ``overwrite=True``.
+
+    ``compute=False`` returns a ``dask.delayed`` that does the work, like
+    ``dask.array.to_zarr``; otherwise the blocks are written now and the zarr array returned.
+    """
+    compressed = _compressed_for_zarr(data, codec, chunks, verify,
+                                      dict(zip(_PARAMS, (tolerance, rate, precision, mode,
+                                                         quality, level))))
+    opened, close = _open_store(store, storage_options, overwrite)
+    try:
+        array = create_array(opened, compressed, path=path, overwrite=overwrite,
+                             attributes=attributes, dimension_names=dimension_names)
+    except BaseException:
+        close()
+        raise
+    writes = write_blocks(compressed, array)
+    done = dask.delayed(_finish, pure=True)(writes, array, close,
+                                            dask_key_name=f"chunkpress-to-zarr-{writes.name}")
+    if not compute:
+        return done
+    return done.compute()
+
+
+def from_zarr(store, path=None, *, storage_options=None) -> da.Array:
+    """Return a lazy dask array of a Zarr array: one task per chunk, reading that chunk only.
+
+    A chunk whose bytes are damaged is an error naming the chunk (the codec's error for a
+    chunkpress array, e.g. ZfpError).
+    """
+    if isinstance(store, zarr.Array):
+        array = store
+    else:
+        try:
+            array = zarr.open_array(store, path=path, mode="r", storage_options=storage_options)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no zarr array at {_where(store, path)}") from None
+    chunks = tuple(
+        tuple(min(c, n - i) for i in range(0, n, c)) if n else (0,)
+        for n, c in zip(array.shape, array.chunks)
+    )
+    name = "chunkpress-from-zarr-" + tokenize(str(array.store_path), array.metadata.to_dict())
+    layer = {
+        (name, *index): Task((name, *index), _read_chunk, array, index)
+        for index in np.ndindex(*(len(c) for c in chunks))
+    }
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=())
+    dtype = array.dtype
+    return da.Array(graph, name, chunks, meta=np.empty((0,) * array.ndim, dtype))
+
+
+def regular_chunks(chunks) -> bool:
+    """Whether a dask chunking is a zarr chunk grid: equal blocks along each axis, but the last.
+
+    >>> regular_chunks(((4, 4, 2), (3,)))
+    True
+    >>> regular_chunks(((4, 2, 4),))
+    False
+    """
+    return all(all(c == axis[0] for c in axis[:-1]) and axis[-1] <= axis[0] for axis in chunks)
+
+
+def create_array(store, compressed: CompressedArray, *, path=None, overwrite=False,
+                 attributes=None, dimension_names=None) -> zarr.Array:
+    """Create the Zarr array that the blocks of ``compressed`` are the chunks of."""
+    codec = zarr_codec(compressed.codec, compressed.params)
+    chunk_shape = tuple(max(1, axis[0]) for axis in compressed.chunks)
+    try:
+        return zarr.create_array(
+            store, name=path, shape=compressed.shape, chunks=chunk_shape,
+            dtype=compressed.dtype, serializer=codec, compressors=[Crc32cCodec()],
+            filters=None, overwrite=overwrite, attributes=attributes,
+            dimension_names=dimension_names, zarr_format=3,
+            config={"write_empty_chunks": True},
+        )
+    except (ContainsArrayError, ContainsGroupError):
+        raise FileExistsError(f"{_where(store, path)} already holds a zarr array or group; "
+                              "pass overwrite=True to replace it") from None
+
+
+def write_blocks(compressed: CompressedArray, array: zarr.Array) -> da.Array:
+    """Return the lazy array of bytes written, one cell per block; each task writes one chunk."""
+    if tuple(compressed.chunks and (max(1, a[0]) for a in compressed.chunks)) != \
+            tuple(array.chunks) or compressed.shape != array.shape:
+        raise ValueError(f"the blocks {compressed.chunksize} of shape {compressed.shape} are not "
+                         f"the chunks {array.chunks} of shape {array.shape}")
+    name = "chunkpress-write-" + tokenize(compressed.name, str(array.store_path))
+    blocks = compressed.blocks
+    return blocks.map_blocks(
+        _write_chunk, array, name=name, dtype=np.int64,
+        chunks=tuple((1,) * len(axis) for axis in blocks.chunks),
+        meta=np.empty((0,) * blocks.ndim, np.int64),
+    )
+
+
+def info(store, *, storage_options=None) -> pd.DataFrame:
+    """Return one row per array of a store: codec, parameters, sizes, ratio, error bound."""
+    try:
+        node = zarr.open(store, mode="r", storage_options=storage_options)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no zarr store at {_where(store, None)}") from None
+    arrays = [("", node)] if isinstance(node, zarr.Array) else sorted(node.arrays())
+    rows = []
+    for name, array in arrays:
+        serializer = array.serializer
+        stored = sync(array.store_path.store.getsize_prefix(_prefix(array)))
+        raw = math.prod(array.shape) * array.dtype.itemsize
+        row = {"variable": name or array.path or "/", "shape": array.shape,
+               "dtype": str(array.dtype), "original_bytes": raw, "stored_bytes": stored,
+               "ratio": raw / stored if stored else math.inf}
+        if isinstance(serializer, ChunkpressCodec):
+            target = serializer.target
+            scale = abs(float(array.attrs.get("scale_factor", 1.0)))
+            bound = _codecs.bound(serializer.spec, target)
+            row.update(codec=serializer.spec.name,
+                       parameters=", ".join(f"{k}={v}" for k, v in target.items()),
+                       error_bound=math.nan if bound is None else bound * scale)
+        else:
+            compressors = [c.to_dict()["name"] for c in array.compressors]
+            row.update(codec="+".join(compressors) or "none", parameters="",
+                       error_bound=0.0 if array.dtype.kind != "f" or not array.filters else
+                       math.nan)
+        rows.append(row)
+    columns = ["variable", "codec", "parameters", "dtype", "shape", "original_bytes",
+               "stored_bytes", "ratio", "error_bound"]
+    return pd.DataFrame(rows, columns=columns).set_index("variable")
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _compressed_for_zarr(data, codec, chunks, verify, params) -> CompressedArray:
+    given = {k: v for k, v in params.items() if v is not None}
+    if isinstance(data, CompressedArray):
+        if given or codec is not None:
+            raise ValueError("data is already compressed (a CompressedArray): its codec and "
+                             f"parameters are fixed; drop {', '.join(given) or 'codec'}")
+        if not regular_chunks(data.chunks):
+            raise ValueError(
+                f"the blocks of this CompressedArray (chunks {data.chunks}) are not a zarr "
+                "chunk grid (equal blocks along each axis, the last one smaller); compress "
+                "with chunks= one block shape, or pass the array to to_zarr")
+        if data.codec not in _codecs.CODECS and _ragged(data.shape, data.chunks):
+            raise ValueError(
+                f"{data.codec}: its streams do not record their shape, so its edge blocks must "
+                "be whole chunks; pass the array to to_zarr (it pads them) or compress with "
+                "chunks that divide the shape")
+        return data
+    codec = "zfp" if codec is None else codec
+    spec = _codecs.get_codec(codec)
+    compressed = api.compress(data, codec, chunks=chunks, verify=verify, **given)
+    if not regular_chunks(compressed.chunks):
+        compressed = api.compress(data, codec, chunks=compressed.chunksize, verify=verify,
+                                  **given)
+    if spec.name not in _codecs.CODECS and _ragged(compressed.shape, compressed.chunks):
+        # a chain's stream does not hold its shape: its edge blocks are padded to whole chunks
+        x = da.asarray(data) if not isinstance(data, da.Array) else data
+        size = compressed.chunksize
+        pad = [(0, -n % c) for n, c in zip(x.shape, size)]
+        padded = da.pad(x, pad, mode="constant").rechunk(size)
+        blocks = api.compress(padded, codec, chunks=size, verify=verify, **given)
+        compressed = CompressedArray(_cut(blocks.blocks, x.shape), blocks.dtype, blocks._codec,
+                                     blocks.params, blocks.verified)
+    return compressed
+
+
+def _ragged(shape, chunks) -> bool:
+    return any(n % axis[0] for n, axis in zip(shape, chunks) if axis[0])
+
+
+def _cut(blocks: da.Array, shape) -> da.Array:
+    """Return the padded blocks relabelled with the chunks of the unpadded ``shape``."""
+    chunks = tuple(
+        tuple(min(c, n - i) for i in range(0, n, c)) for n, c in zip(shape, blocks.chunksize))
+    return da.Array(blocks.dask, blocks.name, chunks, meta=blocks._meta)
+
+
+def _open_store(store, storage_options, overwrite):
+    """Return (store, close): a ``.zip`` path opens a zip store, closed when writing is done."""
+    if isinstance(store, str) and store.endswith(".zip") and "://" not in store:
+        import os
+
+        if os.path.exists(store) and not overwrite:
+            raise FileExistsError(f"{store} exists; pass overwrite=True to replace it")
+        opened = ZipStore(store, mode="w")
+        return opened, opened.close
+    if isinstance(store, str) and "://" in store:
+        from zarr.storage import FsspecStore
+
+        return FsspecStore.from_url(store, storage_options=storage_options), lambda: None
+    return store, lambda: None
+
+
+def _write_chunk(encoded_cell, array, block_id=None):
+    encoded = encoded_cell.reshape(-1)[0]
+    data = encoded.data
+    crc = struct.pack("<I", google_crc32c.value(bytes(data)))
+    buffer = default_buffer_prototype().buffer.from_bytes(bytes(data) + crc)
+    key = array.metadata.encode_chunk_key(tuple(block_id))
+    sync((array.store_path / key).set(buffer))
+    return np.full((1,) * encoded_cell.ndim, len(data) + 4, np.int64)
+
+
+def _finish(writes, array, close):
+    close()
+    return array
+
+
+def _read_chunk(array: zarr.Array, index):
+    try:
+        return array.get_block_selection(index)
+    except (ChunkpressError, ValueError) as exc:
+        serializer = array.serializer
+        error = serializer.error if isinstance(serializer, ChunkpressCodec) else ChunkpressError
+        key = array.metadata.encode_chunk_key(index)
+        raise error(f"chunk {index} (object {key!r}) of {_where(array.store_path, None)}: "
+                    f"{exc}; the stored bytes are damaged") from exc
+
+
+def _prefix(array) -> str:
+    key = array.metadata.encode_chunk_key((0,) * array.ndim)
+    head = key.split("/")[0] if "/" in key else ""
+    path = array.store_path.path
+    return f"{path}/{head}" if path else head
+
+
+def _where(store, path) -> str:
+    where = str(store)
+    return f"{where}/{path}" if path else where

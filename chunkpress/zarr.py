@@ -1,0 +1,242 @@
+"""Zarr v3 codecs: each chunk's bytes are one chunkpress kernel stream.
+
+The codecs are registered through the ``zarr.codecs`` entry-point group under namespaced names
+(``chunkpress.zfp``, ``chunkpress.sperr``, ...), so a store written by chunkpress opens with
+plain ``zarr.open_array`` wherever chunkpress is installed, without importing it. Their
+parameters (the global target: ``tolerance``, ``rate``, ...) are the codec's configuration in
+the array's ``zarr.json``. A checksum is zarr's ``crc32c`` codec, after this one.
+
+Edge chunks: zarr hands a codec full-size edge chunks, while chunkpress.to_zarr stores each
+edge block's real extent only (ZFP then gives, at the array's end too, the values whole-array
+compression gives, and no bytes go on padding). Decoding pads such a block with the fill value;
+zarr discards what lies outside the array.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+from zarr.abc.codec import ArrayBytesCodec
+from zarr.core.common import parse_named_configuration
+from zarr.registry import register_codec
+
+from . import kernels
+from .graph import _codecs
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from zarr.core.array_spec import ArraySpec
+    from zarr.core.buffer import Buffer, NDBuffer
+
+__all__ = ["ChunkpressCodec", "ZfpCodec", "SperrCodec", "Sz3Codec", "LercCodec", "SzipCodec",
+           "PcodecCodec", "ChainCodec", "zarr_codec", "decode_chunk"]
+
+
+@dataclass(frozen=True)
+class ChunkpressCodec(ArrayBytesCodec):
+    """Base of the chunkpress Zarr codecs: the fields are the codec's global target."""
+
+    codec: ClassVar[str]  # the chunkpress codec, e.g. "zfp"
+    is_fixed_size = False
+
+    def __post_init__(self):
+        # validated here, so that a bad zarr.json or argument fails on open, not on a chunk
+        spec = self.spec
+        target = _codecs.normalize_targets(spec, **self.target)
+        if spec.name in ("zfp", "sperr", "sz3"):
+            _codecs.probe(spec, np.float64, spec.ndims[0],
+                          _codecs.block_kwargs(spec, target, 1.0, 1.0))
+
+    @property
+    def name(self) -> str:
+        return f"chunkpress.{self.codec}"
+
+    @property
+    def spec(self) -> _codecs.Codec:
+        return _codecs.get_codec(self.codec)
+
+    @property
+    def target(self) -> dict:
+        """The parameters given, as ``chunkpress.compress`` takes them."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) is not None}
+
+    @property
+    def error(self) -> type:
+        return _codecs._error(self.spec)
+
+    @classmethod
+    def from_dict(cls, data) -> Self:
+        _, configuration = parse_named_configuration(data, f"chunkpress.{cls.codec}",
+                                                     require_configuration=False)
+        return cls(**(configuration or {}))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "configuration": self.target}
+
+    def validate(self, *, shape, dtype, chunk_grid) -> None:
+        _codecs.check_input(self.spec, dtype.to_native_dtype(), len(shape))
+
+    def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
+        raise NotImplementedError
+
+    def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer:
+        block = np.ascontiguousarray(chunk_array.as_numpy_array())
+        spec = self.spec
+        target = _codecs.normalize_targets(spec, **self.target)
+        if _codecs.needs_range(spec, target):
+            # a chunk written by zarr on its own: its PSNR is over its own value range
+            lo, hi = _codecs.block_range(block)
+            span = hi - lo if hi >= lo else 0.0
+            kwargs = _codecs.block_kwargs(spec, target, span, span)
+        else:
+            kwargs = _codecs.block_kwargs(spec, target)
+        data = _codecs.encode(block, spec, kwargs).data
+        return chunk_spec.prototype.buffer.from_array_like(np.frombuffer(data, np.uint8))
+
+    async def _encode_single(self, chunk_array, chunk_spec):
+        return self._encode_sync(chunk_array, chunk_spec)
+
+    def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
+        block = decode_chunk(chunk_bytes.as_numpy_array(), self.spec, chunk_spec.shape,
+                             chunk_spec.dtype.to_native_dtype(), chunk_spec.fill_value)
+        return chunk_spec.prototype.nd_buffer.from_numpy_array(block)
+
+    async def _decode_single(self, chunk_bytes, chunk_spec):
+        return self._decode_sync(chunk_bytes, chunk_spec)
+
+
+@dataclass(frozen=True)
+class ZfpCodec(ChunkpressCodec):
+    """ZFP: exactly one of tolerance (max absolute error), rate, precision."""
+
+    codec: ClassVar[str] = "zfp"
+    tolerance: float | None = None
+    rate: float | None = None
+    precision: int | None = None
+
+
+@dataclass(frozen=True)
+class SperrCodec(ChunkpressCodec):
+    """SPERR: tolerance, or mode ('rate', 'psnr', 'pwe') with quality."""
+
+    codec: ClassVar[str] = "sperr"
+    tolerance: float | None = None
+    mode: str | None = None
+    quality: float | None = None
+
+
+@dataclass(frozen=True)
+class Sz3Codec(ChunkpressCodec):
+    codec: ClassVar[str] = "sz3"
+    tolerance: float | None = None
+
+
+@dataclass(frozen=True)
+class LercCodec(ChunkpressCodec):
+    codec: ClassVar[str] = "lerc"
+    tolerance: float | None = None
+
+
+@dataclass(frozen=True)
+class SzipCodec(ChunkpressCodec):
+    codec: ClassVar[str] = "szip"
+
+
+@dataclass(frozen=True)
+class PcodecCodec(ChunkpressCodec):
+    codec: ClassVar[str] = "pcodec"
+    level: int | None = None
+
+
+@dataclass(frozen=True)
+class ChainCodec(ChunkpressCodec):
+    """A lossless chain such as ``floatpred+zstd``: ``chain`` names it, ``level`` its last codec."""
+
+    codec: ClassVar[str] = "chain"
+    chain: str = "floatpred+zstd"
+    level: int | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.chain, str) or self.chain.lower() in _codecs.CODECS:
+            raise ValueError(f"chunkpress.chain: chain must name a lossless chain such as "
+                             f"'floatpred+zstd', got {self.chain!r}")
+        super().__post_init__()
+
+    @property
+    def spec(self) -> _codecs.Codec:
+        return _codecs.get_codec(self.chain)
+
+    @property
+    def target(self) -> dict:
+        return {} if self.level is None else {"level": self.level}
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "configuration": {"chain": self.chain, **self.target}}
+
+
+_BY_CODEC = {cls.codec: cls for cls in
+             (ZfpCodec, SperrCodec, Sz3Codec, LercCodec, SzipCodec, PcodecCodec)}
+
+
+def zarr_codec(codec: str, target: dict | None = None) -> ChunkpressCodec:
+    """Return the Zarr codec of a chunkpress codec name and its global target."""
+    spec = _codecs.get_codec(codec)
+    target = dict(target or {})
+    if spec.name in _BY_CODEC:
+        return _BY_CODEC[spec.name](**target)
+    return ChainCodec(chain=spec.name, **target)
+
+
+def decode_chunk(data, spec: _codecs.Codec, chunk_shape, dtype, fill_value=0) -> np.ndarray:
+    """Return the ``chunk_shape`` block in a stored stream, padding an edge block's stream."""
+    chunk_shape = tuple(chunk_shape)
+    dtype = np.dtype(dtype)
+    error = _codecs._error(spec)
+    if spec.name not in _codecs.CODECS:  # a chain's stream does not hold its shape
+        return _codecs.decode(data, spec, chunk_shape, dtype)
+    block = _decode_any(data, spec)
+    shape = block.shape
+    if len(shape) != len(chunk_shape) or any(s > c for s, c in zip(shape, chunk_shape)):
+        raise error(f"{spec.name}: the stored stream holds a block of shape {shape}, which does "
+                    f"not fit the chunk shape {chunk_shape}; the bytes belong to another array")
+    if block.dtype != dtype:
+        raise error(f"{spec.name}: the stored stream holds {block.dtype} values, the array is "
+                    f"{dtype}; the stored bytes belong to another array")
+    if shape == chunk_shape:
+        return block
+    padded = np.full(chunk_shape, fill_value, dtype)
+    padded[tuple(slice(0, n) for n in shape)] = block
+    return padded
+
+
+_BATCH_HEAD = struct.Struct("<4sBBH")
+
+
+def _decode_any(data, spec: _codecs.Codec) -> np.ndarray:
+    """Return the block a kernel stream (or a batch of them, see _codecs) holds, any shape."""
+    buf = memoryview(data).cast("B")
+    decode = getattr(kernels, f"{spec.name}_decode")
+    if len(buf) < _BATCH_HEAD.size or bytes(buf[:4]) != _codecs._BATCH_MAGIC:
+        return decode(buf)
+    batch = _BATCH_HEAD.unpack_from(buf, 0)[2]
+    lead = struct.unpack_from(f"<{min(batch, 32)}Q", buf, 8) if len(buf) >= 8 + 8 * batch else ()
+    blocks = [decode(stream) for stream in _codecs._batch_streams(buf, lead)]
+    inner = blocks[0].shape if blocks else (0,) * spec.ndims[0]
+    if any(b.shape != inner or b.dtype != blocks[0].dtype for b in blocks):
+        raise _codecs._error(spec)(f"{spec.name}: the streams of a batch block differ in shape; "
+                                   "the stored bytes are damaged")
+    dtype = blocks[0].dtype if blocks else np.float64
+    out = np.empty(tuple(lead) + tuple(inner), dtype)
+    for index, b in zip(np.ndindex(*lead), blocks):
+        out[index] = b
+    return out
+
+
+for _cls in (*_BY_CODEC.values(), ChainCodec):
+    # for a process that has imported chunkpress without it being installed (a source tree)
+    register_codec(f"chunkpress.{_cls.codec}", _cls)
