@@ -9,6 +9,7 @@ extent only; the Zarr codec pads it when decoding (see ``chunkpress.zarr``).
 from __future__ import annotations
 
 import math
+import os
 import struct
 
 import dask
@@ -79,7 +80,8 @@ def from_zarr(store, path=None, *, storage_options=None) -> da.Array:
         array = store
     else:
         try:
-            array = zarr.open_array(store, path=path, mode="r", storage_options=storage_options)
+            array = zarr.open_array(_read_store(store), path=path, mode="r",
+                                    storage_options=storage_options)
         except FileNotFoundError:
             raise FileNotFoundError(f"no zarr array at {_where(store, path)}") from None
     chunks = tuple(
@@ -143,7 +145,7 @@ def write_blocks(compressed: CompressedArray, array: zarr.Array) -> da.Array:
 def info(store, *, storage_options=None) -> pd.DataFrame:
     """Return one row per array of a store: codec, parameters, sizes, ratio, error bound."""
     try:
-        node = zarr.open(store, mode="r", storage_options=storage_options)
+        node = zarr.open(_read_store(store), mode="r", storage_options=storage_options)
     except FileNotFoundError:
         raise FileNotFoundError(f"no zarr store at {_where(store, None)}") from None
     arrays = [("", node)] if isinstance(node, zarr.Array) else sorted(node.arrays())
@@ -224,9 +226,8 @@ def _cut(blocks: da.Array, shape) -> da.Array:
 
 def _open_store(store, storage_options, overwrite):
     """Return (store, close): a ``.zip`` path opens a zip store, closed when writing is done."""
-    if isinstance(store, str) and store.endswith(".zip") and "://" not in store:
-        import os
-
+    if isinstance(store, (str, os.PathLike)) and str(store).endswith(".zip") \
+            and "://" not in str(store):
         if os.path.exists(store) and not overwrite:
             raise FileExistsError(f"{store} exists; pass overwrite=True to replace it")
         opened = ZipStore(store, mode="w")
@@ -238,14 +239,23 @@ def _open_store(store, storage_options, overwrite):
     return store, lambda: None
 
 
-def _write_chunk(encoded_cell, array, block_id=None):
-    encoded = encoded_cell.reshape(-1)[0]
+def _read_store(store):
+    """Return ``store``, or a read-only zip store for a ``.zip`` path."""
+    if isinstance(store, (str, os.PathLike)) and str(store).endswith(".zip") \
+            and "://" not in str(store):
+        if not os.path.isfile(store):
+            raise FileNotFoundError(f"no such file: {store}")
+        return ZipStore(store, mode="r")
+    return store
+
+
+def _write_chunk(encoded, array, block_id=None):
     data = encoded.data
     crc = struct.pack("<I", google_crc32c.value(bytes(data)))
     buffer = default_buffer_prototype().buffer.from_bytes(bytes(data) + crc)
     key = array.metadata.encode_chunk_key(tuple(block_id))
     sync((array.store_path / key).set(buffer))
-    return np.full((1,) * encoded_cell.ndim, len(data) + 4, np.int64)
+    return np.full((1,) * len(block_id), len(data) + 4, np.int64)
 
 
 def _finish(writes, array, close):
@@ -260,8 +270,9 @@ def _read_chunk(array: zarr.Array, index):
         serializer = array.serializer
         error = serializer.error if isinstance(serializer, ChunkpressCodec) else ChunkpressError
         key = array.metadata.encode_chunk_key(index)
-        raise error(f"chunk {index} (object {key!r}) of {_where(array.store_path, None)}: "
-                    f"{exc}; the stored bytes are damaged") from exc
+        what = serializer.spec.name if isinstance(serializer, ChunkpressCodec) else "zarr"
+        raise error(f"{what}: chunk {index} (object {key!r}) of {_where(array.store_path, None)}"
+                    f" cannot be read; the stored bytes are damaged: {exc}") from exc
 
 
 def _prefix(array) -> str:

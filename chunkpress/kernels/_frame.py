@@ -46,6 +46,7 @@ MAGIC = b"\x89CPK"
 VERSION = 1
 TRAILER_MAGIC = b"CPK\x01"
 CODEC_IDS = {"zfp": 1, "sperr": 2, "sz3": 3, "lerc": 4, "szip": 5, "pcodec": 6}
+CODECS_IDS_ITEMS = tuple(CODEC_IDS.items())
 FLAG_MASK = 1
 FLAG_PATCH = 2
 FLAG_STORED = 4
@@ -88,6 +89,14 @@ def crc32c(data) -> int:
 
 def is_frame(data) -> bool:
     return bytes(data[:4]) == MAGIC
+
+
+def frame_codec(data) -> str | None:
+    """Return the codec named by a frame's header, None if ``data`` is not a frame."""
+    head = bytes(memoryview(data).cast("B")[:6])
+    if len(head) < 6 or head[:4] != MAGIC:
+        return None
+    return next((name for name, number in CODECS_IDS_ITEMS if number == head[5]), "unknown")
 
 
 def pack(codec, dtype, shape, payload, *, params=b"", mask=None, patch=None) -> bytearray:

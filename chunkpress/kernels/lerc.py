@@ -5,7 +5,7 @@ from __future__ import annotations
 import imagecodecs
 import numpy as np
 
-from . import _lossy
+from . import _frame, _lossy
 from ._common import ChunkpressError, check_tolerance
 
 
@@ -72,7 +72,5 @@ def lerc_decode(data, *, out=None):
 
 def lerc_check(data):
     """Return True where ``data`` is a LERC blob or a chunkpress LERC frame."""
-    head = bytes(memoryview(data).cast("B")[:6])
-    if head[:4] == b"\x89CPK":
-        return len(head) > 5 and head[5] == 4
-    return head.startswith(b"Lerc2 ") or head.startswith(b"CntZIm")
+    framed = _frame.frame_codec(data)
+    return framed == "lerc" if framed else bytes(memoryview(data).cast("B")[:6]) == b"Lerc2 "

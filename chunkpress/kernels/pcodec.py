@@ -5,7 +5,7 @@ from __future__ import annotations
 import imagecodecs
 import numpy as np
 
-from . import _lossy
+from . import _frame, _lossy
 from ._common import ChunkpressError
 
 
@@ -53,5 +53,4 @@ def _refuse_bare(stream, shape, dtype, params):
 
 def pcodec_check(data):
     """Return True for a chunkpress PCODEC frame, False otherwise."""
-    head = bytes(memoryview(data).cast("B")[:6])
-    return head[:4] == b"\x89CPK" and len(head) > 5 and head[5] == 6
+    return _frame.frame_codec(data) == "pcodec"

@@ -162,12 +162,11 @@ def sperr_decode(data, *, out=None):
 
 def sperr_check(data):
     """Return True for a chunkpress SPERR frame or a SPERR stream whose header adds up."""
-    view = memoryview(data).cast("B")
-    head = bytes(view[:6])
-    if head[:4] == b"\x89CPK":
-        return len(head) > 5 and head[5] == 2
+    framed = _frame.frame_codec(data)
+    if framed:
+        return framed == "sperr"
     try:
-        _guard_bare(view)
+        _guard_bare(memoryview(data).cast("B"))
     except SperrError:
         return None  # SPERR streams have no magic: not recognised is not "not SPERR"
     return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import imagecodecs
 
-from . import _lossy
+from . import _frame, _lossy
 from ._common import ChunkpressError, check_tolerance
 
 
@@ -54,5 +54,5 @@ def sz3_decode(data, shape=None, dtype=None, *, out=None):
 
 def sz3_check(data):
     """Return True for a chunkpress SZ3 frame, None otherwise (bare SZ3 streams have no magic)."""
-    head = bytes(memoryview(data).cast("B")[:6])
-    return True if head[:4] == b"\x89CPK" and len(head) > 5 and head[5] == 3 else None
+    framed = _frame.frame_codec(data)
+    return framed == "sz3" if framed else None

@@ -7,7 +7,7 @@ import struct
 import imagecodecs
 import numpy as np
 
-from . import _lossy
+from . import _frame, _lossy
 from ._common import ChunkpressError, as_native
 
 
@@ -93,5 +93,4 @@ def _refuse_bare(stream, shape, dtype, params):
 
 def szip_check(data):
     """Return True for a chunkpress SZIP frame, False otherwise."""
-    head = bytes(memoryview(data).cast("B")[:6])
-    return head[:4] == b"\x89CPK" and len(head) > 5 and head[5] == 5
+    return _frame.frame_codec(data) == "szip"

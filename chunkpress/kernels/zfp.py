@@ -125,7 +125,5 @@ def zfp_decode(data, shape=None, dtype=None, *, out=None):
 
 def zfp_check(data):
     """Return True where ``data`` is a ZFP stream or a chunkpress ZFP frame."""
-    head = bytes(memoryview(data).cast("B")[:8])
-    if head[:4] == b"\x89CPK":
-        return len(head) > 5 and head[5] == 1
-    return head[:3] == b"zfp"
+    framed = _frame.frame_codec(data)
+    return framed == "zfp" if framed else bytes(memoryview(data).cast("B")[:4]) == b"zfp\x05"
