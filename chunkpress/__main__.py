@@ -1,5 +1,7 @@
-"""``python -m chunkpress``: the main job on built-in data."""
+"""``python -m chunkpress``: the command; with no arguments, the demo."""
 
-from .demo import main
+import sys
 
-main()
+from .cli import main
+
+sys.exit(main())

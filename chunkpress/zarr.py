@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from zarr.core.buffer import Buffer, NDBuffer
 
 __all__ = ["ChunkpressCodec", "ZfpCodec", "SperrCodec", "Sz3Codec", "LercCodec", "SzipCodec",
-           "PcodecCodec", "ChainCodec", "zarr_codec", "decode_chunk"]
+           "PcodecCodec", "ChainCodec", "zarr_codec", "decode_chunk", "decode_block"]
 
 
 @dataclass(frozen=True)
@@ -195,6 +195,17 @@ def zarr_codec(codec: str, target: dict | None = None) -> ChunkpressCodec:
 def decode_chunk(data, spec: _codecs.Codec, chunk_shape, dtype, fill_value=0) -> np.ndarray:
     """Return the ``chunk_shape`` block in a stored stream, padding an edge block's stream."""
     chunk_shape = tuple(chunk_shape)
+    block = decode_block(data, spec, chunk_shape, dtype)
+    if block.shape == chunk_shape:
+        return block
+    padded = np.full(chunk_shape, fill_value, block.dtype)
+    padded[tuple(slice(0, n) for n in block.shape)] = block
+    return padded
+
+
+def decode_block(data, spec: _codecs.Codec, chunk_shape, dtype) -> np.ndarray:
+    """Return the block in a stored stream as it was stored: an edge block is not padded."""
+    chunk_shape = tuple(chunk_shape)
     dtype = np.dtype(dtype)
     error = _codecs._error(spec)
     if spec.name not in _codecs.CODECS:  # a chain's stream does not hold its shape
@@ -207,11 +218,7 @@ def decode_chunk(data, spec: _codecs.Codec, chunk_shape, dtype, fill_value=0) ->
     if block.dtype != dtype:
         raise error(f"{spec.name}: the stored stream holds {block.dtype} values, the array is "
                     f"{dtype}; the stored bytes belong to another array")
-    if shape == chunk_shape:
-        return block
-    padded = np.full(chunk_shape, fill_value, dtype)
-    padded[tuple(slice(0, n) for n in shape)] = block
-    return padded
+    return block
 
 
 _BATCH_HEAD = struct.Struct("<4sBBH")

@@ -274,15 +274,15 @@ def add_trailer(stream) -> bytes:
     return bytes(stream) + struct.pack("<I", crc32c(stream)) + TRAILER_MAGIC
 
 
-def strip_trailer(data, codec: str, error: type) -> memoryview:
-    """Return the codec stream in ``data``, checking the trailer's checksum if there is one."""
+def strip_trailer(data, codec: str, error: type) -> tuple[memoryview, bool]:
+    """Return the codec stream in ``data`` and whether a trailer's checksum vouched for it."""
     buf = memoryview(data).cast("B")
     if len(buf) >= 8 and bytes(buf[-4:]) == TRAILER_MAGIC:
         stream = buf[:-8]
         if crc32c(stream) != struct.unpack_from("<I", buf, len(buf) - 8)[0]:
             raise error(f"{codec}: checksum mismatch; the stream is damaged or truncated")
-        return stream
-    return buf
+        return stream, True
+    return buf, False
 
 
 # --- non-finite cells and patches ---------------------------------------------------------

@@ -1,0 +1,117 @@
+"""The chunkpress command: happy paths, and each user error as one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from chunkpress.cli import demo_dataset, main
+
+from test_zarr import _installed_env
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A small netCDF file (sea-surface temperature with land, wind, times)."""
+    path = tmp_path_factory.mktemp("cli") / "in.nc"
+    demo_dataset((4, 36, 72)).to_netcdf(path)
+    return str(path)
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_compress_info_decompress(tmp_path, capsys, source):
+    out = tmp_path / "out.zarr"
+    code, stdout, err = run(capsys, "compress", source, out, "--codec", "zfp", "--tolerance",
+                            "0.01", "--workers", "2")
+    assert code == 0, err
+    assert "sst" in stdout and "zfp" in stdout
+    original = xr.open_dataset(source)
+    back = xr.open_zarr(out)
+    assert float(abs(back.sst - original.sst).max()) <= 0.01
+    assert bool((back.sst.isnull() == original.sst.isnull()).all())
+    assert back.sst.encoding["_FillValue"] == original.sst.encoding["_FillValue"]
+
+    code, stdout, err = run(capsys, "info", out)
+    assert code == 0, err
+    line = next(l for l in stdout.splitlines() if l.startswith("sst"))
+    assert "zfp" in line and "tolerance=0.01" in line
+
+    nc = tmp_path / "back.nc"
+    code, stdout, err = run(capsys, "decompress", out, nc)
+    assert code == 0, err
+    again = xr.open_dataset(nc)
+    assert float(abs(again.sst - original.sst).max()) <= 0.01
+    assert again.sst.attrs == original.sst.attrs
+    assert np.array_equal(again.land.values, original.land.values)
+
+
+def test_compress_selected_variables_with_verify(tmp_path, capsys, source):
+    out = tmp_path / "out.zarr"
+    code, stdout, err = run(capsys, "compress", source, out, "--tolerance", "0.1",
+                            "--var", "wind", "--verify")
+    assert code == 0, err
+    rows = {l.split()[0]: l for l in stdout.splitlines() if l[:4] in ("sst ", "wind")}
+    assert "zfp" in rows["wind"] and "exact" in rows["sst"]
+    back = xr.open_zarr(out)
+    assert back.sst.encoding["serializer"].to_dict()["name"] != "chunkpress.zfp"
+    assert np.array_equal(back.sst.values, xr.open_dataset(source).sst.values, equal_nan=True)
+
+
+def test_demo_runs_the_complete_example(tmp_path, capsys):
+    code, stdout, err = run(capsys, "demo", "--out", tmp_path)
+    assert code == 0, err
+    assert "sst" in stdout and "land kept missing: True" in stdout
+    assert os.path.isdir(tmp_path / "ocean.zarr")
+
+
+@pytest.mark.parametrize("argv, code, words", [
+    (["compress", "missing.nc", "{tmp}/o.zarr", "--tolerance", "0.1"], 1, "no such file"),
+    (["compress", "{src}", "{tmp}/o.zarr", "--codec", "nope", "--tolerance", "0.1"], 1,
+     "codec must be one of"),
+    (["compress", "{src}", "{tmp}/o.zarr", "--tolerance", "-1"], 2, "tolerance"),
+    (["compress", "{src}", "{tmp}/o.zarr", "--tolerance", "abc"], 2, "must be a number"),
+    (["compress", "{src}", "{tmp}/o.zarr"], 1, "tolerance"),
+    (["compress", "{src}", "{tmp}/o.zarr", "--tolerance", "0.1", "--var", "nope"], 1,
+     "'nope'"),
+    (["compress", "{src}", "{tmp}/o.zarr", "--tolerance", "0.1", "--workers", "0"], 2,
+     "at least 1"),
+    (["compress", "{src}", "{src}", "--tolerance", "0.1"], 1, "--overwrite"),
+    (["decompress", "{tmp}/none.zarr", "{tmp}/o.nc"], 1, "no such file"),
+    (["info", "{tmp}/none.zarr"], 1, "no such file"),
+    (["frobnicate"], 2, "invalid choice"),
+])
+def test_user_errors_are_one_line_and_exit_non_zero(tmp_path, capsys, source, argv, code, words):
+    argv = [a.format(tmp=tmp_path, src=source) for a in argv]
+    try:
+        got = main(argv)
+    except SystemExit as exc:  # argparse's usage errors
+        got = exc.code
+    out, err = capsys.readouterr()
+    assert got == code
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert words in lines[0] and "Traceback" not in err
+
+
+def test_the_installed_command_and_python_m(tmp_path, source):
+    env = _installed_env(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "chunkpress.cli", "info", "nowhere.zarr"],
+                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("chunkpress info: error: nowhere.zarr")
+    out = tmp_path / "o.zarr"
+    result = subprocess.run([sys.executable, "-m", "chunkpress.cli", "compress", source, str(out),
+                             "--tolerance", "0.5"], env=env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "wind" in result.stdout
