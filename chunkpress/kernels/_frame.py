@@ -271,7 +271,7 @@ def _values(section, size: int, dtype, codec: str, error: type) -> np.ndarray:
 
 def add_trailer(stream) -> bytes:
     """Return a codec's own stream with the CRC-32C trailer after it."""
-    return bytes(stream) + struct.pack("<I", crc32c(stream)) + TRAILER_MAGIC
+    return b"".join((stream, struct.pack("<I", crc32c(stream)), TRAILER_MAGIC))
 
 
 def strip_trailer(data, codec: str, error: type) -> tuple[memoryview, bool]:
