@@ -9,7 +9,7 @@ import pytest
 import chunkpress
 from chunkpress import api
 
-distributed = pytest.importorskip("distributed")
+import distributed  # noqa: E402
 
 
 def smooth(shape, seed=0):

@@ -23,7 +23,7 @@ from chunkpress.kernels.floatpred import (
     floatpred_encode,
 )
 
-imagecodecs = pytest.importorskip("imagecodecs")
+import imagecodecs  # noqa: E402
 
 DTYPES = ["float16", "float32", "float64"]
 # even sides, so that imagecodecs accepts dist=2 along every axis

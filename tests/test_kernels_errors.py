@@ -23,13 +23,16 @@ def _valid(codec):
 # --- data -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", ["complex64", "bool", "int8", "int64", "float16", "uint64",
-                                   "datetime64[s]", "U3", "object"])
-@pytest.mark.parametrize("codec", ALL, ids=str)
+BAD_DTYPES = ["complex64", "bool", "int8", "int64", "float16", "uint64", "datetime64[s]", "U3",
+              "object"]
+
+
+@pytest.mark.parametrize("codec, dtype", [
+    pytest.param(codec, dtype, id=f"{codec}-{dtype}") for codec in ALL for dtype in BAD_DTYPES
+    if np.dtype(dtype).name not in codec.dtypes  # only the dtypes this codec refuses
+])
 def test_wrong_dtype(codec, dtype):
     array, params = _valid(codec)
-    if np.dtype(dtype).name in codec.dtypes:
-        pytest.skip(f"{codec} takes {dtype}")
     bad = np.zeros(array.shape, dtype)
     allowed = codec.dtypes[0]
     got = re.escape(str(np.dtype(dtype)))
