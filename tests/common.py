@@ -26,7 +26,9 @@ import numpy as np
 import chunkpress as cp
 
 TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
+#: where the chunkpress under test was imported from (site-packages once installed, the source
+#: tree with an in-place build): child interpreters import the very same one
+ROOT = Path(cp.__file__).resolve().parent.parent
 FIXTURES = TESTS / "fixtures"
 
 FLOATS = ("float32", "float64")
