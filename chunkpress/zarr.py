@@ -14,7 +14,6 @@ zarr discards what lies outside the array.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, ClassVar
 
@@ -221,18 +220,14 @@ def decode_block(data, spec: _codecs.Codec, chunk_shape, dtype) -> np.ndarray:
     return block
 
 
-_BATCH_HEAD = struct.Struct("<4sBBH")
-
-
 def _decode_any(data, spec: _codecs.Codec) -> np.ndarray:
     """Return the block a kernel stream (or a batch of them, see _codecs) holds, any shape."""
     buf = memoryview(data).cast("B")
     decode = getattr(kernels, f"{spec.name}_decode")
-    if len(buf) < _BATCH_HEAD.size or bytes(buf[:4]) != _codecs._BATCH_MAGIC:
+    if not _codecs._is_batch(buf):
         return decode(buf)
-    batch = _BATCH_HEAD.unpack_from(buf, 0)[2]
-    lead = struct.unpack_from(f"<{min(batch, 32)}Q", buf, 8) if len(buf) >= 8 + 8 * batch else ()
-    blocks = [decode(stream) for stream in _codecs._batch_streams(buf, lead)]
+    lead, streams = _codecs.batch_streams(buf)
+    blocks = [decode(stream) for stream in streams]
     inner = blocks[0].shape if blocks else (0,) * spec.ndims[0]
     if any(b.shape != inner or b.dtype != blocks[0].dtype for b in blocks):
         raise _codecs._error(spec)(f"{spec.name}: the streams of a batch block differ in shape; "

@@ -343,7 +343,7 @@ def _corrected(data, codec: Codec) -> int:
     from ..kernels import _frame
 
     counts = []
-    for stream in _batch_streams(data) if _is_batch(data) else [data]:
+    for stream in batch_streams(data)[1] if _is_batch(data) else [data]:
         if not _frame.is_frame(stream):
             counts.append(0)
             continue
@@ -424,7 +424,8 @@ def _is_batch(data) -> bool:
     return bytes(memoryview(data).cast("B")[:4]) == _BATCH_MAGIC
 
 
-def _batch_streams(data, lead=None) -> list:
+def batch_streams(data, lead=None) -> tuple[tuple, list]:
+    """Return (the batch extents, the streams in C order) of a batch block, after its checks."""
     buf = memoryview(data).cast("B")
     if len(buf) < 12 or bytes(buf[:4]) != _BATCH_MAGIC:
         raise BatchError("batch block: not a chunkpress batch block (bad magic)")
@@ -447,12 +448,12 @@ def _batch_streams(data, lead=None) -> list:
         pos += length
     if pos != len(buf):
         raise BatchError("batch block: lengths do not add up; the stored bytes are damaged")
-    return streams
+    return tuple(extents), streams
 
 
 def _decode_batch(data, codec: Codec, shape, dtype, batch: int) -> np.ndarray:
     lead = shape[:batch]
     out = np.empty(shape, dtype)
-    for index, stream in zip(np.ndindex(*lead), _batch_streams(data, lead)):
+    for index, stream in zip(np.ndindex(*lead), batch_streams(data, lead)[1]):
         out[index] = _decode_one(stream, codec, shape[batch:], dtype)
     return out
