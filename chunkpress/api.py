@@ -62,6 +62,7 @@ def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mo
                                        mode=mode, quality=quality, level=level)
     # a bad value for the codec fails here, on a tiny block, not on a worker
     _codecs.probe(spec, x.dtype, x.ndim, _codecs.block_kwargs(spec, target, 1.0, 1.0))
+    numpy = x if isinstance(x, np.ndarray) else None  # the blocks are views of it
     x = _blocked(x, spec, chunks)
     value_range = None
     if _codecs.needs_range(spec, target):
@@ -75,8 +76,10 @@ def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mo
     verify_bound = _codecs.bound(spec, target) if verify else False
     max_mse = _codecs.max_mse(spec, target, value_range) if verify else None
     blocks = build.encode_array(x, spec, kwargs, verify_bound, max_mse)
+    recipe = build.Recipe(x, spec, kwargs, verify_bound, max_mse, numpy)
     # the kernels decode to native byte order
-    return CompressedArray(blocks, x.dtype.newbyteorder("="), spec, target, bool(verify))
+    return CompressedArray(blocks, x.dtype.newbyteorder("="), spec, target, bool(verify),
+                           recipe=recipe)
 
 
 def decompress(compressed: CompressedArray) -> da.Array:

@@ -18,8 +18,9 @@ import google_crc32c
 import numpy as np
 import pandas as pd
 import zarr
-from dask._task_spec import Task
+from dask._task_spec import List, Task, TaskRef
 from dask.base import tokenize
+from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 from zarr.codecs import Crc32cCodec
 from zarr.core.buffer import default_buffer_prototype
@@ -28,7 +29,7 @@ from zarr.errors import ContainsArrayError, ContainsGroupError
 from zarr.storage import LocalStore, ZipStore
 
 from . import api
-from .graph import _codecs
+from .graph import _codecs, build
 from .graph.compressed import CompressedArray
 from .kernels import ChunkpressError
 from .zarr import ChunkpressCodec, decode_block, zarr_codec
@@ -64,7 +65,7 @@ def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=Non
         raise
     writes = write_blocks(compressed, array)
     done = dask.delayed(_finish, pure=True)(writes, array, close,
-                                            dask_key_name=f"chunkpress-to-zarr-{writes.name}")
+                                            dask_key_name=f"chunkpress-to-zarr-{writes.key}")
     if not compute:
         return done
     return done.compute()
@@ -128,19 +129,90 @@ def create_array(store, compressed: CompressedArray, *, path=None, overwrite=Fal
                               "pass overwrite=True to replace it") from None
 
 
-def write_blocks(compressed: CompressedArray, array: zarr.Array) -> da.Array:
-    """Return the lazy array of bytes written, one cell per block; each task writes one chunk."""
+def write_blocks(compressed: CompressedArray, array: zarr.Array) -> Delayed:
+    """Return a delayed that writes every block of ``compressed`` as the chunk of ``array``.
+
+    Its value is the number of bytes written. Each task writes a group of neighbouring blocks
+    (a few MiB of input, a few groups per worker): the scheduler then handles tens of tasks,
+    not one per block. While the blocks are lazy (``compressed.recipe``), the task that
+    writes a block encodes it, straight from the input, the way ``compress`` would: nothing is
+    encoded twice and no block is kept. Blocks that already exist (persisted) are written as
+    they are.
+    """
     if tuple(compressed.chunks and (max(1, a[0]) for a in compressed.chunks)) != \
             tuple(array.chunks) or compressed.shape != array.shape:
         raise ValueError(f"the blocks {compressed.chunksize} of shape {compressed.shape} are not "
                          f"the chunks {array.chunks} of shape {array.shape}")
+    recipe = compressed.recipe
     name = "chunkpress-write-" + tokenize(compressed.name, str(array.store_path))
-    blocks = compressed.blocks
-    return blocks.map_blocks(
-        _write_chunk, array, name=name, dtype=np.int64,
-        chunks=tuple((1,) * len(axis) for axis in blocks.chunks),
-        meta=np.empty((0,) * blocks.ndim, np.int64),
-    )
+    grid = compressed.numblocks
+    indices = list(np.ndindex(*grid)) if grid else [()]
+    block_bytes = math.prod(compressed.chunksize) * compressed.dtype.itemsize \
+        if compressed.ndim else compressed.dtype.itemsize
+    size = _group_size(len(indices), block_bytes, api._workers())
+    layer = {}
+    for number, start in enumerate(range(0, len(indices), size)):
+        group = indices[start:start + size]
+        key = (name, number)
+        if recipe is None:
+            blocks = List(*(TaskRef((compressed.name, *index)) for index in group))
+            layer[key] = Task(key, _write_group, blocks, group, array)
+        else:
+            layer[key] = Task(key, _encode_and_write_group, _inputs(recipe, group), group,
+                              recipe.codec, [build.block_kwargs(recipe, i) for i in group],
+                              recipe.verify_bound, recipe.max_mse, array)
+    layer[name] = Task(name, _total, List(*(TaskRef(k) for k in layer)))
+    source = recipe.x if recipe is not None and recipe.numpy is None else \
+        (compressed if recipe is None else None)
+    graph = HighLevelGraph.from_collections(name, layer,
+                                            dependencies=[source] if source is not None else ())
+    return Delayed(name, graph)
+
+
+#: input bytes a write task takes at most (several blocks, when they are small)
+GROUP_BYTES = 16 * 2**20
+
+
+def _group_size(blocks: int, block_bytes: int, workers: int) -> int:
+    """Return how many blocks one write task takes: up to GROUP_BYTES of input, and at least
+    four tasks per worker so that the work stays balanced.
+
+    >>> _group_size(256, 2**20, 2)
+    16
+    >>> _group_size(256, 2**20, 32)
+    2
+    >>> _group_size(10, 64 * 2**20, 2)
+    1
+    """
+    by_bytes = max(1, GROUP_BYTES // max(1, block_bytes))
+    by_balance = max(1, blocks // (4 * max(1, workers)))
+    return min(by_bytes, by_balance)
+
+
+def _inputs(recipe, group):
+    """Return the input of each block of ``group``: views of a numpy array, or task references."""
+    if recipe.numpy is not None:
+        slices = da.core.slices_from_chunks(recipe.x.chunks)
+        strides = [math.prod(recipe.x.numblocks[a + 1:]) for a in range(recipe.x.ndim)]
+        return [recipe.numpy[slices[sum(i * s for i, s in zip(index, strides))]]
+                for index in group]
+    return List(*(TaskRef((recipe.x.name, *index)) for index in group))
+
+
+def _encode_and_write_group(blocks, indices, codec, kwargs, verify_bound, max_mse, array) -> int:
+    written = 0
+    for block, index, block_kwargs in zip(blocks, indices, kwargs):
+        encoded = build.encode_block(block, codec, block_kwargs, verify_bound, max_mse, index)
+        written += _put_chunk(encoded.data, array, index)
+    return written
+
+
+def _write_group(blocks, indices, array) -> int:
+    return sum(_put_chunk(encoded.data, array, index) for encoded, index in zip(blocks, indices))
+
+
+def _total(counts) -> int:
+    return int(sum(counts))
 
 
 def info(store, *, storage_options=None) -> pd.DataFrame:
@@ -259,10 +331,10 @@ def _local_root(array):
     return None
 
 
-def _write_chunk(encoded, array, block_id=None):
-    data = encoded.data
+def _put_chunk(data, array, index) -> int:
+    """Store one block's stream, its CRC-32C behind it, as the chunk object ``index``."""
     crc = struct.pack("<I", google_crc32c.value(np.frombuffer(data, np.uint8)))
-    key = array.metadata.encode_chunk_key(tuple(block_id))
+    key = array.metadata.encode_chunk_key(tuple(index))
     root = _local_root(array)
     if root is not None:
         # a plain file write: zarr's store API would hand it to its event loop and back
@@ -274,7 +346,7 @@ def _write_chunk(encoded, array, block_id=None):
     else:
         buffer = default_buffer_prototype().buffer.from_bytes(bytes(data) + crc)
         sync((array.store_path / key).set(buffer))
-    return np.full((1,) * len(block_id), len(data) + 4, np.int64)
+    return len(data) + 4
 
 
 def _finish(writes, array, close):

@@ -184,6 +184,26 @@ def test_every_block_is_encoded_once_and_written_as_its_chunk(tmp_path, monkeypa
                                                                       tolerance=0.01)))
 
 
+@pytest.mark.parametrize("make, codec, params", [
+    (lambda x: x, "zfp", {"tolerance": 0.01}),
+    (lambda x: da.from_array(x, chunks=(8, 20, 12)), "zfp", {"tolerance": 0.01}),
+    (lambda x: da.from_array(x, chunks=(16, 16, 8)), "sz3", {"tolerance": 0.01}),
+    (lambda x: x, "sperr", {"mode": "psnr", "quality": 60}),  # each block its own arguments
+], ids=["numpy", "dask", "dask-rechunked", "sperr-psnr"])
+def test_the_chunks_written_are_the_blocks_compress_makes(tmp_path, make, codec, params):
+    # to_zarr encodes several blocks per task; each chunk must still be exactly its block
+    x = field((24, 20, 12), nan=True)
+    path = str(tmp_path / "a.zarr")
+    with dask.config.set(scheduler="threads", num_workers=2):
+        to_zarr(make(x), path, codec=codec, chunks=(8, 8, 8), verify=True, **params)
+        delayed = chunkpress.compress(x, codec, chunks=(8, 8, 8), **params).blocks.to_delayed()
+        blocks = dask.compute(*delayed.flat)
+    assert delayed.shape == (3, 3, 2)
+    for index, block in zip(np.ndindex(*delayed.shape), blocks):
+        stored = open(os.path.join(path, "c", *map(str, index)), "rb").read()
+        assert stored[:-4] == block.data, index
+
+
 def test_a_compressed_array_is_written_without_encoding_again(tmp_path, monkeypatch):
     x = field((24, 20, 12))
     c = chunkpress.compress(x, tolerance=0.01, chunks=(8, 8, 8)).persist()

@@ -8,6 +8,7 @@ takes the same arguments, so that dask fuses an encode with the tasks that make 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import dask.array as da
 import numpy as np
@@ -20,6 +21,25 @@ from . import _codecs
 
 #: bump when the bytes a block encodes to change, so old graph names never match new ones
 FORMAT = 1
+
+
+class Recipe(NamedTuple):
+    """How :func:`encode_array` makes a CompressedArray's blocks, for writers that group them."""
+
+    x: da.Array  # the input, cut into the blocks
+    codec: _codecs.Codec
+    kwargs: dict  # every block's kernel arguments, or a dict from block index to them
+    verify_bound: object
+    max_mse: object
+    numpy: np.ndarray | None = None  # the numpy array x views, when it is one
+
+
+def block_kwargs(recipe: Recipe, index: tuple) -> dict:
+    """Return the kernel arguments of block ``index`` of a recipe."""
+    kwargs = recipe.kwargs
+    if isinstance(kwargs, dict) and kwargs and isinstance(next(iter(kwargs)), tuple):
+        return kwargs[index]
+    return kwargs
 
 
 def numpy_blocks(array: np.ndarray, chunks) -> da.Array:
@@ -74,6 +94,11 @@ def _stable(kwargs):
     if isinstance(kwargs, dict):
         return sorted((repr(k), _stable(v)) for k, v in kwargs.items())
     return kwargs
+
+
+def encode_block(block, codec, kwargs, verify_bound, max_mse, block_id) -> _codecs.Encoded:
+    """Return block ``block_id`` encoded as :func:`encode_array`'s task does it."""
+    return _encode_task(block, codec, kwargs, verify_bound, max_mse, block_id=block_id)
 
 
 def _encode_task(block, codec, kwargs, verify_bound, max_mse, block_id=None):

@@ -34,8 +34,9 @@ class CompressedArray(DaskMethodsMixin):
     """Compressed blocks of an array, with the codec and target they were made with."""
 
     def __init__(self, blocks: da.Array, dtype, codec, target: dict, verify: bool = False,
-                 figures: dict | None = None):
+                 figures: dict | None = None, recipe: build.Recipe | None = None):
         self._blocks = blocks
+        self._recipe = recipe  # how the lazy blocks are made; dropped once they exist
         self._dtype = np.dtype(dtype)
         self._codec = codec
         self._target = dict(target)
@@ -64,6 +65,17 @@ class CompressedArray(DaskMethodsMixin):
     def blocks(self) -> da.Array:
         """The dask array of ``Encoded`` blocks (dtype object), one per block of the array."""
         return self._blocks
+
+    @property
+    def recipe(self) -> build.Recipe | None:
+        """How the blocks are made (input, codec, arguments), while they are lazy; else None.
+
+        A writer may encode and store several blocks in one task from it (see
+        ``chunkpress.store.write_blocks``): each block is still encoded once, the same way.
+        """
+        if self._recipe is None or _is_materialized(self._blocks):
+            return None
+        return self._recipe
 
     @property
     def raw_nbytes(self) -> int:
