@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+import threading
 
 import dask
 import dask.array as da
@@ -25,6 +26,8 @@ from dask.highlevelgraph import HighLevelGraph
 from zarr.codecs import Crc32cCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
+from zarr.storage import StorePath
+from zarr.storage._common import make_store_path
 from zarr.errors import ContainsArrayError, ContainsGroupError
 from zarr.storage import LocalStore, ZipStore
 
@@ -35,7 +38,7 @@ from .kernels import ChunkpressError
 from .zarr import ChunkpressCodec, decode_block, zarr_codec
 
 __all__ = ["to_zarr", "from_zarr", "info", "compress_for_zarr", "create_array", "write_blocks",
-           "regular_chunks"]
+           "regular_chunks", "hide_metadata", "reveal_metadata", "IncompleteStoreError"]
 
 _PARAMS = ("tolerance", "rate", "precision", "mode", "quality", "level")
 
@@ -58,13 +61,16 @@ def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=Non
     compressed = compress_for_zarr(data, codec, chunks, verify, params)
     opened, close = _open_store(store, storage_options, overwrite)
     try:
+        if not overwrite:
+            _refuse_unfinished(opened, path, storage_options)
         array = create_array(opened, compressed, path=path, overwrite=overwrite,
                              attributes=attributes, dimension_names=dimension_names)
+        hidden = hide_metadata(array.store_path)
     except BaseException:
         close()
         raise
     writes = write_blocks(compressed, array)
-    done = dask.delayed(_finish, pure=True)(writes, array, close,
+    done = dask.delayed(_finish, pure=True)(writes, array, hidden, close,
                                             dask_key_name=f"chunkpress-to-zarr-{writes.key}")
     if not compute:
         return done
@@ -80,10 +86,12 @@ def from_zarr(store, path=None, *, storage_options=None) -> da.Array:
     if isinstance(store, zarr.Array):
         array = store
     else:
+        opened = _read_store(store)
         try:
-            array = zarr.open_array(_read_store(store), path=path, mode="r",
+            array = zarr.open_array(opened, path=path, mode="r",
                                     storage_options=storage_options)
         except FileNotFoundError:
+            _check_complete(opened, path, storage_options)
             raise FileNotFoundError(f"no zarr array at {_where(store, path)}") from None
     chunks = tuple(
         tuple(min(c, n - i) for i in range(0, n, c)) if n else (0,)
@@ -127,6 +135,64 @@ def create_array(store, compressed: CompressedArray, *, path=None, overwrite=Fal
     except (ContainsArrayError, ContainsGroupError):
         raise FileExistsError(f"{_where(store, path)} already holds a zarr array or group; "
                               "pass overwrite=True to replace it") from None
+
+
+class IncompleteStoreError(FileNotFoundError):
+    """A store whose writing stopped before its last chunk (its metadata is still aside)."""
+
+
+#: the key a node's zarr.json is kept under while its chunks are being written
+WRITING = "zarr.json.writing"
+
+
+def hide_metadata(node: StorePath) -> bytes | None:
+    """Move the ``zarr.json`` of ``node`` (an array or group) aside until :func:`reveal_metadata`.
+
+    Readers find no array (or group) there meanwhile, only the marker: a write that stops
+    halfway can't be read as if it were whole. Returns the document, or None for stores that
+    can't delete (a zip store, which is unreadable until it is closed anyway).
+    """
+    store = node.store
+    if not store.supports_deletes:
+        return None
+    document = sync((node / "zarr.json").get(default_buffer_prototype()))
+    sync((node / WRITING).set(document))
+    sync((node / "zarr.json").delete())
+    return document.to_bytes()
+
+
+def reveal_metadata(node: StorePath, document: bytes | None) -> None:
+    """Put back what :func:`hide_metadata` moved aside: the node is complete."""
+    if document is None:
+        return
+    buffer = default_buffer_prototype().buffer.from_bytes(document)
+    sync((node / "zarr.json").set(buffer))  # first: once this exists the node is readable
+    sync((node / WRITING).delete())
+
+
+def _refuse_unfinished(store, path, storage_options) -> None:
+    try:
+        _check_complete(store, path, storage_options)
+    except IncompleteStoreError:
+        raise FileExistsError(f"{_where(store, path)} holds a write that stopped halfway; pass "
+                              "overwrite=True to write it again") from None
+
+
+def _check_complete(store, path, storage_options) -> None:
+    """Raise IncompleteStoreError if ``store`` holds a write that stopped halfway."""
+    try:
+        if isinstance(store, str) and "://" in store:
+            from zarr.storage import FsspecStore
+
+            store = FsspecStore.from_url(store, storage_options=storage_options, read_only=True)
+        node = sync(make_store_path(store, path=path or "", mode="r"))
+        unfinished = sync((node / WRITING).exists())
+    except (OSError, ValueError, TypeError):
+        return
+    if unfinished:
+        raise IncompleteStoreError(
+            f"{_where(store, path)} is incomplete: it was being written and the writer stopped "
+            "before its last chunk; write it again with overwrite=True")
 
 
 def write_blocks(compressed: CompressedArray, array: zarr.Array) -> Delayed:
@@ -217,9 +283,11 @@ def _total(counts) -> int:
 
 def info(store, *, storage_options=None) -> pd.DataFrame:
     """Return one row per array of a store: codec, parameters, sizes, ratio, error bound."""
+    opened = _read_store(store)
     try:
-        node = zarr.open(_read_store(store), mode="r", storage_options=storage_options)
+        node = zarr.open(opened, mode="r", storage_options=storage_options)
     except FileNotFoundError:
+        _check_complete(opened, None, storage_options)
         raise FileNotFoundError(f"no zarr store at {_where(store, None)}") from None
     arrays = [("", node)] if isinstance(node, zarr.Array) else sorted(node.arrays())
     rows = []
@@ -338,18 +406,23 @@ def _put_chunk(data, array, index) -> int:
     root = _local_root(array)
     if root is not None:
         # a plain file write: zarr's store API would hand it to its event loop and back
+        # written under a temporary name, then renamed: a reader (or a writer run again after
+        # this one was killed) finds the whole object or none
         path = root / key
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as file:
+        partial = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
+        with open(partial, "wb") as file:
             file.write(data)
             file.write(crc)
+        os.replace(partial, path)
     else:
         buffer = default_buffer_prototype().buffer.from_bytes(bytes(data) + crc)
         sync((array.store_path / key).set(buffer))
     return len(data) + 4
 
 
-def _finish(writes, array, close):
+def _finish(writes, array, hidden, close):
+    reveal_metadata(array.store_path, hidden)
     close()
     return array
 

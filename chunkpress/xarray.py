@@ -151,15 +151,22 @@ class CompressedDataset:
 
         xarray writes the metadata, coordinates and exact variables; the compressed blocks go
         straight into the store as chunk objects, each encoded once. ``compute=False`` returns
-        a ``dask.delayed`` that does the writing.
+        a ``dask.delayed`` that does the writing. A write that stops halfway leaves a store no
+        reader opens (the root's ``zarr.json`` is put in place last); ``overwrite=True``
+        writes it again.
         """
         opened, close = _store._open_store(store, storage_options, overwrite)
         try:
+            if not overwrite:
+                _store._refuse_unfinished(opened, None, storage_options)
             writes = self._write(opened, overwrite)
+            # until every chunk is written no reader finds the dataset (see store.to_zarr)
+            root = zarr.open_group(opened, mode="r+", zarr_format=3).store_path
+            hidden = _store.hide_metadata(root)
         except BaseException:
             close()
             raise
-        done = dask.delayed(_finish, pure=False)(writes, close)
+        done = dask.delayed(_finish, pure=False)(writes, root, hidden, close)
         return done if not compute else done.compute()
 
     def _write(self, store, overwrite):
@@ -169,7 +176,7 @@ class CompressedDataset:
             c = entry.compressed
             chunk_shape = tuple(max(1, axis[0]) for axis in c.chunks)
             source = self._source[name].variable
-            placeholder = xr.Variable(source.dims, da.zeros(source.shape, source.dtype,
+            placeholder = xr.Variable(source.dims, da.zeros(source.shape, dtype=source.dtype,
                                                             chunks=chunk_shape),
                                       attrs=source.attrs, encoding=source.encoding)
             placeholders[name] = placeholder
@@ -295,5 +302,6 @@ def _compress_variable(dataset, name, codec, params, chunks, verify, explicit):
     return _Entry(compressed, var.dims, dict(encoded.attrs), given, scale)
 
 
-def _finish(writes, close):
+def _finish(writes, root, hidden, close):
+    _store.reveal_metadata(root, hidden)
     close()

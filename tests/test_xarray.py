@@ -177,3 +177,16 @@ def test_open_zarr_in_a_new_process_without_importing_chunkpress(tmp_path):
     name, value = result.stdout.split()
     assert name == "chunkpress.zfp"
     assert abs(float(value) - float(ds.t[1, 10, 12])) <= 0.01
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_variable_made_in_memory_keeps_its_dtype(tmp_path, dtype):
+    # no encoding from a file: the store must still hold the variable's own dtype
+    values = np.linspace(0, 1, 8 * 6 * 4, dtype=dtype).reshape(8, 6, 4)
+    for data in (values, dask.array.from_array(values, chunks=(4, 6, 4))):
+        ds = xr.Dataset({"t": (("z", "y", "x"), data)})
+        path = tmp_path / f"{type(data).__name__}.zarr"
+        ds.chunkpress.encode(tolerance=1e-3, chunks=(4, 4, 4)).to_zarr(path)
+        back = xr.open_zarr(path).t
+        assert back.dtype == dtype
+        assert np.max(np.abs(back.values - values)) <= 1e-3
