@@ -37,14 +37,6 @@ JOBS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, worker_dashboard_address=None) as cluster:
-        with distributed.Client(cluster) as c:
-            yield c
-
-
 def stored(c):
     graph = dict(c.__dask_graph__())
     return {key: getattr(graph[key], "value", graph[key]).data for key in sorted(graph)}

@@ -69,14 +69,6 @@ def wait_until(condition, what, seconds=60):
 # --- workers that die ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, worker_dashboard_address=None) as cluster:
-        with distributed.Client(cluster) as c:
-            yield c
-
-
 def kill_one_worker(client):
     pids = client.run(os.getpid)
     os.kill(sorted(pids.values())[0], signal.SIGKILL)
