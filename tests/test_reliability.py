@@ -25,6 +25,7 @@ import xarray as xr
 import zarr
 
 import chunkpress
+from chunkpress import cli
 from chunkpress.store import IncompleteStoreError, from_zarr, to_zarr
 
 import distributed  # noqa: E402
@@ -163,13 +164,17 @@ def test_a_store_whose_writer_was_killed_is_never_read_as_whole(tmp_path):
     assert not any(".partial" in name for name in chunk_files(path))
 
 
-def test_a_dataset_whose_writer_was_killed_is_never_read_as_whole(tmp_path):
+def test_a_dataset_whose_writer_was_killed_is_never_read_as_whole(tmp_path, capsys):
     path = tmp_path / "ds.zarr"
     kill_writer_halfway(path, "dataset", "t")
     with pytest.raises(FileNotFoundError):
         xr.open_zarr(path)
     with pytest.raises(IncompleteStoreError):
         chunkpress.store.info(path)
+    for command in (["info", str(path)], ["decompress", str(path), str(tmp_path / "o.nc")]):
+        assert cli.main(command) == cli.EXIT_USER_ERROR
+        message = capsys.readouterr().err
+        assert "incomplete" in message and "overwrite" in message and len(message.splitlines()) == 1
     field = slow_field(0.0)
     ds = xr.Dataset({"t": (("z", "y", "x"), field)}, coords={"z": np.arange(96.0)})
     with dask.config.set(scheduler="threads"):
