@@ -34,6 +34,8 @@ def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mo
     - ``sz3``: ``tolerance``. ``lerc``: ``tolerance`` (0 or None: lossless).
     - ``szip``, ``pcodec`` (``level``), ``"floatpred+zstd"`` and the other lossless chains
       (``level`` of the final codec): lossless.
+    - ``"auto"``, ``"auto-array"``: ``tolerance`` (none or 0: lossless); the codec is chosen
+      from samples of the data, per block where that wins (see ``chunkpress.auto``).
 
     An array with more dimensions than its codec takes is compressed as a batch over its
     leading axes (each block holds one codec stream per leading index).
@@ -53,6 +55,12 @@ def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mo
     A numpy array is not copied: leave it unchanged until the result has been computed.
     Bad arguments raise ValueError/TypeError here, before any task runs.
     """
+    if isinstance(codec, str) and codec.strip().lower() in _codecs.AUTO_NAMES:
+        from . import auto  # samples the data to choose the codec, then calls back here
+
+        return auto.compress(data, codec, tolerance=tolerance, rate=rate, precision=precision,
+                             mode=mode, quality=quality, level=level, chunks=chunks,
+                             verify=verify)
     spec = _codecs.get_codec(codec)
     if not isinstance(verify, (bool, np.bool_)):
         raise TypeError(f"verify must be True or False, got {verify!r}")

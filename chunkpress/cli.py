@@ -1,9 +1,11 @@
-"""The ``chunkpress`` command: compress, decompress, info, demo (thin: calls the API).
+"""The ``chunkpress`` command: compress, decompress, info, evaluate, demo (thin: the API).
 
     chunkpress compress IN OUT.zarr --codec zfp --tolerance 0.01 [--var t --var u]
                         [--workers N | --scheduler tcp://host:8786]
+    chunkpress compress IN OUT.zarr --codec auto --tolerance 0.01      # chosen on samples
     chunkpress decompress IN.zarr OUT.nc
     chunkpress info STORE
+    chunkpress evaluate IN [--var t] [--codecs zfp,sz3] [--tolerances 0.1,0.01] [--plot rd.png]
     chunkpress demo [--out DIR]
 
 A user's mistake (a missing file, an unknown codec, a bad tolerance, a variable not found)
@@ -94,6 +96,27 @@ def _decompress(args) -> int:
 def _info(args) -> int:
     _check_input(args.store)
     _print_table(_info_table(args.store))
+    return 0
+
+
+def _evaluate(args) -> int:
+    """Every codec at every tolerance on the input's variables: print the table, draw it."""
+    import xarray as xr
+
+    from .evaluation import evaluate, plot
+
+    _check_input(args.input)
+    if args.plot and os.path.exists(args.plot) and not args.overwrite:
+        raise UserError(f"{args.plot} exists; choose another name or pass --overwrite")
+    with _scheduler(args):
+        ds = _open(args.input, xr)
+        print("evaluating:", flush=True)
+        table = evaluate(ds, args.codecs, args.tolerances, variables=args.var or None)
+        _print_table(table.set_index(["variable", "codec", "setting"]))
+        if args.plot:
+            plot(table, args.plot, ds)
+            print(f"\nwrote {args.plot}: rate-distortion curves, and the error of the best "
+                  "codec at the first tolerance over a 2-D slice")
     return 0
 
 
@@ -203,7 +226,34 @@ def _open(path, xr):
 def _info_table(store):
     from .store import info
 
-    return info(store)
+    table = info(store)
+    choices = _auto_choices(store)
+    if choices:  # codec="auto": what it chose and why, as the writer recorded it
+        table["choice"] = [choices.get(name, "") for name in table.index]
+    return table
+
+
+def _auto_choices(store) -> dict:
+    """Return {variable: summary} of the arrays whose attributes record an auto choice."""
+    import json
+
+    import zarr
+
+    from .auto import ATTRIBUTE, describe
+
+    if not os.path.isdir(store):
+        return {}
+    node = zarr.open(store, mode="r")
+    arrays = [("", node)] if isinstance(node, zarr.Array) else sorted(node.arrays())
+    out = {}
+    for name, array in arrays:
+        text = array.attrs.get(ATTRIBUTE)
+        if isinstance(text, str):
+            try:
+                out[name or array.path or "/"] = describe(json.loads(text))
+            except (ValueError, TypeError, AttributeError):
+                out[name or array.path or "/"] = "(unreadable)"
+    return out
 
 
 def _print_table(table):
@@ -280,6 +330,20 @@ def _positive_int(text):
     return value
 
 
+def _names(text):
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"must be codec names separated by commas, got {text!r}")
+    return names
+
+
+def _tolerances(text):
+    parts = [t for t in text.split(",") if t.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"must be numbers separated by commas, got {text!r}")
+    return [_tolerance(t) for t in parts]
+
+
 def _tolerance(text):
     try:
         value = float(text)
@@ -319,7 +383,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("input", metavar="IN", help="anything xarray opens (netCDF, Zarr)")
     sub.add_argument("output", metavar="OUT.zarr")
     sub.add_argument("--codec", default="zfp", help="zfp (default), sperr, sz3, lerc, szip, "
-                     "pcodec, floatpred+zstd, ...")
+                     "pcodec, floatpred+zstd, ...; auto: chosen on samples of each variable, "
+                     "per block where that wins (auto-array: one codec a variable)")
     sub.add_argument("--tolerance", type=_tolerance, help="max absolute error, in the "
                      "variables' units")
     sub.add_argument("--rate", type=float, help="bits per value (zfp, sperr)")
@@ -341,6 +406,21 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("info", _info, "per variable: codec, parameters, ratio, error bound, size")
     sub.add_argument("store", metavar="STORE")
+
+    sub = command("evaluate", _evaluate, "every codec at every tolerance on your data: ratio, "
+                  "errors, speeds; rate-distortion pictures")
+    sub.add_argument("input", metavar="IN", help="anything xarray opens (netCDF, Zarr)")
+    sub.add_argument("--var", action="append", metavar="NAME",
+                     help="evaluate this variable (repeat; default: every float variable)")
+    sub.add_argument("--codecs", type=_names, metavar="LIST",
+                     help="codecs, comma-separated (default: zfp,sz3,sperr,lerc for floats)")
+    sub.add_argument("--tolerances", type=_tolerances, metavar="LIST",
+                     help="max absolute errors, comma-separated (default: 1e-2, 1e-3, 1e-4 of "
+                          "each variable's range)")
+    sub.add_argument("--plot", metavar="PNG", help="write the rate-distortion curves and, for "
+                     "the best codec at the first tolerance, the error over a 2-D slice")
+    sub.add_argument("--overwrite", action="store_true", help="replace PNG if it exists")
+    scheduler(sub)
 
     sub = command("demo", _demo, "make a small ocean dataset, compress it to Zarr, report")
     sub.add_argument("--out", metavar="DIR", help="where to write (default: a new temp dir)")

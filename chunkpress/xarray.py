@@ -24,7 +24,7 @@ from xarray.conventions import decode_cf_variable, encode_cf_variable
 from zarr.codecs import Crc32cCodec
 from zarr.errors import ContainsArrayError, ContainsGroupError
 
-from . import api, store as _store
+from . import api, auto as _auto, store as _store
 from .graph import _codecs
 from .zarr import zarr_codec
 
@@ -113,7 +113,10 @@ class CompressedDataset:
         return out
 
     def report(self) -> pd.DataFrame:
-        """One row per data variable: codec, parameters, bytes, ratio, max error, bound."""
+        """One row per data variable: codec, parameters, bytes, ratio, max error, bound.
+
+        Where codec="auto" chose, a column ``choice`` says what and the sampled ratios why.
+        """
         rows = []
         for name in self._source.data_vars:
             var = self._source[name].variable
@@ -127,12 +130,13 @@ class CompressedDataset:
                              "parameters": f"stored as {stored}" if stored != var.dtype else "",
                              "dtype": str(var.dtype), "original_bytes": raw,
                              "compressed_bytes": math.nan, "ratio": math.nan,
-                             "max_error": math.nan, "error_bound": bound})
+                             "max_error": math.nan, "error_bound": bound, "choice": ""})
                 continue
             c = entry.compressed
             scale = entry.scale
             max_error = c.max_error
             bound = _codecs.bound(c._codec, c.params)
+            choice = getattr(c, "choice", None)
             rows.append({
                 "variable": name, "codec": c.codec,
                 "parameters": ", ".join(f"{k}={v}" for k, v in entry.params.items()),
@@ -140,9 +144,12 @@ class CompressedDataset:
                 "compressed_bytes": c.nbytes, "ratio": raw / c.nbytes if c.nbytes else math.inf,
                 "max_error": math.nan if max_error is None else max_error * scale,
                 "error_bound": math.nan if bound is None else bound * scale,
+                "choice": "" if choice is None else choice.summary(),
             })
         columns = ["variable", "codec", "parameters", "dtype", "original_bytes",
                    "compressed_bytes", "ratio", "max_error", "error_bound"]
+        if any(row.get("choice") for row in rows):  # codec="auto": what it chose, and why
+            columns.append("choice")
         table = pd.DataFrame(rows, columns=columns).set_index("variable")
         return table.astype({"compressed_bytes": "Int64"})
 
@@ -192,6 +199,10 @@ class CompressedDataset:
             raise FileExistsError(f"{store} already holds a zarr store; pass overwrite=True "
                                   "to replace it") from None
         group = zarr.open_group(store, mode="r+", zarr_format=3)
+        for name, entry in self._entries.items():
+            choice = getattr(entry.compressed, "choice", None)
+            if choice is not None:  # what codec="auto" chose and why, for `chunkpress info`
+                group[name].attrs[_auto.ATTRIBUTE] = _auto.attribute(choice)
         writes = []
         exact = [n for n, v in self._source.variables.items()
                  if n not in self._entries and dask.is_dask_collection(v.data)]

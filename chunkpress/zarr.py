@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from zarr.core.buffer import Buffer, NDBuffer
 
 __all__ = ["ChunkpressCodec", "ZfpCodec", "SperrCodec", "Sz3Codec", "LercCodec", "SzipCodec",
-           "PcodecCodec", "ChainCodec", "zarr_codec", "decode_chunk", "decode_block"]
+           "PcodecCodec", "ChainCodec", "AutoCodec", "zarr_codec", "decode_chunk",
+           "decode_block"]
 
 
 @dataclass(frozen=True)
@@ -178,8 +179,50 @@ class ChainCodec(ChunkpressCodec):
         return {"name": self.name, "configuration": {"chain": self.chain, **self.target}}
 
 
+@dataclass(frozen=True)
+class AutoCodec(ChunkpressCodec):
+    """codec="auto": each chunk is the stream of the codec chosen for it, which says which.
+
+    Reading needs nothing more than the stream (see ``chunkpress.graph._codecs.identify``).
+    A chunk that zarr writes on its own is encoded with the candidate that encodes windows of
+    it to the fewest bytes. ``candidates`` (default: auto's for the dtype) are the codecs
+    chosen from, ``tolerance`` their bound (none: lossless).
+    """
+
+    codec: ClassVar[str] = "auto"
+    tolerance: float | None = None
+    candidates: tuple | None = None
+
+    def __post_init__(self):
+        if self.candidates is not None:
+            names = self.candidates
+            if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+                raise TypeError(f"chunkpress.auto: candidates must be a list of codec names, "
+                                f"got {names!r}")
+            object.__setattr__(self, "candidates", tuple(n.strip().lower() for n in names))
+            for name in self.candidates:
+                _codecs.get_codec(name)  # an unknown name fails here, naming the choices
+        super().__post_init__()
+
+    @property
+    def target(self) -> dict:
+        return {} if self.tolerance is None else {"tolerance": self.tolerance}
+
+    def to_dict(self) -> dict:
+        configuration = dict(self.target)
+        if self.candidates is not None:
+            configuration["candidates"] = list(self.candidates)
+        return {"name": self.name, "configuration": configuration}
+
+    def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer:
+        block = np.ascontiguousarray(chunk_array.as_numpy_array())
+        kwargs = {**self.target, "candidates": self.candidates}
+        data = _codecs.encode(block, self.spec, kwargs).data
+        return chunk_spec.prototype.buffer.from_array_like(np.frombuffer(data, np.uint8))
+
+
 _BY_CODEC = {cls.codec: cls for cls in
-             (ZfpCodec, SperrCodec, Sz3Codec, LercCodec, SzipCodec, PcodecCodec)}
+             (ZfpCodec, SperrCodec, Sz3Codec, LercCodec, SzipCodec, PcodecCodec, AutoCodec)}
 
 
 def zarr_codec(codec: str, target: dict | None = None) -> ChunkpressCodec:
@@ -206,6 +249,8 @@ def decode_block(data, spec: _codecs.Codec, chunk_shape, dtype) -> np.ndarray:
     """Return the block in a stored stream as it was stored: an edge block is not padded."""
     chunk_shape = tuple(chunk_shape)
     dtype = np.dtype(dtype)
+    if spec.name == "auto":  # the stream says its codec
+        spec = _codecs.get_codec(_codecs.identify(data, dtype))
     error = _codecs._error(spec)
     if spec.name not in _codecs.CODECS:  # a chain's stream does not hold its shape
         return _codecs.decode(data, spec, chunk_shape, dtype)

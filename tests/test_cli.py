@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import xarray as xr
+from PIL import Image
 
 from chunkpress.cli import demo_dataset, main
 
@@ -67,6 +68,34 @@ def test_compress_selected_variables_with_verify(tmp_path, capsys, source):
     assert np.array_equal(back.sst.values, xr.open_dataset(source).sst.values, equal_nan=True)
 
 
+def test_compress_with_auto_and_info_shows_the_choice(tmp_path, capsys, source):
+    out = tmp_path / "auto.zarr"
+    code, stdout, err = run(capsys, "compress", source, out, "--codec", "auto", "--tolerance",
+                            "0.01")
+    assert code == 0, err
+    original = xr.open_dataset(source)
+    back = xr.open_zarr(out)
+    assert float(abs(back.sst - original.sst).max()) <= 0.01
+    assert bool((back.sst.isnull() == original.sst.isnull()).all())
+    code, stdout, err = run(capsys, "info", out)
+    assert code == 0, err
+    line = next(l for l in stdout.splitlines() if l.startswith("sst"))
+    assert "sampled ratios" in line and "tolerance=0.01" in line
+
+
+def test_evaluate_prints_the_table_and_draws_it(tmp_path, capsys, source):
+    png = tmp_path / "rd.png"
+    code, stdout, err = run(capsys, "evaluate", source, "--var", "sst", "--codecs", "zfp,sz3",
+                            "--tolerances", "0.1,0.01", "--plot", png)
+    assert code == 0, err
+    rows = [l for l in stdout.splitlines() if "tolerance=" in l]
+    assert len(rows) == 4 and "zfp" in stdout and "sz3" in stdout
+    with Image.open(png) as image:  # curves, the original and the error of one variable
+        assert image.format == "PNG" and image.size == (3 * 520, 420)
+    code, stdout, err = run(capsys, "evaluate", source, "--plot", png)
+    assert code == 1 and "--overwrite" in err
+
+
 def test_demo_runs_the_complete_example(tmp_path, capsys):
     code, stdout, err = run(capsys, "demo", "--out", tmp_path)
     assert code == 0, err
@@ -89,6 +118,10 @@ def test_demo_runs_the_complete_example(tmp_path, capsys):
     (["decompress", "{tmp}/none.zarr", "{tmp}/o.nc"], 1, "no such file"),
     (["info", "{tmp}/none.zarr"], 1, "no such file"),
     (["frobnicate"], 2, "invalid choice"),
+    (["evaluate", "{src}", "--codecs", "zfp,nope"], 1, "codec must be one of"),
+    (["evaluate", "{src}", "--tolerances", "0.1,x"], 2, "must be a number"),
+    (["evaluate", "{src}", "--var", "nope"], 1, "'nope'"),
+    (["evaluate", "{tmp}/none.nc"], 1, "no such file"),
 ])
 def test_user_errors_are_one_line_and_exit_non_zero(tmp_path, capsys, source, argv, code, words):
     argv = [a.format(tmp=tmp_path, src=source) for a in argv]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -108,6 +109,27 @@ def test_decode_and_report(tmp_path):
     assert row.max_error == pytest.approx(measured)
     assert report.loc["count", "codec"] == "exact"
     assert report.loc["p", "parameters"] == "stored as int16"
+
+
+def test_auto_chooses_per_variable_reports_and_records_the_choice(tmp_path):
+    ds = dataset()
+    enc = ds.chunkpress.encode("auto", tolerance={"t": 0.05, "u": 0.01}, verify=True)
+    report = enc.report()
+    for name, bound in (("t", 0.05), ("u", 0.01)):
+        choice = enc.arrays[name].choice
+        assert report.loc[name, "codec"] in (choice.codec, "auto")
+        assert report.loc[name, "choice"] == choice.summary()
+        assert "sampled ratios" in report.loc[name, "choice"]
+        assert report.loc[name, "max_error"] <= bound == report.loc[name, "error_bound"]
+    assert report.loc["count", "codec"] == "exact" and report.loc["count", "choice"] == ""
+    enc.to_zarr(str(tmp_path / "a.zarr"))
+    back = xr.open_zarr(tmp_path / "a.zarr")
+    assert np.array_equal(np.isnan(back.t.values), np.isnan(ds.t.values))
+    assert np.nanmax(np.abs(back.t.values - ds.t.values)) <= 0.05
+    assert np.nanmax(np.abs(back.u.values - ds.u.values)) <= 0.01
+    recorded = json.loads(back.t.attrs["chunkpress_auto"])  # for `chunkpress info`
+    assert recorded["codec"] == enc.arrays["t"].choice.codec
+    assert set(recorded["sampled_ratios"]) == {"zfp", "sz3", "sperr", "lerc"}
 
 
 def test_per_variable_codec_and_dataarray():

@@ -40,6 +40,10 @@ class BatchError(ChunkpressError):
     """A batch block (an array with more dimensions than its codec takes) is damaged."""
 
 
+class AutoError(ChunkpressError):
+    """A block of codec="auto" is none of the streams auto writes, or its bytes are damaged."""
+
+
 @dataclass(frozen=True)
 class Codec:
     """One codec as the graph layer sees it."""
@@ -76,7 +80,13 @@ CODECS = {
                     available=kernels.PCODEC.available),
     "jetraw": Codec("jetraw", INTEGERS, (2, 3), (), lossless=True,
                     available=kernels.JETRAW.available),
+    # chosen per block among the others (chunkpress.auto); aligned for ZFP, which it may choose
+    "auto": Codec("auto", FLOATS + INTEGERS, ANY_NDIM, ("tolerance",), 4, 4),
 }
+#: codec="auto" chooses per block where that wins, "auto-array" one codec for the whole array
+AUTO_NAMES = ("auto", "auto-array")
+#: the one lossless chain auto may choose: its streams do not say which chain wrote them
+AUTO_CHAINS = {"f": "floatpred+zstd", "i": "zstd", "u": "zstd"}
 _FLOATPRED_DTYPES = tuple(np.dtype(t) for t in ("float16", "float32", "float64"))
 
 
@@ -85,6 +95,8 @@ def get_codec(name) -> Codec:
     if not isinstance(name, str):
         raise TypeError(f"codec must be a string such as 'zfp', got {type(name).__name__}")
     key = name.strip().lower()
+    if key in AUTO_NAMES:
+        return CODECS["auto"]
     if key in CODECS:
         codec = CODECS[key]
         if not codec.available:
@@ -103,8 +115,8 @@ def get_codec(name) -> Codec:
                      ANY_NDIM, ("level",), lossless=True)
     names = ", ".join(sorted(k for k, c in CODECS.items() if c.available))
     chains = ", ".join(f"floatpred+{b}" for b in BYTE_CODECS)
-    raise ValueError(f"codec must be one of {names}, {chains} (or one of {', '.join(BYTE_CODECS)} "
-                     f"alone), got {name!r}")
+    raise ValueError(f"codec must be one of {names}, auto-array, {chains} (or one of "
+                     f"{', '.join(BYTE_CODECS)} alone), got {name!r}")
 
 
 def check_input(codec: Codec, dtype, ndim: int) -> None:
@@ -192,7 +204,7 @@ def bound(codec: Codec, target: dict):
     """Return the max absolute error every value keeps (0 for lossless), or None."""
     if codec.lossless:
         return 0.0
-    tolerance = target.get("tolerance", 0.0 if codec.name == "lerc" else None)
+    tolerance = target.get("tolerance", 0.0 if codec.name in ("lerc", "auto") else None)
     return None if tolerance is None else float(tolerance)
 
 
@@ -219,7 +231,13 @@ def encode(block: np.ndarray, codec: Codec, kwargs: dict, verify_bound=False,
     ``verify_bound`` is the max absolute error to certify (0 for lossless), or None to measure
     without a bound. ``max_mse`` (SPERR's PSNR mode, measured blocks only) is the mean squared
     error the block must keep: a block SPERR leaves above it is encoded again, finer.
+
+    codec="auto" takes ``kwargs`` with the chosen ``codec`` and its kernel arguments, or
+    ``tolerance`` (and ``candidates``) alone, to choose here from samples of the block.
     """
+    if codec.name == "auto":
+        inner, kwargs = _auto_codec(block, kwargs)
+        return encode(block, inner, kwargs, verify_bound, max_mse)
     batch, _ = plan.codec_axes(block.ndim, codec.ndims)
     for attempt in range(4):
         if batch:
@@ -248,6 +266,8 @@ def _finer(kwargs: dict, mse: float, max_mse: float, attempt: int) -> dict:
 def decode(data, codec: Codec, shape, dtype) -> np.ndarray:
     """Return the block in ``data`` (an :func:`encode` stream) as an array of ``shape``."""
     shape = tuple(shape)
+    if codec.name == "auto":
+        codec = get_codec(identify(data, dtype))
     batch, _ = plan.codec_axes(len(shape), codec.ndims)
     if batch:
         return _decode_batch(data, codec, shape, dtype, batch)
@@ -356,12 +376,70 @@ def _error(codec: Codec) -> type:
     """Return the error class of the codec (ZfpError, ...; ChainError for chains)."""
     if codec.name not in CODECS:
         return ChainError
+    if codec.name == "auto":
+        return AutoError
     return getattr(kernels, f"{codec.name.capitalize()}Error", ChunkpressError)
 
 
 def block_range(block: np.ndarray) -> tuple:
     """Return the (min, max) of a block's finite values; (inf, -inf) when it has none."""
     return _finite_range(np.asarray(block))
+
+
+# --- codec="auto": each block's stream names its codec ------------------------------------
+
+
+def _auto_codec(block, kwargs: dict) -> tuple:
+    """Return (the codec, its kernel arguments) of an auto block: given, or chosen here."""
+    kwargs = dict(kwargs)
+    name = kwargs.pop("codec", None)
+    if name is None:
+        from . import sample  # the samples and candidates of codec="auto"
+
+        candidates = sample.candidates(block.dtype, block.ndim, kwargs.get("tolerance"),
+                                       kwargs.get("candidates"))
+        chosen = sample.choose_in_block(block, candidates)
+        name, kwargs = chosen.name, chosen.kwargs
+    if name not in CODECS and name != AUTO_CHAINS.get(np.dtype(block.dtype).kind):
+        raise ValueError(f"auto: a block's codec must be a chunkpress codec or "
+                         f"{AUTO_CHAINS.get(np.dtype(block.dtype).kind)}, got {name!r}")
+    inner = get_codec(name)
+    if inner.name == "auto":
+        raise ValueError("auto: a block's codec must be a concrete codec, not auto")
+    return inner, kwargs
+
+
+def identify(data, dtype) -> str:
+    """Return the codec that wrote a block's stream: a frame or the codec's own stream says it.
+
+    Frames carry their codec; ZFP and LERC streams start with their magic; a lossless chain's
+    stream ends with its trailer and CRC-32C (the chain is auto's for the dtype, see
+    ``AUTO_CHAINS``); SPERR's stream, which has no magic, is what is left if its header adds
+    up. A batch block is its streams' codec.
+    """
+    buf = memoryview(data).cast("B")
+    if _is_batch(buf):
+        streams = batch_streams(buf)[1]
+        if not streams:
+            raise AutoError("auto: an empty batch block does not say its codec")
+        buf = streams[0]
+    for name in ("zfp", "lerc", "sz3", "szip", "pcodec"):
+        if getattr(kernels, f"{name}_check")(buf):
+            return name
+    chain = AUTO_CHAINS.get(np.dtype(dtype).kind)
+    if chain is not None and _is_chain(buf):
+        return chain
+    if kernels.sperr_check(buf):
+        return "sperr"
+    raise AutoError("auto: a stored block is none of the streams codec='auto' writes (a "
+                    "chunkpress frame, a ZFP, LERC or SPERR stream, a lossless chain); the "
+                    "stored bytes are damaged or belong to another array")
+
+
+def _is_chain(buf) -> bool:
+    if len(buf) < 8 or bytes(buf[-4:]) != _CHAIN_TRAILER:
+        return False
+    return google_crc32c.value(bytes(buf[:-8])) == struct.unpack_from("<I", buf, len(buf) - 8)[0]
 
 
 # --- lossless chains: optional floating-point predictor, then a general-purpose codec ----

@@ -1,0 +1,456 @@
+"""codec="auto": the codec with the highest ratio that keeps the bound, chosen on samples.
+
+``chunkpress.compress(x, "auto", tolerance=t)`` (and ``to_zarr``, the accessor, the command)
+samples the array, in parallel on whatever scheduler runs dask, and compresses it:
+
+1. Each candidate (ZFP, SZ3, SPERR, LERC for floats; PCODEC, SZIP, LERC and floatpred+zstd or
+   zstd for integers and lossless) encodes windows shaped like the blocks it would cut for
+   itself, about 0.5% of the values (``chunkpress.graph.sample``): a lossy codec each window
+   and its half alone, which tell its rate per value from its fixed cost per stream; a
+   lossless codec the windows joined into one stream. Each predicts the bytes of the whole
+   array in its own blocks; the highest predicted ratio wins the array.
+2. ``"auto"`` then tries, on windows of every block of the winner's blocks, the winner and
+   the candidates that beat it at one of the windows of step 1, within a time ``BUDGET``:
+   a block takes another codec where every window of it says that saves ``SWITCH_MARGIN`` of
+   its bytes, if the blocks that switch save ``TOTAL_MARGIN`` of the array's (a smooth
+   interior and a noisy boundary layer may take different codecs). ``"auto-array"`` stops
+   after step 1.
+
+Where every block takes the winner, the result is exactly ``compress(x, winner, ...)`` (its
+store is a plain store of that codec). Otherwise the blocks are codec "auto": each stream says
+which codec wrote it, and the Zarr codec ``chunkpress.auto`` reads it. The result's ``choice``
+says what was chosen and why (the sampled ratios).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+
+import dask
+import numpy as np
+from dask.base import tokenize
+
+from . import api
+from .graph import _codecs, build, sample
+from .graph.compressed import CompressedArray
+
+__all__ = ["compress", "choose", "Choice", "AutoCompressedArray", "SWITCH_MARGIN",
+           "ATTRIBUTE"]
+
+#: a block leaves the array's codec where another encodes its windows in this share fewer bytes
+SWITCH_MARGIN = 0.05
+#: ... and only where the blocks that leave save this share of the array's bytes in all
+TOTAL_MARGIN = 0.02
+#: the per-block trials take at most this share of the time the array's codec will take
+BUDGET = 0.08
+#: ... or this many seconds of one core, for a small array
+MIN_BUDGET = 0.05
+#: the Zarr attribute (a JSON string) that records the choice of a variable written by xarray
+ATTRIBUTE = "chunkpress_auto"
+
+
+@dataclass(frozen=True, eq=False)
+class Choice:
+    """What codec="auto" chose for an array, and the sampled figures it chose by."""
+
+    codec: str  # the array's codec: the best sampled ratio
+    params: dict  # its chunkpress.compress() arguments
+    ratios: dict  # sampled ratio of each candidate, best first
+    speeds: dict  # sampled encode MB/s of each candidate, one core
+    blocks: np.ndarray | None = None  # each block's codec where blocks differ, else None
+    sampled: float = 0.0  # values the trials encoded, per candidate, over the array's
+    seconds: float = 0.0  # wall time of the sampling
+    per_block: bool = True  # whether blocks could leave the array's codec
+    tolerance: float | None = None
+
+    @property
+    def codecs(self) -> dict:
+        """How many blocks each codec encodes (just the array's codec, where all take it)."""
+        if self.blocks is None:
+            return {self.codec: None}
+        names, counts = np.unique(self.blocks.astype(str), return_counts=True)
+        order = np.argsort(-counts, kind="stable")
+        return {str(names[i]): int(counts[i]) for i in order}
+
+    def summary(self) -> str:
+        """One line: the codec(s) chosen, and the sampled ratios they were chosen by."""
+        return describe(self.to_dict())
+
+    def to_dict(self) -> dict:
+        """The choice as plain JSON values (the Zarr attribute ``chunkpress_auto``)."""
+        return {"codec": self.codec, "params": self.params,
+                "blocks": None if self.blocks is None else self.codecs,
+                "sampled_ratios": {k: _round(v) for k, v in self.ratios.items()},
+                "sampled_fraction": _round(self.sampled), "per_block": self.per_block}
+
+    def __repr__(self) -> str:
+        return f"<chunkpress.auto.Choice {self.summary()}>"
+
+
+def describe(choice: dict) -> str:
+    """Return the one-line summary of a choice (a :meth:`Choice.to_dict`)."""
+    ratios = ", ".join(f"{k} {v:.3g}" for k, v in choice.get("sampled_ratios", {}).items()
+                       if v is not None)
+    blocks = choice.get("blocks")
+    if blocks:
+        what = ", ".join(f"{k} in {n} block{'s' if n != 1 else ''}" for k, n in blocks.items())
+    else:
+        what = str(choice.get("codec"))
+    share = choice.get("sampled_fraction")
+    tail = f" (trials: {share:.2%} of the values per candidate)" if share else ""
+    return f"{what}; sampled ratios {ratios}{tail}" if ratios else what
+
+
+def _round(value):
+    return None if value is None or not math.isfinite(value) else float(f"{value:.4g}")
+
+
+class AutoCompressedArray(CompressedArray):
+    """A CompressedArray made by codec="auto"; ``choice`` says what was chosen and why.
+
+    ``persist()``, ``compute()`` and dask's own persist and compute keep the choice.
+    """
+
+    def __init__(self, *args, choice: Choice, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._choice = choice
+
+    @property
+    def choice(self) -> Choice:
+        """The codec chosen (per block where they differ) and the sampled ratios."""
+        return self._choice
+
+    @classmethod
+    def _of(cls, compressed: CompressedArray, choice: Choice) -> AutoCompressedArray:
+        if isinstance(compressed, AutoCompressedArray):
+            return compressed
+        out = cls.__new__(cls)
+        out.__dict__.update(compressed.__dict__)
+        out._choice = choice
+        return out
+
+    def persist(self, **kwargs) -> AutoCompressedArray:
+        return AutoCompressedArray._of(super().persist(**kwargs), self._choice)
+
+    def __dask_postcompute__(self):
+        finalize, args = super().__dask_postcompute__()
+        return _finalize, (finalize, args, self._choice)
+
+    def __dask_postpersist__(self):
+        rebuild, args = super().__dask_postpersist__()
+        return _rebuild, (rebuild, args, self._choice)
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f"\n  auto: {self._choice.summary()}>"
+
+
+def _finalize(results, finalize, args, choice):
+    return AutoCompressedArray._of(finalize(results, *args), choice)
+
+
+def _rebuild(dsk, rebuild, args, choice, rename=None):
+    return AutoCompressedArray._of(rebuild(dsk, *args, rename=rename), choice)
+
+
+# --- the one call --------------------------------------------------------------------------
+
+
+def compress(data, codec="auto", *, tolerance=None, rate=None, precision=None, mode=None,
+             quality=None, level=None, candidates=None, sample_fraction=sample.FRACTION,
+             chunks="auto", verify=False) -> AutoCompressedArray:
+    """Return ``data`` compressed with the codec(s) auto chooses (see the module docstring).
+
+    ``codec`` is "auto" (per block where that wins) or "auto-array" (one codec). Only
+    ``tolerance`` is a target: with one > 0 a float array is compressed lossy within it; without
+    one (or 0), and for integers, losslessly. ``candidates`` restricts the codecs tried;
+    ``sample_fraction`` is the share of values the trials encode. ``chunks`` and ``verify`` are
+    :func:`chunkpress.compress`'s. The sampling runs now; the compression is lazy.
+    """
+    per_block = _mode(codec)
+    target = _codecs.normalize_targets(_codecs.CODECS["auto"], tolerance=tolerance, rate=rate,
+                                       precision=precision, mode=mode, quality=quality,
+                                       level=level)
+    if not isinstance(verify, (bool, np.bool_)):
+        raise TypeError(f"verify must be True or False, got {verify!r}")
+    x = api._as_array(data)
+    choice, blocked, settings = _choose(x, target.get("tolerance"), per_block, candidates,
+                                        sample_fraction, chunks)
+    if choice.blocks is None:
+        return AutoCompressedArray._of(
+            api.compress(data, choice.codec, chunks=chunks, verify=verify, **choice.params),
+            choice)
+    # blocks differ: the "auto" codec, each block told its codec
+    auto = _codecs.CODECS["auto"]
+    kwargs = {index: {"codec": name, **settings[name].kwargs}
+              for index, name in np.ndenumerate(choice.blocks)}
+    params = {**target, "candidates": tuple(settings)}
+    verify_bound = _codecs.bound(auto, target) if verify else False
+    blocks = build.encode_array(blocked, auto, kwargs, verify_bound, None)
+    recipe = build.Recipe(blocked, auto, kwargs, verify_bound, None,
+                          data if isinstance(data, np.ndarray) else None)
+    return AutoCompressedArray(blocks, blocked.dtype.newbyteorder("="), auto, params,
+                               bool(verify), recipe=recipe, choice=choice)
+
+
+def choose(data, codec="auto", *, tolerance=None, candidates=None,
+           sample_fraction=sample.FRACTION, chunks="auto") -> Choice:
+    """Return what :func:`compress` would choose for ``data``, without compressing it."""
+    target = _codecs.normalize_targets(_codecs.CODECS["auto"], tolerance=tolerance)
+    return _choose(api._as_array(data), target.get("tolerance"), _mode(codec), candidates,
+                   sample_fraction, chunks)[0]
+
+
+def _mode(codec) -> bool:
+    """Return whether ``codec`` (auto or auto-array) chooses per block."""
+    if not isinstance(codec, str) or codec.strip().lower() not in _codecs.AUTO_NAMES:
+        raise ValueError(f"codec must be 'auto' (per block where that wins) or 'auto-array' "
+                         f"(one codec for the array), got {codec!r}")
+    return codec.strip().lower() == "auto"
+
+
+def _check_tolerance(tolerance):
+    if tolerance is None:
+        return None
+    if isinstance(tolerance, (bool, np.bool_)) or not isinstance(tolerance, (int, float,
+                                                                             np.number)):
+        raise TypeError(f"auto: tolerance must be a number, got {type(tolerance).__name__}")
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(f"auto: tolerance must be finite and >= 0 (0 or None: lossless), "
+                         f"got {tolerance!r}")
+    return float(tolerance)
+
+
+def _choose(x, tolerance, per_block, names, fraction, chunks):
+    """Return (the Choice, the winner's blocked array, {name: Candidate})."""
+    start = time.perf_counter()
+    tolerance = _check_tolerance(tolerance)
+    if isinstance(fraction, (bool, np.bool_)) or not isinstance(fraction, (int, float)) \
+            or not 0 < fraction <= 1:
+        raise ValueError(f"auto: sample_fraction must be a number in (0, 1], got {fraction!r}")
+    auto = _codecs.CODECS["auto"]
+    _codecs.check_input(auto, x.dtype, x.ndim)
+    if not (isinstance(chunks, str) and chunks == "auto"):
+        api._blocked(x, auto, chunks)  # explicit chunks must suit every candidate (ZFP: 4^d)
+    settings = {c.name: c for c in sample.candidates(x.dtype, x.ndim, tolerance, names)}
+    blocked, by_alignment = {}, {}
+    for name in settings:  # codecs aligned alike (SZ3, LERC, ...) cut the same blocks
+        spec = _codecs.get_codec(name)
+        alignment = (spec.block_align(x.ndim), spec.block_align(x.ndim, preferred=True))
+        if alignment not in by_alignment:
+            by_alignment[alignment] = api._blocked(x, spec, chunks)
+        blocked[name] = by_alignment[alignment]
+    first = next(iter(blocked.values()))
+    trials = _Trials(x, first.name if isinstance(x, np.ndarray) else x.name, settings)
+    total = x.size * x.dtype.itemsize
+    if x.size == 0 or x.ndim == 0:  # nothing to sample: the first candidate
+        name = next(iter(settings))
+        choice = Choice(name, settings[name].params, {n: math.nan for n in settings},
+                        {n: math.nan for n in settings}, None, 0.0,
+                        time.perf_counter() - start, per_block, tolerance)
+        return choice, blocked[name], settings
+    chain = _codecs.AUTO_CHAINS.get(x.dtype.kind)
+    if chain in settings and len(settings) == 1 and \
+            _ragged_blocks(blocked[chain].chunks):
+        # a chain's stream does not hold its shape: ragged edge blocks need another codec
+        settings["szip"] = sample.candidates(x.dtype, x.ndim, tolerance, ["szip"])[0]
+        blocked["szip"] = blocked[chain]
+
+    # 1. every candidate on windows shaped like its own blocks (and on their halves, which
+    # tell a stream's overhead apart): the array's codec, by the bytes they predict
+    full = {name: tuple(sample.array_windows(b.chunks, fraction)) for name, b in blocked.items()}
+    # joined windows are one long stream, its fixed cost small beside it: no halves
+    half = {name: tuple(sample.half_window(w) for w in ws) for name, ws in full.items()
+            if not sample.joins(settings[name])}
+    trials.run([(name, ws) for name, ws in full.items()] +
+               [(name, ws) for name, ws in half.items()])
+    ratios, speeds, overhead, rates = {}, {}, {}, {}
+    for name in settings:
+        raw, nbytes, seconds, streams = trials.result(name, full[name])
+        overhead[name] = 0.0
+        if name in half:
+            raw_half, _, _, halves = trials.result(name, half[name])
+            if 2 * raw_half == raw:
+                # the least any window shows: a fixed cost (a header, a table) shows in all
+                # of them, while edges and content vary from window to window
+                overhead[name] = max(0.0, min(2 * h - f for h, f in zip(halves, streams)))
+        per_byte = max(nbytes - overhead[name] * len(streams), 0.0) / raw if raw else math.nan
+        predicted = per_byte * total + overhead[name] * blocked[name].npartitions
+        ratios[name] = total / predicted if predicted > 0 else math.nan
+        speeds[name] = raw / seconds / 1e6 if seconds else math.nan
+        if len(streams) == len(full[name]) > 1:  # each window its own stream: its own rate
+            rates[name] = [max(f - overhead[name], 0.0) / (raw / len(streams)) for f in streams]
+    order = sorted(settings, key=lambda n: -ratios[n] if math.isfinite(ratios[n]) else math.inf)
+    winner = order[0]
+    ratios = {name: ratios[name] for name in order}
+    speeds = {name: speeds[name] for name in order}
+    chunked = blocked[winner]
+
+    # 2. per block: the winner and the candidates that came close, on windows of every block
+    grid = None
+    ragged = _ragged_blocks(chunked.chunks)
+    blocks = []
+    others = []
+    if per_block and chunked.npartitions > 1:
+        blocks = list(np.ndindex(*chunked.numblocks))
+        # within a budget: the trials of every block take at most BUDGET of the time the
+        # winner will take to compress the array (one core's speeds, both), or MIN_BUDGET
+        window_bytes = sum(_volume(w) for index in blocks[:1] for w in
+                           sample.block_windows(chunked.chunks, index, fraction))
+        cost = len(blocks) * window_bytes * x.dtype.itemsize / 1e6
+        spent = cost / speeds[winner]
+        budget = max(BUDGET * total / 1e6 / speeds[winner], MIN_BUDGET)
+        for name in order[1:]:
+            if _contends(name, winner, rates) and spent + cost / speeds[name] <= budget:
+                others.append(name)
+                spent += cost / speeds[name]
+        if not others:
+            blocks = []
+    if winner == chain and ragged:
+        # a chain's stream does not hold its shape: ragged edge blocks take another codec
+        others += [n for n in order if n != chain][:1]
+        blocks = blocks or sorted(ragged)
+    if blocks:
+        names = [winner, *dict.fromkeys(others)]
+        windows = {index: tuple(sample.block_windows(chunked.chunks, index, fraction))
+                   for index in blocks}
+
+        def jobs(name, ws):  # joined: one trial of the block's windows; else one per window
+            return [ws] * len(ws) if sample.joins(settings[name]) else [(w,) for w in ws]
+
+        trials.run([(name, job) for ws in windows.values() for name in names
+                    for job in jobs(name, ws)])
+        sizes = {}
+        for index, ws in windows.items():
+            values = math.prod(chunked.chunks[a][j] for a, j in enumerate(index))
+            # the block's bytes, predicted from each window: its rate, and the overhead
+            predicted = {}
+            for name in names:
+                predicted[name] = []
+                for job in jobs(name, ws):
+                    raw, nbytes, _, streams = trials.result(name, job)
+                    rate = max(nbytes - overhead[name] * len(streams), 0.0) / raw
+                    predicted[name].append(rate * values * x.dtype.itemsize + overhead[name])
+            sizes[index] = [{name: predicted[name][k] for name in names}
+                            for k in range(len(ws))]
+        grid = block_choice(chunked.numblocks, sizes, winner, ragged, chain, per_block)
+    sampled = trials.encoded / total / len(settings) if total else 0.0
+    choice = Choice(winner, settings[winner].params, ratios, speeds, grid, sampled,
+                    time.perf_counter() - start, per_block, tolerance)
+    return choice, chunked, settings
+
+
+def _contends(name, winner, rates) -> bool:
+    """Whether a candidate may win blocks of the array: at one window at least (centred on
+    the same point for every candidate) it beat the winner by SWITCH_MARGIN. Joined windows
+    (lossless codecs) do not tell: those never leave the array's codec."""
+    if name in rates and winner in rates and len(rates[name]) == len(rates[winner]):
+        return any(r < (1 - SWITCH_MARGIN) * w for r, w in zip(rates[name], rates[winner]))
+    return False
+
+
+def block_choice(numblocks, sizes: dict, winner: str, ragged=(), chain=None,
+                 per_block=True, margin: float = SWITCH_MARGIN,
+                 total_margin: float = TOTAL_MARGIN):
+    """Return each block's codec (an object array), or None where every block takes ``winner``.
+
+    ``sizes`` maps a block index to a list, one per window of the block, of {codec: the
+    block's bytes predicted from that window}. A block takes another codec only where every
+    window predicts it ``margin`` fewer bytes than the winner (the least in all where
+    several do), and only if the blocks that switch save ``total_margin`` of all blocks'
+    bytes; a ``ragged`` edge block never takes the lossless ``chain`` (its stream does not
+    record the block's shape).
+
+    >>> block_choice((3,), {(0,): [{"sz3": 100, "sperr": 97}], (1,): [{"sz3": 100, "sperr": 80}],
+    ...                     (2,): [{"sz3": 100, "sperr": 80}, {"sz3": 100, "sperr": 101}]}, "sz3")
+    array(['sz3', 'sperr', 'sz3'], dtype=object)
+    >>> block_choice((2,), {(0,): [{"sz3": 100, "sperr": 99}]}, "sz3") is None
+    True
+    >>> block_choice((50,), {(i,): [{"sz3": 100, "sperr": 100 if i else 80}] for i in range(50)},
+    ...              "sz3") is None
+    True
+    """
+    grid = np.full(numblocks, winner, dtype=object)
+    for index, by_window in sizes.items():
+        names = [n for n in by_window[0] if not (n == chain and index in ragged)]
+        if not names:
+            continue
+        total = {n: sum(w[n] for w in by_window) for n in names}
+        if winner not in names:  # a chain on a ragged edge block: the next best must do
+            grid[index] = min(total, key=total.get)
+            continue
+        if not per_block:
+            continue
+        better = [n for n in names if n != winner and
+                  all(w[n] < (1 - margin) * w[winner] for w in by_window)]
+        if better:
+            grid[index] = min(better, key=total.get)
+    if per_block:
+        # one block's sample is small: switch only where the blocks that switch add up
+        kept = sum(sum(w[winner] for w in ws) for ws in sizes.values())
+        mixed = sum(sum(w[grid[index]] for w in ws) for index, ws in sizes.items())
+        if mixed > (1 - total_margin) * kept:
+            forced = {i for i, ws in sizes.items() if winner not in ws[0] or
+                      (winner == chain and i in ragged)}
+            for index in np.ndindex(*grid.shape):
+                if index not in forced:
+                    grid[index] = winner
+    return None if (grid == winner).all() else grid
+
+
+def _ragged_blocks(chunks) -> set:
+    """Return the indices of the blocks smaller than the first along some axis (edge blocks)."""
+    short = [{j for j, n in enumerate(axis) if n < axis[0]} for axis in chunks]
+    return {index for index in np.ndindex(*(len(a) for a in chunks))
+            if any(j in s for j, s in zip(index, short))}
+
+
+class _Trials:
+    """Trial encodes run in parallel by the scheduler, one task per codec and set of windows,
+    each encoded once; ``encoded`` counts the bytes the trials encoded."""
+
+    def __init__(self, x, token, settings):
+        self.x = x
+        self.token = token
+        self.settings = settings
+        self.results = {}
+        self.encoded = 0
+
+    def run(self, jobs) -> None:
+        todo = {}  # (codec name, windows key) -> windows
+        for name, windows in jobs:
+            key = (name, tuple(map(_key, windows)))
+            if key not in self.results:
+                todo[key] = windows
+        if not todo:
+            return
+        base = "chunkpress-sample-" + tokenize(
+            self.token, [(self.settings[name], key) for name, key in todo])
+        tasks = [dask.delayed(sample.trial, pure=True)([self.x[w] for w in windows],
+                                                       self.settings[name],
+                                                       dask_key_name=f"{base}-{i}")
+                 for i, ((name, _), windows) in enumerate(todo.items())]
+        # numpy windows are in the graph already: nothing for dask to optimise
+        done = dask.compute(*tasks, optimize_graph=not isinstance(self.x, np.ndarray))
+        for key, result in zip(todo, done):
+            self.results[key] = result
+            self.encoded += result[0]
+
+    def result(self, name, windows) -> tuple:
+        """:func:`sample.trial`'s figures of the windows with the codec ``name``."""
+        return self.results[name, tuple(map(_key, windows))]
+
+
+def _volume(window) -> int:
+    return math.prod(s.stop - s.start for s in window)
+
+
+def _key(window) -> tuple:
+    return tuple((s.start, s.stop) for s in window)
+
+
+def attribute(choice: Choice) -> str:
+    """Return the JSON text of :data:`ATTRIBUTE`, which ``chunkpress info`` shows."""
+    return json.dumps(choice.to_dict())

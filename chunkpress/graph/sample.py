@@ -1,0 +1,291 @@
+"""What codec="auto" chooses from: the candidates, the windows it samples, trial encodes.
+
+A candidate is tried on *windows* shaped like the blocks it would cut for itself, scaled
+down (a SZ3 slab three time steps deep is sampled three deep, a SPERR volume in a deeper
+box), centred on the points of a Latin hypercube over the array, the same places for every
+candidate, each inside the block that holds its point; offsets are multiples of 4, so that
+ZFP sees its own 4^d blocks. Windows and their halves are both encoded: a fixed cost per
+stream (a header, SZ3's Huffman tree) shows in both, which tells it from the rate per value.
+For a choice per block, each block gets windows of its own. Here are the pure plans and the
+per-window calls; ``chunkpress.auto`` runs them on dask.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _codecs
+
+#: the candidates of a float array with a tolerance
+LOSSY = ("zfp", "sz3", "sperr", "lerc")
+#: the candidates of an integer array, or of floats without a tolerance (and auto's chain)
+LOSSLESS = ("pcodec", "szip", "lerc")
+#: share of an array's values the trial encodes sample (windows are never smaller than below)
+FRACTION = 0.005
+#: values in a window at least: below this, stream headers and window edges skew the ratios
+MIN_WINDOW = 32768
+#: windows of an array at least, and at most (a huge array's are larger)
+MIN_WINDOWS = 4
+MAX_WINDOWS = 256
+#: offsets and shrunk extents of windows are multiples of this (ZFP's block)
+ALIGN = 4
+#: window extents are at least this (or the block's): thinner, prediction has no room
+THIN = 16
+
+
+class Candidate(NamedTuple):
+    """A codec auto may choose, with its arguments for the bound."""
+
+    name: str
+    params: dict  # as chunkpress.compress takes them
+    kwargs: dict  # a block's kernel arguments
+
+
+def candidates(dtype, ndim: int, tolerance=None, names=None) -> list[Candidate]:
+    """Return the candidates for ``dtype`` arrays of ``ndim`` dimensions at ``tolerance``.
+
+    Floats with a tolerance > 0: ZFP, SZ3, SPERR (2-D and more), LERC at that tolerance.
+    Integers, and floats without a tolerance: PCODEC, SZIP, LERC and one lossless chain,
+    floatpred+zstd for floats and zstd for integers (LERC keeps an integer tolerance too).
+    ``names`` restricts the choice; a codec named there that does not fit is a ValueError.
+    """
+    dtype = np.dtype(dtype).newbyteorder("=")
+    chain = _codecs.AUTO_CHAINS.get(dtype.kind)
+    lossy = tolerance is not None and tolerance > 0
+    default = LOSSY if lossy and dtype.kind == "f" else LOSSLESS + ((chain,) if chain else ())
+    if names is None:
+        wanted, explicit = default, False
+    else:
+        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+            raise TypeError(f"auto: candidates must be a list of codec names, got {names!r}")
+        wanted, explicit = tuple(n.strip().lower() for n in names), True
+        if not wanted:
+            raise ValueError("auto: candidates is empty; name at least one codec")
+    out = []
+    for name in dict.fromkeys(wanted):
+        try:
+            out.append(_candidate(name, dtype, ndim, tolerance, chain))
+        except ValueError:
+            if explicit:
+                raise
+    if not out:
+        raise ValueError(f"auto: no candidate codec takes {dtype} arrays of {ndim} dimensions")
+    return out
+
+
+def _candidate(name, dtype, ndim, tolerance, chain) -> Candidate:
+    spec = _codecs.get_codec(name)
+    if spec.name == "auto":
+        raise ValueError("auto: candidates are concrete codecs, not auto")
+    if spec.name not in _codecs.CODECS and spec.name != chain:
+        raise ValueError(f"auto: the one lossless chain it may choose for {dtype} is {chain}, "
+                         f"got {name!r} (a chain's stream does not say which chain wrote it)")
+    _codecs.check_input(spec, dtype, ndim)
+    if spec.lossless:
+        params = {}
+    elif "tolerance" in spec.targets and tolerance:
+        params = {"tolerance": float(tolerance)}
+    elif spec.name == "lerc":
+        params = {}  # lossless
+    else:
+        raise ValueError(f"auto: {spec.name} keeps a bound only with a tolerance > 0; without "
+                         "one auto chooses among lossless codecs")
+    target = _codecs.normalize_targets(spec, **params)
+    kwargs = _codecs.block_kwargs(spec, target)
+    _codecs.probe(spec, dtype, ndim, kwargs)
+    return Candidate(spec.name, params, kwargs)
+
+
+# --- windows (pure) ------------------------------------------------------------------------
+
+
+def window_shape(extent, volume: float, align: int = ALIGN, thin: int = THIN) -> tuple:
+    """Return the shape of a window of about ``volume`` values of a block of ``extent``.
+
+    The block scaled down, its proportions kept, no axis below ``thin`` (an axis no longer
+    than that stays whole: a slab three time steps deep is sampled three deep); shrunk
+    extents are multiples of ``align``.
+
+    >>> window_shape((3, 720, 1440), 32768)
+    (3, 72, 148)
+    >>> window_shape((24, 256, 512), 32768)
+    (16, 32, 64)
+    >>> window_shape((11, 192, 256), 32768)
+    (11, 48, 64)
+    >>> window_shape((10, 10), 32768)
+    (10, 10)
+    """
+    extent = tuple(int(n) for n in extent)
+    shape = list(extent)
+    free = [a for a, n in enumerate(extent) if n > thin]
+    while free and math.prod(shape) > volume:
+        fixed = math.prod(shape[a] for a in range(len(shape)) if a not in free)
+        scale = (volume / fixed / math.prod(extent[a] for a in free)) ** (1 / len(free))
+        small = [a for a in free if extent[a] * scale < thin]
+        if small:  # these stop at ``thin``; the others shrink more
+            for a in small:
+                shape[a] = thin
+                free.remove(a)
+            continue
+        for a in free:
+            shape[a] = min(extent[a], max(thin, round(extent[a] * scale / align) * align))
+        break
+    return tuple(shape)
+
+
+def lhs_points(shape, count: int, seed=()) -> list:
+    """Return ``count`` points of a Latin hypercube over ``shape``, fixed by shape and ``seed``.
+
+    Along every axis each of ``count`` equal strata holds one point, so that a layer that
+    matters (a noisy boundary layer, a coast) is sampled in proportion to its size.
+
+    >>> lhs_points((100, 8), 4)
+    [(26, 1), (52, 7), (82, 4), (15, 2)]
+    """
+    rng = np.random.default_rng([len(shape), *shape, *seed])
+    strata = [rng.permutation(count) for _ in shape]
+    jitter = rng.random((count, len(shape)))
+    return [tuple(int((strata[a][k] + jitter[k, a]) * n / count) for a, n in enumerate(shape))
+            for k in range(count)]
+
+
+def place(point, window, start, stop) -> tuple:
+    """Return the slices of a ``window`` shape about ``point``, inside [start, stop).
+
+    Offsets are multiples of ``ALIGN`` from ``start``, so that ZFP sees its own 4^d blocks.
+
+    >>> place((50, 3), (16, 8), (0, 0), (100, 8))
+    (slice(40, 56, None), slice(0, 8, None))
+    """
+    out = []
+    for p, w, a, b in zip(point, window, start, stop):
+        offset = min(max(0, (p - a - w // 2) // ALIGN * ALIGN), (b - a - w) // ALIGN * ALIGN)
+        offset = max(0, offset)
+        out.append(slice(a + offset, a + offset + min(w, b - a)))
+    return tuple(out)
+
+
+def array_windows(chunks, fraction: float = FRACTION, *, min_window: int = MIN_WINDOW,
+                  min_windows: int = MIN_WINDOWS) -> list:
+    """Return the windows that sample a chunked array for one candidate: a list of slices.
+
+    The windows all have the shape of the array's (first) block scaled down
+    (:func:`window_shape`) to ``min_window`` values, or to ``fraction`` of the array's values
+    over ``MAX_WINDOWS`` windows if that is more; they are centred on the points of a Latin
+    hypercube over the array, which do not depend on the chunking, so that every candidate,
+    each sampled in windows shaped like its own blocks, sees the same places. A window lies
+    in the block that holds its point, as a block's content is what a codec's stream sees.
+
+    >>> [w[0] for w in array_windows(((3, 3, 3, 3), (720,), (1440,)), 0.005)]
+    [slice(0, 3, None), slice(3, 6, None), slice(6, 9, None), slice(9, 12, None)]
+    """
+    shape = tuple(sum(c) for c in chunks)
+    total = math.prod(shape)
+    if total == 0:
+        return []
+    count = min(max(min_windows, round(fraction * total / min_window)), MAX_WINDOWS)
+    volume = max(min_window, fraction * total / count)
+    window = window_shape(tuple(c[0] for c in chunks), volume)
+    edges = [np.concatenate([[0], np.cumsum(c)]) for c in chunks]
+    out = []
+    for point in sorted(lhs_points(shape, count)):
+        # inside the block that holds the point, where it fits (not in a smaller edge block)
+        index = [int(np.searchsorted(e, p, side="right")) - 1 for e, p in zip(edges, point)]
+        start = tuple(int(e[j]) for e, j in zip(edges, index))
+        stop = tuple(int(e[j + 1]) for e, j in zip(edges, index))
+        if any(b - a < w for a, b, w in zip(start, stop, window)):
+            start, stop = (0,) * len(shape), shape
+        slices = place(point, window, start, stop)
+        if slices not in out:  # a small array: sampled once, whole
+            out.append(slices)
+    return out
+
+
+def block_windows(chunks, index, fraction: float = FRACTION, *, count: int = 2,
+                  min_window: int = MIN_WINDOW) -> list:
+    """Return ``count`` windows of the block at ``index``: ``fraction`` of it in all, or
+    ``min_window`` values, whichever is more.
+
+    >>> ws = block_windows(((24,), (720,), (1440,)), (0, 0, 0), 0.005)
+    >>> [tuple(s.stop - s.start for s in w) for w in ws]
+    [(16, 44, 88), (16, 44, 88)]
+    """
+    start = tuple(int(sum(c[:j])) for c, j in zip(chunks, index))
+    extent = tuple(int(c[j]) for c, j in zip(chunks, index))
+    volume = max(min_window, fraction * math.prod(extent)) / count
+    window = window_shape(extent, volume)
+    stop = tuple(a + e for a, e in zip(start, extent))
+    out = []
+    for point in lhs_points(extent, count, index):
+        slices = place(tuple(a + p for a, p in zip(start, point)), window, start, stop)
+        if slices not in out:
+            out.append(slices)
+    return out
+
+
+def half_window(window) -> tuple:
+    """Return the window halved along its longest axis but the last, about the same centre.
+
+    A codec's stream costs bytes beyond its values' share (headers, SZ3's Huffman tree):
+    windows and their halves, encoded both, tell that overhead apart. Where windows are
+    joined (along the last axis), halving another axis keeps the seams in proportion.
+
+    >>> half_window((slice(0, 3), slice(8, 108), slice(0, 40)))
+    (slice(0, 3, None), slice(32, 80, None), slice(0, 40, None))
+    """
+    extents = [s.stop - s.start for s in window]
+    axes = [a for a in range(len(extents) - 1) if extents[a] > 1] or [len(extents) - 1]
+    axis = max(axes, key=lambda a: extents[a])
+    half = extents[axis] // 2 // ALIGN * ALIGN if extents[axis] >= 2 * ALIGN \
+        else max(1, extents[axis] // 2)
+    start = window[axis].start + (extents[axis] - half) // 2 // ALIGN * ALIGN
+    return tuple(slice(start, start + half) if a == axis else slice(s.start, s.stop)
+                 for a, s in enumerate(window))
+
+
+# --- trial encodes -------------------------------------------------------------------------
+
+
+def joins(candidate: Candidate) -> bool:
+    """Whether a candidate's trial joins its windows into one stream, or encodes each alone.
+
+    A lossy codec predicts a value from its neighbours: each window is its own stream, so no
+    seam between windows spoils the prediction. A lossless codec's model is the stream's
+    (PCODEC's bins, zstd's dictionary): the windows are joined, so that it meets the mixture
+    of values a block holds (ocean and land, calm and storm), not one homogeneous corner.
+    """
+    return _codecs.get_codec(candidate.name).lossless or not candidate.kwargs.get("tolerance")
+
+
+def trial(windows, candidate: Candidate) -> tuple:
+    """Return (raw bytes, compressed bytes, seconds encoding, bytes of each stream) of a
+    candidate on ``windows``.
+
+    The windows (arrays of one shape) are joined along their last axis into one stream, or
+    encoded one by one (see :func:`joins`).
+    """
+    spec = _codecs.get_codec(candidate.name)
+    if joins(candidate) and len(windows) > 1:
+        blocks = [np.concatenate([np.asarray(w) for w in windows], axis=-1)]
+    else:
+        blocks = [np.ascontiguousarray(w) for w in windows]
+    sizes, seconds = [], 0.0
+    for block in blocks:
+        start = time.perf_counter()
+        sizes.append(len(_codecs.encode(block, spec, candidate.kwargs).data))
+        seconds += time.perf_counter() - start
+    return sum(b.nbytes for b in blocks), sum(sizes), seconds, tuple(sizes)
+
+
+def choose_in_block(block, candidates, fraction: float = FRACTION) -> Candidate:
+    """Return the candidate that encodes windows of ``block`` to the fewest bytes."""
+    if len(candidates) == 1 or block.size == 0:
+        return candidates[0]
+    chunks = tuple((n,) for n in block.shape)
+    windows = [block[w] for w in block_windows(chunks, (0,) * block.ndim, fraction)]
+    sizes = [trial(windows, c)[1] for c in candidates]
+    return candidates[int(np.argmin(sizes))]
