@@ -124,6 +124,11 @@ def create_array(store, compressed: CompressedArray, *, path=None, overwrite=Fal
     """Create the Zarr array that the blocks of ``compressed`` are the chunks of."""
     codec = zarr_codec(compressed.codec, compressed.params)
     chunk_shape = tuple(max(1, axis[0]) for axis in compressed.chunks)
+    choice = getattr(compressed, "choice", None)
+    if choice is not None:  # what codec="auto" chose and why, for `chunkpress info`
+        from . import auto
+
+        attributes = {**(attributes or {}), auto.ATTRIBUTE: auto.attribute(choice)}
     try:
         return zarr.create_array(
             store, name=path, shape=compressed.shape, chunks=chunk_shape,

@@ -154,6 +154,9 @@ def test_a_mixed_store_opens_in_a_new_process_without_importing_chunkpress(tmp_p
     assert finite_error(MIXED[20:100, 3:60, :], np.load(out)) <= 0.1
     back = chunkpress.from_zarr(path).compute()
     assert finite_error(MIXED, back) <= 0.1
+    # the choice and the sampled ratios it was made by are in the store
+    recorded = json.loads(zarr.open_array(path, mode="r").attrs[auto.ATTRIBUTE])
+    assert recorded["codec"] in recorded["sampled_ratios"] and len(recorded["sampled_ratios"]) >= 2
 
 
 def test_zarr_writing_chunks_itself_chooses_per_chunk(tmp_path):
