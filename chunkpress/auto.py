@@ -30,8 +30,10 @@ import time
 from dataclasses import dataclass
 
 import dask
+import dask.threaded
 import numpy as np
-from dask.base import tokenize
+from dask._task_spec import List, Task
+from dask.base import get_scheduler, tokenize
 
 from . import api
 from .graph import _codecs, build, sample
@@ -426,14 +428,23 @@ class _Trials:
                 todo[key] = windows
         if not todo:
             return
+        # the trials' text names them exactly (codec, its arguments, the windows' bounds)
         base = "chunkpress-sample-" + tokenize(
-            self.token, [(self.settings[name], key) for name, key in todo])
-        tasks = [dask.delayed(sample.trial, pure=True)([self.x[w] for w in windows],
-                                                       self.settings[name],
-                                                       dask_key_name=f"{base}-{i}")
-                 for i, ((name, _), windows) in enumerate(todo.items())]
-        # numpy windows are in the graph already: nothing for dask to optimise
-        done = dask.compute(*tasks, optimize_graph=not isinstance(self.x, np.ndarray))
+            self.token, repr([(self.settings[name], key) for name, key in todo]))
+        if isinstance(self.x, np.ndarray):
+            # the windows are views: a plain graph of the trials, straight to the scheduler
+            # (a fast codec's trials take milliseconds; dask.delayed's bookkeeping would too)
+            keys = [f"{base}-{i}" for i in range(len(todo))]
+            graph = {key: Task(key, sample.trial, List(*(self.x[w] for w in windows)),
+                               self.settings[name])
+                     for key, ((name, _), windows) in zip(keys, todo.items())}
+            done = (get_scheduler() or dask.threaded.get)(graph, keys)
+        else:
+            tasks = [dask.delayed(sample.trial, pure=True)([self.x[w] for w in windows],
+                                                           self.settings[name],
+                                                           dask_key_name=f"{base}-{i}")
+                     for i, ((name, _), windows) in enumerate(todo.items())]
+            done = dask.compute(*tasks)
         for key, result in zip(todo, done):
             self.results[key] = result
             self.encoded += result[0]
