@@ -64,7 +64,7 @@ class Codec:
     float_modes: tuple  # modes for float data
     int_modes: tuple = ()  # modes for integer data
     #: what a finite block of the codec's own dimensionality encodes to: "trailer" (the
-    #: codec's own stream with the CRC trailer), "bare" (the codec's own stream), "frame"
+    #: codec's own stream carrying the CRC trailer), "bare" (the codec's own stream), "frame"
     own: str = "frame"
     #: (ndarray) -> that array encoded by imagecodecs itself, for the codecs with interop
     imagecodecs_encode: Callable | None = None
@@ -164,7 +164,7 @@ CODECS = {
             Mode("rate", {"mode": "rate", "quality": SPERR_RATE}, None,
                  lambda a, s, d: _sperr_rate_size(a, s, SPERR_RATE)),
         ),
-        own="bare",
+        own="trailer",  # inside SPERR's last section; constant and cut fixed-rate: bare
         imagecodecs_encode=lambda a: __import__("imagecodecs").sperr_encode(a, 1e-3, "pwe"),
         imagecodecs_decode=lambda s: __import__("imagecodecs").sperr_decode(s),
     ),
@@ -185,7 +185,7 @@ CODECS = {
             Mode("lossless", {"tolerance": 0}, 0),
             Mode("tolerance", {"tolerance": 2}, 2),
         ),
-        own="bare",
+        own="trailer",
         imagecodecs_encode=lambda a: __import__("imagecodecs").lerc_encode(a, 1e-3),
         imagecodecs_decode=lambda s: __import__("imagecodecs").lerc_decode(s),
     ),
@@ -559,7 +559,12 @@ def run_isolated(function: str, cases: list, *, module="common", max_crashes=3,
                 # the case finished, then the interpreter died (e.g. freeing memory a decoder
                 # had corrupted): blame the last case run, saying so
                 died += " after this case had finished: it (or one before it) corrupted memory"
-            tail = "\n".join(stderr.strip().splitlines()[-12:])
+            lines = stderr.strip().splitlines()
+            tail = "\n".join(lines[-12:])
+            # a check that prints "input: ..." / "example: ..." before each try names the one
+            named = [line for line in lines if line.startswith(("input: ", "example: "))]
+            if named:
+                tail = f"{named[-1]}\n{tail}"
             results[last] = {"i": last, "ok": False, "crash": True, "error": f"{died}\n{tail}"}
             crashes += 1
             start = last + 1

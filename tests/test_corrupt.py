@@ -1,31 +1,37 @@
 """Corrupt, truncated and forged streams: the codec's error, never a crash, never wrong numbers.
 
 Every case runs in a child interpreter (common.run_isolated), so a decoder that crashes fails
-the test with the case that crashed it instead of killing pytest.
+the test with the case that crashed it instead of killing pytest. (Random damage of every
+kind, for every decoder, is tests/test_fuzz.py and benchmarks/fuzz.py.)
 
 What is guaranteed where:
 
-* chunkpress-made streams carry a CRC-32C (frames end with one; ZFP's own stream gets a
-  trailer): any truncation, bit flip, appended garbage or forged header byte must raise the
-  codec's error, or decode to exactly the values of the undamaged stream (a flip in bytes
-  that the decoder ignores);
+* chunkpress-made streams carry a CRC-32C: frames end with one; ZFP's and LERC's own streams
+  get a trailer; SPERR's own stream carries it inside its last section (a flag in SPERR's
+  conditioner byte says so; SPERR never reads those bytes, so imagecodecs decodes it to the
+  same values). Any truncation, bit flip, appended garbage or forged header byte must raise
+  the codec's error, or decode to exactly the values of the undamaged stream (a flip in
+  bytes that the decoder ignores);
 * a frame whose header was forged *and* its checksum recomputed must still be refused where
   the header contradicts itself or the codec stream, and must never crash the interpreter;
+  likewise a frame whose ZFP, SPERR, LERC, SZIP or PCODEC stream was damaged before the
+  checksum was made (the codec streams' structure is checked before the codec sees them);
 * a codec's own stream made elsewhere (imagecodecs), without chunkpress's checksum, cannot be
-  told from a good one in general: there the guarantee is only that the interpreter survives
-  (LERC's own checksum makes LERC blobs detect damage too).
+  told from a good one in general: there the guarantee is that the interpreter survives,
+  and that a ZFP stream cut short is refused (zfp reads past its end: decoded again with
+  other bytes behind it, it decodes differently); LERC's own checksum catches most damage.
 
-Known limits, left to the storage layers' CRC-32C (Zarr) and to issue 5's hostile-bytes work:
+Known limits (README "Known limits" has the whole list):
 
-* a chunkpress ZFP stream cut short loses its trailer and is then a bare ZFP stream: it
-  decodes without a crash, but possibly into wrong numbers (ZFP's own stream must stay
-  decodable by imagecodecs, so the checksum cannot sit in front);
-* SPERR's own streams (finite 2-D/3-D blocks, kept as SPERR's own for imagecodecs) have no
-  room for a checksum, and SPERR aborts the interpreter on some damaged streams: only their
-  header and chunk lengths are checked before SPERR sees them; SZ3 aborts likewise on
-  damaged bare SZ3 streams given with a shape;
-* a frame forged with a recomputed checksum whose SZ3 or SPERR payload disagrees with its
-  header can still reach and crash those decoders.
+* SZ3's payload (past its header, the size of its zstd payload, which is checked) is SZ3's
+  alone: damaged there without chunkpress's checksum (an imagecodecs stream) or forged with
+  a recomputed one, an SZ3 stream can crash the interpreter; so can a frame whose dtype was
+  forged (SZ3's stream does not record it). PCODEC and LERC streams forged with recomputed
+  checksums can too (a Rust panic, a LERC fault);
+* SPERR streams of constant blocks and fixed-rate streams SPERR cut at their bit budget have
+  no room for the checksum: damage in them decodes silently (their structure is checked);
+* a chunkpress ZFP stream whose trailer's magic and data are both damaged (two faults) is
+  read as ZFP's own, unchecked stream.
 """
 
 from __future__ import annotations
@@ -270,9 +276,10 @@ def check_survives(codec_name, source, block_name, kind, index):
             raise
         return
     assert isinstance(decoded, np.ndarray)
-    if codec_name == "lerc":  # LERC blobs carry their own checksum
+    if codec_name == "lerc" or (codec_name == "zfp" and kind == "truncate"):
+        # LERC blobs carry their own checksum; a ZFP stream cut short is caught
         assert _same(decoded, codec_name, source, block_name), (
-            "LERC blob decoded silently into wrong numbers"
+            f"{codec_name}: damaged stream decoded silently into wrong numbers"
         )
 
 
@@ -318,8 +325,8 @@ def _checked_sources(codec):
 @pytest.mark.parametrize("codec", NAMES)
 def test_chunkpress_stream_damage_is_detected(codec):
     """Every truncation, every single bit flip, appended garbage and forged header bytes of
-    chunkpress-made streams with a checksum: the codec's error, never a crash or wrong
-    numbers (a ZFP stream whose trailer was cut off: never a crash, see the module's limits)."""
+    chunkpress-made streams with a checksum (frames, ZFP's and LERC's trailed streams,
+    SPERR's sealed one): the codec's error or the undamaged values, never a crash."""
     cases = _cases(codec, _checked_sources(codec), ["truncate", "flip", "append", "forge"])
     assert cases
     results = run_isolated("check_detected_or_bare", cases, module="test_corrupt")
@@ -327,9 +334,7 @@ def test_chunkpress_stream_damage_is_detected(codec):
 
 
 def check_detected_or_bare(codec_name, source, block_name, kind, index):
-    stream = _source(codec_name, source, block_name)
-    if kind == "truncate" and stream[:4] != FRAME_MAGIC and index <= len(stream) - 4:
-        return check_survives(codec_name, source, block_name, kind, index)
+    # (a stream cut short, trailer and all, is caught too now: the name stays for the cases)
     return check_detected(codec_name, source, block_name, kind, index)
 
 
@@ -346,7 +351,7 @@ def test_forged_frame_with_valid_checksum(codec):
             cases += [["check_forged_refused", codec, block_name, i, forgeries[i][0]]
                       for i in range(len(forgeries))
                       if not (codec == "sz3" and forgeries[i][2] != "structural")]
-            if codec not in ("sz3", "sperr"):  # see the module's known limits
+            if codec != "sz3":  # see the module's known limits
                 cases += [["check_payload_forged_survives", codec, block_name, i, "payload"]
                           for i in range(0, 96, 3)]
     assert cases
@@ -358,10 +363,11 @@ def check_forged(check, codec_name, block_name, index, label):
     globals()[check](codec_name, block_name, index)
 
 
-@pytest.mark.parametrize("codec", [name for name in INTEROP if name not in ("sperr", "sz3")])
+@pytest.mark.parametrize("codec", [name for name in INTEROP if name != "sz3"])
 def test_foreign_stream_damage_does_not_crash(codec):
     """imagecodecs' own streams (no chunkpress checksum), damaged: never a crash; LERC blobs
-    (which carry their own checksum) also never decode into wrong numbers."""
+    (which carry their own checksum) also never decode into wrong numbers, nor ZFP streams
+    cut short."""
     cases = _cases(codec, [("imagecodecs", "finite_2d")], ["truncate", "flip", "append"])
     results = run_isolated("check_survives", cases, module="test_corrupt")
     assert_all_ok(cases, results)
@@ -404,3 +410,43 @@ def check_tiny_input(codec_name, size, fill):
         except codec.error:
             continue
         raise AssertionError(f"{data[:16]!r}: decoded without an error")
+
+
+# --- SPERR's checksum, and streams the codecs themselves cannot read ---------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sperr_checksum_rides_inside_its_own_stream(dtype):
+    """chunkpress's SPERR stream carries its CRC-32C (so damage is caught), and imagecodecs
+    decodes it to exactly the values of imagecodecs' own stream of the same block."""
+    import imagecodecs
+
+    for shape in [(9, 7), (33, 20), (5, 6, 7), (12, 10, 9)]:
+        for kind in ("smooth", "noisy"):
+            array = sample(shape, dtype, kind, seed=11)
+            for quality in (40, 90):
+                ours = bytes(CODECS["sperr"].encode(array, mode="psnr", quality=quality))
+                theirs = bytes(imagecodecs.sperr_encode(array, quality, "psnr", numthreads=1))
+                assert ours[-4:] == b"CPK\x01" and len(ours) == len(theirs) + 8, shape
+                want = raw_bits(imagecodecs.sperr_decode(theirs))
+                assert np.array_equal(raw_bits(imagecodecs.sperr_decode(ours)), want)
+                assert np.array_equal(raw_bits(CODECS["sperr"].decode(ours)), want)
+
+
+def test_sz3_streams_sz3_cannot_decode_are_refused():
+    """imagecodecs' SZ3 writes streams in its abs_and_rel and abs_or_rel modes that SZ3
+    aborts the interpreter on; chunkpress refuses them before SZ3 sees them."""
+    cases = [[mode] for mode in ("abs_and_rel", "abs_or_rel")]
+    results = run_isolated("check_sz3_undecodable", cases, module="test_corrupt")
+    assert_all_ok(cases, results)
+
+
+def check_sz3_undecodable(mode):
+    import imagecodecs
+
+    array = sample((20, 30), "float32", "smooth", seed=3)
+    stream = imagecodecs.sz3_encode(array, mode=mode, abs=1e-4, rel=1e-3)
+    with pytest.raises(CODECS["sz3"].error, match="cannot decode"):
+        CODECS["sz3"].decode(stream, shape=array.shape, dtype=array.dtype)
+    good = imagecodecs.sz3_encode(array, mode="rel", rel=1e-3)  # and a good one decodes
+    assert CODECS["sz3"].decode(good, shape=array.shape, dtype=array.dtype).shape == array.shape

@@ -27,7 +27,9 @@ Frame layout, format version 1, all integers little-endian::
     end-4   4         CRC-32C of every byte before it
 
 A codec's own stream may carry a trailer instead: its CRC-32C (uint32) then b"CPK\\x01".
-Decoders of the codec ignore trailing bytes, so the stream stays the codec's own.
+Decoders of the codec ignore trailing bytes, so the stream stays the codec's own (ZFP, LERC).
+SPERR's carries the same trailer inside its last section (see sperr.py: SPERR reads what
+follows its blobs as more sections, so the section is extended to hold it).
 """
 
 from __future__ import annotations
@@ -189,9 +191,12 @@ def unpack(data, codec: str, error: type) -> Frame:
     if ndim > MAX_NDIM or flags & ~(FLAG_MASK | FLAG_PATCH | FLAG_STORED):
         raise error(f"{codec}: corrupt frame header")
     try:
+        # (numpy parses any type string, structured ones too, some raising SyntaxError)
         dtype = np.dtype(dtype_str.rstrip(b"\0").decode("ascii"))
-    except (TypeError, ValueError, UnicodeDecodeError):
-        raise error(f"{codec}: corrupt frame header (dtype {dtype_str!r})") from None
+    except (TypeError, ValueError, SyntaxError, UnicodeDecodeError):
+        dtype = None
+    if dtype is None or dtype.kind not in "iuf" or dtype.fields is not None or dtype.shape:
+        raise error(f"{codec}: corrupt frame header (dtype {dtype_str!r})")
     end = len(buf) - 4
     pos = _HEAD.size
     if pos + 8 * ndim + 2 > end:
@@ -230,14 +235,29 @@ def unpack(data, codec: str, error: type) -> Frame:
         deltas_bytes = take("<Q")
         values = _values(take("<Q"), size, dtype, codec, error)
         deltas = np.frombuffer(_unzstd(deltas_bytes, 8 * len(values), codec, error), "<u8")
-        index = np.cumsum(deltas, dtype=np.uint64)
-        if len(index) and (index[-1] >= size or np.any(deltas[1:] == 0)):
+        index = np.cumsum(deltas, dtype=np.uint64)  # (a forged delta wraps it around)
+        if len(index) and (index.max() >= size or np.any(deltas[1:] == 0)):
             raise error(f"{codec}: corrupt patch section")
         patch = Patch(index.astype(np.int64), values)
     if pos != end:
         raise error(f"{codec}: {end - pos} unexpected bytes at the end of the frame")
     return Frame(codec, dtype, tuple(shape), params, payload, mask, patch,
                  bool(flags & FLAG_STORED))
+
+
+def reserve(nbytes: int, codec: str, error: type):
+    """Raise ``error`` unless ``nbytes`` of address space can be had now.
+
+    C++ codecs abort the interpreter when an allocation fails; reserving their peak first
+    (not touched, so it costs no memory) turns a size they could not allocate into an error.
+    """
+    if nbytes > 1 << 26:
+        try:
+            np.empty(nbytes, np.uint8)
+        except MemoryError:
+            raise error(f"{codec}: the stream claims a block that needs {nbytes} bytes to "
+                        "decode, more than this process can have; it is corrupt, or the block "
+                        "too large here") from None
 
 
 def zstd(array: np.ndarray) -> bytes:
@@ -249,6 +269,9 @@ def _unzstd(section, size: int, codec: str, error: type, *, exact: bool = True) 
         out = imagecodecs.zstd_decode(section, out=max(size, 1))
     except imagecodecs.ZstdError as exc:
         raise error(f"{codec}: corrupt frame section: {exc}") from None
+    except MemoryError:
+        raise error(f"{codec}: the frame claims a block of {size} bytes, more than this "
+                    "process can have; it is corrupt, or the block too large here") from None
     if exact and len(out) != size:
         raise error(f"{codec}: frame section holds {len(out)} bytes, {size} expected")
     return out
@@ -269,9 +292,13 @@ def _values(section, size: int, dtype, codec: str, error: type) -> np.ndarray:
     return np.frombuffer(raw, dtype).astype(dtype.newbyteorder("="))
 
 
-def add_trailer(stream) -> bytes:
-    """Return a codec's own stream with the CRC-32C trailer after it."""
-    return b"".join((stream, struct.pack("<I", crc32c(stream)), TRAILER_MAGIC))
+def add_trailer(stream):
+    """Return a codec's own stream with the CRC-32C trailer after it (a bytearray in place)."""
+    trailer = struct.pack("<I", crc32c(stream)) + TRAILER_MAGIC
+    if isinstance(stream, bytearray):
+        stream += trailer
+        return stream
+    return b"".join((stream, trailer))
 
 
 def strip_trailer(data, codec: str, error: type) -> tuple[memoryview, bool]:

@@ -30,12 +30,14 @@ class Spec:
     own_stream: bool = True  # True: finite blocks get the codec's own stream, not a frame
     #: whether a block of this shape keeps its shape through the codec's own stream
     own_shape: Callable = lambda shape: True
-    trailer: bool = False  # True: that stream carries the CRC-32C trailer
+    #: (the codec's own stream) -> that stream carrying a checksum the codec's decoders ignore
+    seal: Callable | None = None
     dtypes: tuple = FLOAT_DTYPES
     mask: bool = True  # False: the codec keeps non-finite values itself (lossless codecs)
     writes_into: bool = True  # the codec can write into a buffer, refusing one too small
-    #: checks a stream without frame or trailer and returns what the codec may safely see
-    check_bare: Callable | None = None
+    #: (stream, shape or None, dtype or None) -> ndarray: decodes a stream that is not a frame
+    #: (the codec's own, sealed or not); by default ``decode``
+    decode_bare: Callable | None = None
 
 
 def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b""):
@@ -60,10 +62,10 @@ def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b"
         return write_bytes_out(frame.finish(mask, None, stored=True), out, spec.name)
     own = mask is None and spec.own_stream and a.ndim != 0 and spec.own_shape(shape)
     if own:
-        stream = _call(spec, spec.encode, block, params, None)
+        stream = _own_stream(spec, block, params, a.nbytes + a.nbytes // 8 + 4096)
         patch = _find_patch(spec, stream, block, flat, tolerance) if verify else None
         if patch is None:
-            stream = _frame.add_trailer(stream) if spec.trailer else stream
+            stream = spec.seal(stream) if spec.seal is not None else stream
             return write_bytes_out(stream, out, spec.name)
         frame = _frame.Writer(spec.name, a.dtype, shape, frame_params, len(stream))
         frame.put_payload(stream)
@@ -84,13 +86,36 @@ def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b"
     return write_bytes_out(frame.finish(mask, patch), out, spec.name)
 
 
+def _own_stream(spec, block, params, capacity):
+    """Return the codec's own stream of ``block``, in a bytearray where the codec can write.
+
+    A buffer given to the codec spares it sizing its output first (LERC encodes twice
+    otherwise) and leaves room to append a trailer without copying the stream.
+    """
+    if not spec.writes_into:
+        return _call(spec, spec.encode, block, params, None)
+    buf = _native.empty_bytearray(capacity)
+    with memoryview(buf) as view:
+        try:
+            written = spec.encode(block, params, view)
+        except (RuntimeError, ValueError):  # out too small, or a failure the plain call reports
+            written = None
+        size = None if written is None else len(written)
+        if isinstance(written, memoryview):
+            written.release()
+    if size is None:
+        return _call(spec, spec.encode, block, params, None)
+    del buf[size:]
+    return buf
+
+
 def _find_patch(spec, stream, block, flat, tolerance):
     """Decode ``stream`` and return the finite cells it leaves outside ``tolerance``, if any."""
     decoded = _call(spec, spec.decode, stream, block.shape, block.dtype, b"")
     return _frame.find_patch(flat, np.ascontiguousarray(decoded), tolerance)
 
 
-def decode(spec: Spec, data, shape=None, dtype=None, out=None, *, raw_decode=None):
+def decode(spec: Spec, data, shape=None, dtype=None, out=None):
     """Return the block in ``data``, an encode() stream or the codec's own stream."""
     buf = as_bytes(data, spec.name)
     if _frame.is_frame(buf):
@@ -119,11 +144,10 @@ def decode(spec: Spec, data, shape=None, dtype=None, out=None, *, raw_decode=Non
         _frame.restore(decoded, frame.mask, frame.patch, spec.name, spec.error)
         decoded = decoded.reshape(frame.shape)
     else:
-        stream, _ = _frame.strip_trailer(buf, spec.name, spec.error)
-        if spec.check_bare is not None:
-            # a trailer's checksum catches damage, not a forger who recomputed it
-            stream = spec.check_bare(stream)
-        decoded = _call(spec, raw_decode or spec.decode, stream, shape, dtype, b"")
+        if spec.decode_bare is not None:
+            decoded = _call(spec, spec.decode_bare, buf, shape, dtype)
+        else:
+            decoded = _call(spec, spec.decode, buf, shape, dtype, b"")
         _check_expected(spec, decoded.shape, decoded.dtype, shape, dtype)
     return write_array_out(decoded, out, spec.name)
 

@@ -29,8 +29,14 @@ def _decode(stream, shape, dtype, params):
     return imagecodecs.pcodec_decode(stream, shape=tuple(shape), dtype=dtype)
 
 
+def _refuse_bare(stream, shape, dtype):
+    raise PcodecError("pcodec: not a chunkpress PCODEC frame (a bare PCODEC stream does not "
+                      "say its shape and dtype)")
+
+
 _SPEC = _lossy.Spec("pcodec", PcodecError, (1, 2, 3, 4, 5, 6, 7, 8), _encode, _decode,
-                    own_stream=False, dtypes=DTYPES, mask=False)
+                    own_stream=False, dtypes=DTYPES, mask=False,
+                    decode_bare=_refuse_bare)
 
 
 def pcodec_encode(data, *, level=None, out=None):
@@ -43,12 +49,7 @@ def pcodec_encode(data, *, level=None, out=None):
 
 def pcodec_decode(data, *, out=None):
     """Return the array in a pcodec_encode stream."""
-    return _lossy.decode(_SPEC, data, None, None, out, raw_decode=_refuse_bare)
-
-
-def _refuse_bare(stream, shape, dtype, params):
-    raise PcodecError("pcodec: not a chunkpress PCODEC frame (a bare PCODEC stream does not "
-                      "say its shape and dtype)")
+    return _lossy.decode(_SPEC, data, None, None, out)
 
 
 def pcodec_check(data):

@@ -36,7 +36,7 @@ def _encode(block, params, out=None):
 
 
 def _decode(stream, shape, dtype, params):
-    decoded = imagecodecs.sperr_decode(stream, numthreads=1)
+    decoded = imagecodecs.sperr_decode(_guard(stream), numthreads=1)
     if shape is not None and decoded.shape != tuple(shape) and decoded.size == np.prod(shape):
         decoded = decoded.reshape(shape)  # a 3-D block with a unit extent, coded as 2-D
     return decoded
@@ -69,58 +69,181 @@ def _plan(block, params, tolerance, amax):
     return (mode, level - ulp), False, False
 
 
-def _guard_bare(stream):
-    """Refuse a SPERR stream whose header is damaged, which is truncated or claims too much.
+# --- the layout of a SPERR stream -----------------------------------------------------------
+#
+# SPERR's decoder trusts its input: a wrong length, count or size in a stream makes it read
+# or write memory it does not own, or allocate without limit and abort. Every field it uses
+# to size or place anything is checked here first (imagecodecs 2026.3.6, SPERR 0.8.4).
+#
+#   header  byte 0 the major version (0); byte 1 flags: 0x80 a portion (progressive access),
+#           0x40 3-D, 0x20 float32, 0x10 3-D in several chunks
+#           2-D: uint32 x, y extents; the one chunk is the rest of the stream
+#           3-D: uint32 x, y, z; in chunks: uint16 chunk extents; then a uint32 length per
+#           chunk (SPERR cuts each axis in chunk extents, a remainder of at most half of one
+#           joining the last; a chunk extent of 1 SPERR can neither write nor read)
+#   chunk   17 conditioner bytes: flags (SPERR 0.8 writes 0x80, mean subtracted, or 0x81,
+#           constant; any other value is damage), then the mean
+#           and the quantization step q (float64); a constant chunk has the value count (uint64)
+#           and the value instead, and nothing more
+#           a SPECK section: uint8 bit planes, uint64 bits, the bits (at fixed rate SPERR may
+#           stop before them all: the section then runs to the end of the chunk)
+#           an optional outlier section, again a SPECK section, to the end of the chunk
+#
+# chunkpress seals its own streams: it sets conditioner flag 0x02 (unused by SPERR, which
+# ignores it) and puts its CRC-32C trailer (see _frame) at the end of the last section,
+# whose bit count it extends by the trailer's 64 bits. SPERR decodes every bit plane without
+# reaching those bits, so the stream decodes to the same values with any SPERR decoder. A
+# constant chunk (fixed length) and a fixed-rate section cut at its budget (every byte of it
+# is read) cannot carry the trailer: those streams stay unsealed.
 
-    SPERR's decoder trusts its input and aborts the interpreter on a bad header or a short
-    stream. The layout checked (imagecodecs 2026.3.6, SPERR 0.8): byte 0 the version (0),
-    byte 1 flags (0x40 3-D, 0x20 float32, 0x10 3-D in chunks); 2-D: uint32 x, y extents and
-    at least 17 bytes of SPECK stream; 3-D: uint32 x, y, z, for chunks uint16 chunk extents,
-    then one uint32 length per chunk, which must add up to the rest of the stream.
-    """
+_3D, _FLOAT32, _CHUNKED = 0x40, 0x20, 0x10  # (0x80, a portion, is refused: never whole)
+_MEAN, _CONSTANT, _SEALED = 0x80, 0x01, 0x02
+_CONDITIONER = 17
+_SECTION = struct.Struct("<BQ")  # a SPECK section's header: bit planes, bits
+#: SPERR's peak memory when decoding, per value, measured at 31-43 bytes: reserving this much
+#: first turns a size SPERR could not allocate (and would abort on) into an error
+_BYTES_PER_VALUE = 64
+
+
+def _segments(extent, size):
+    """The extents of SPERR's chunks along one axis (a short remainder joins the last one)."""
+    count = max(extent // size + (extent % size > size // 2), 1)
+    if count > 1 << 20:
+        raise SperrError("sperr: the header claims more chunks than a stream can hold; "
+                         "the stream is corrupt")
+    return [size] * (count - 1) + [extent - size * (count - 1)]
+
+
+def _section(buf, start, end, count, what):
+    """Return (length, complete) of the SPECK section at ``start`` of a chunk ending at ``end``."""
+    if end - start < _SECTION.size:
+        raise SperrError(f"sperr: SPERR {what} section truncated")
+    planes, bits = _SECTION.unpack_from(buf, start)
+    # a bit plane costs at most a few bits per value (set tests, sign, refinement)
+    if planes > 64 or bits > count * (8 * planes + 8) + 1024:
+        raise SperrError(f"sperr: SPERR {what} section header damaged ({planes} bit planes, "
+                         f"{bits} bits for {count} values)")
+    length = _SECTION.size + (bits + 7) // 8
+    return length, length <= end - start
+
+
+def _chunk(buf, start, end, count):
+    """Check one chunk; return whether its sections are complete (not constant, not cut)."""
+    if end - start < _CONDITIONER:
+        raise SperrError("sperr: SPERR chunk truncated")
+    flags = buf[start]
+    if flags not in (_MEAN, _MEAN | _CONSTANT, _MEAN | _SEALED):  # all SPERR 0.8 and we write
+        raise SperrError(f"sperr: SPERR chunk header damaged (flags {flags:#x})")
+    if flags & _CONSTANT:
+        if end - start != _CONDITIONER or struct.unpack_from("<Q", buf, start + 1)[0] != count:
+            raise SperrError("sperr: SPERR constant chunk damaged (length or value count)")
+        return False
+    q = struct.unpack_from("<d", buf, start + 9)[0]
+    if not 0 < q < float("inf"):
+        raise SperrError(f"sperr: SPERR chunk header damaged (quantization step {q!r})")
+    pos = start + _CONDITIONER
+    length, complete = _section(buf, pos, end, count, "SPECK")
+    if not complete:
+        return False  # a fixed-rate stream SPERR stopped early: the rest of the chunk is it
+    pos += length
+    if pos < end and pos + _section(buf, pos, end, count, "outlier")[0] != end:
+        raise SperrError("sperr: SPERR outlier section does not fill its chunk; the stream is "
+                         "truncated or damaged")
+    return True
+
+
+def _layout(stream):
+    """Return [(start, end, value count)] of a stream's chunks, after checking the header."""
     n = len(stream)
     head = bytes(stream[:20])
-    if n < 18 or head[0] != 0 or head[1] & ~0x70 or (head[1] & 0x10 and not head[1] & 0x40):
+    flags = head[1] if n > 1 else 0
+    if n < 10 or head[0] != 0 or flags & ~(_3D | _FLOAT32 | _CHUNKED) or (
+            flags & _CHUNKED and not flags & _3D):
         raise SperrError("sperr: not a SPERR stream (unknown header) or truncated")
-    itemsize = 4 if head[1] & 0x20 else 8
-    if not head[1] & 0x40:
+    itemsize = 4 if flags & _FLOAT32 else 8
+    if not flags & _3D:
         extents = struct.unpack_from("<2I", head, 2)
-        if n < 27 or 0 in extents:
-            raise SperrError(f"sperr: SPERR 2-D stream truncated or damaged ({n} bytes)")
         _check_size(extents, itemsize, n)
-        return stream
-    extents = struct.unpack_from("<3I", head, 2)
-    if 0 in extents:
-        raise SperrError("sperr: SPERR 3-D header damaged (zero extent)")
-    _check_size(extents, itemsize, n)
-    pos, chunks = 14, 1
-    if head[1] & 0x10:
-        chunk = struct.unpack_from("<3H", head, 14)
-        if 0 in chunk:
-            raise SperrError("sperr: SPERR 3-D header damaged (zero chunk extent)")
-        for extent, size in zip(extents, chunk):
-            chunks *= -(-extent // size)
-        pos = 20
-    if pos + 4 * chunks > n:
+        return [(10, n, extents[0] * extents[1])]
+    if n < 14:
         raise SperrError(f"sperr: SPERR stream truncated ({n} bytes)")
-    lengths = np.frombuffer(stream, "<u4", chunks, pos)
-    if pos + 4 * chunks + int(lengths.sum(dtype=np.uint64)) != n:
+    extents = struct.unpack_from("<3I", head, 2)
+    _check_size(extents, itemsize, n)
+    pos, sizes = 14, extents
+    if flags & _CHUNKED:
+        if n < 20:
+            raise SperrError(f"sperr: SPERR stream truncated ({n} bytes)")
+        sizes = struct.unpack_from("<3H", head, 14)
+        if 0 in sizes:
+            raise SperrError("sperr: SPERR 3-D header damaged (zero chunk extent)")
+        pos = 20
+    xs, ys, zs = (_segments(extent, size) for extent, size in zip(extents, sizes))
+    count = len(xs) * len(ys) * len(zs)
+    if (count > 1) != bool(flags & _CHUNKED) or pos + 4 * count > n:
+        raise SperrError(f"sperr: SPERR stream truncated or its header damaged ({n} bytes, "
+                         f"{count} chunks)")
+    lengths = np.frombuffer(stream, "<u4", count, pos)
+    start = pos + 4 * count
+    if start + int(lengths.sum(dtype=np.uint64)) != n:
         raise SperrError(f"sperr: SPERR stream truncated or extended: {n} bytes, its header "
-                         f"says {pos + 4 * chunks + int(lengths.sum(dtype=np.uint64))}")
-    return stream
+                         f"says {start + int(lengths.sum(dtype=np.uint64))}")
+    if 1 in xs + ys + zs:  # SPERR writes none (it aborts on them) and aborts reading them
+        raise SperrError("sperr: SPERR 3-D header damaged (a chunk extent of 1)")
+    chunks = []
+    for (z, y, x), length in zip(((z, y, x) for z in zs for y in ys for x in xs), lengths):
+        chunks.append((start, start + int(length), x * y * z))
+        start += int(length)
+    return chunks
 
 
 def _check_size(extents, itemsize, n):
     size = itemsize
     for extent in extents:
         size *= extent
-    if size > _frame.MAX_BLOCK_BYTES:
-        raise SperrError(f"sperr: the header claims a {size}-byte array, more than a block "
-                         f"may hold; the {n}-byte stream is corrupt")
+    if size == 0 or size > _frame.MAX_BLOCK_BYTES:
+        raise SperrError(f"sperr: the header claims a {size}-byte array; the {n}-byte stream "
+                         "is corrupt")
 
 
-_SPEC = _lossy.Spec("sperr", SperrError, (2, 3), _encode, _decode, _plan, check_bare=_guard_bare,
-                    own_shape=_own_shape)
+def _guard(stream):
+    """Return a SPERR stream after checking everything SPERR sizes or places anything by.
+
+    A stream chunkpress sealed has its checksum verified; any other stream (imagecodecs', or
+    chunkpress's constant and cut fixed-rate ones) is checked for its structure only.
+    """
+    stream = memoryview(stream).cast("B")
+    chunks = _layout(stream)
+    complete = [_chunk(stream, *chunk) for chunk in chunks]
+    if any(stream[start] & _SEALED for start, _, _ in chunks):
+        if len(chunks) != 1 or not complete[0] or bytes(stream[-4:]) != _frame.TRAILER_MAGIC:
+            raise SperrError("sperr: the stream is marked as holding a chunkpress checksum but "
+                             "does not; it is truncated or damaged")
+        _frame.strip_trailer(stream, "sperr", SperrError)  # checks the CRC-32C
+    _frame.reserve(_BYTES_PER_VALUE * sum(count for _, _, count in chunks), "sperr", SperrError)
+    return stream
+
+
+def _seal(stream):
+    """Return a SPERR stream carrying chunkpress's checksum, if it has room for one."""
+    chunks = _layout(stream)
+    if len(chunks) != 1 or not _chunk(stream, *chunks[0]):
+        return stream  # several chunks (not chunkpress's), constant, or cut at its bit budget
+    start, end, _ = chunks[0]
+    section = start + _CONDITIONER
+    after = section + _SECTION.size + (_SECTION.unpack_from(stream, section)[1] + 7) // 8
+    if after < end:
+        section = after  # the outlier section is the last
+    sealed = bytearray(stream)
+    sealed[start] |= _SEALED
+    planes, bits = _SECTION.unpack_from(sealed, section)
+    _SECTION.pack_into(sealed, section, planes, 8 * ((bits + 7) // 8) + 64)
+    if sealed[1] & _3D:
+        struct.pack_into("<I", sealed, 14, end - start + 8)  # the one chunk's length
+    return _frame.add_trailer(sealed)
+
+
+_SPEC = _lossy.Spec("sperr", SperrError, (2, 3), _encode, _decode, _plan, own_shape=_own_shape,
+                    seal=_seal)
 
 
 def sperr_encode(data, *, mode=None, quality=None, tolerance=None, out=None):
@@ -161,12 +284,15 @@ def sperr_decode(data, *, out=None):
 
 
 def sperr_check(data):
-    """Return True for a chunkpress SPERR frame or a SPERR stream whose header adds up."""
+    """Return True for a chunkpress SPERR frame or a SPERR stream whose layout adds up."""
     framed = _frame.frame_codec(data)
     if framed:
         return framed == "sperr"
     try:
-        _guard_bare(memoryview(data).cast("B"))
+        buf = memoryview(data).cast("B")
+        chunks = _layout(buf)
+        for start, end, count in chunks:
+            _chunk(buf, start, end, count)
     except SperrError:
         return None  # SPERR streams have no magic: not recognised is not "not SPERR"
     return True

@@ -45,8 +45,14 @@ def _decode(stream, shape, dtype, params):
     return decoded
 
 
+def _refuse_bare(stream, shape, dtype):
+    raise SzipError("szip: not a chunkpress SZIP frame (bare SZIP streams need parameters "
+                    "that only the frame carries)")
+
+
 _SPEC = _lossy.Spec("szip", SzipError, (1, 2, 3, 4, 5, 6, 7, 8), _encode, _decode,
-                    own_stream=False, dtypes=DTYPES, mask=False)
+                    own_stream=False, dtypes=DTYPES, mask=False,
+                    decode_bare=_refuse_bare)
 
 
 def szip_encode(data, *, coding=None, pixels_per_block=None, bits_per_pixel=None, out=None):
@@ -83,12 +89,7 @@ def szip_encode(data, *, coding=None, pixels_per_block=None, bits_per_pixel=None
 
 def szip_decode(data, *, out=None):
     """Return the array in an szip_encode stream; its frame holds every parameter."""
-    return _lossy.decode(_SPEC, data, None, None, out, raw_decode=_refuse_bare)
-
-
-def _refuse_bare(stream, shape, dtype, params):
-    raise SzipError("szip: not a chunkpress SZIP frame (bare SZIP streams need parameters "
-                    "that only the frame carries)")
+    return _lossy.decode(_SPEC, data, None, None, out)
 
 
 def szip_check(data):

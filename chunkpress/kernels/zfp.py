@@ -36,7 +36,10 @@ def _plan(block, params, tolerance, amax):
     # the tolerance is above 2**-95 (2**-959), below which zfp's scaling underflows. With a
     # margin, blocks inside those limits are trusted; any other block is decoded and checked.
     if tolerance is None:
-        return params, False, False
+        # without a bound there is no patch: a block within 16x of the largest float (whose
+        # values zfp's transform can carry past it, decoding finite values as ±inf) is
+        # stored losslessly instead
+        return params, False, amax > float(np.finfo(block.dtype).max) / 16
     if block.dtype.itemsize == 4:
         safe = amax <= 2.0**23 * tolerance and tolerance >= 2.0**-90
     else:
@@ -48,21 +51,22 @@ _TYPES = {0: "int32", 1: "int64", 2: "float32", 3: "float64"}
 _EXTENT_BITS = {1: 48, 2: 24, 3: 16, 4: 12}
 
 
-def _guard_bare(stream):
-    """Return a bare ZFP stream (no chunkpress trailer) made safe for zfp's decoder.
+def _guard(stream):
+    """Return (a ZFP stream made safe for zfp's decoder, where the stream's own bytes end).
 
     zfp's decoder trusts its input: a forged size field allocates terabytes, and a header or
     bit that sends it past the end of the stream reads memory it does not own. The header is
-    checked (32 bits of magic, 52 bits of field metadata: 2 bits type, 2 bits ndim - 1, then
-    the extents - 1, slowest axis first) and the stream is given zeros behind it, as many as
-    the most any block can read, so that a damaged stream decodes to wrong numbers at worst:
-    a stream without chunkpress's checksum cannot be told from a good one.
+    checked (zfp 1.0, least significant bit first: 32 bits of magic; 52 bits of field
+    metadata: 2 bits type, 2 bits ndim - 1, the extents - 1, slowest axis first; the mode,
+    12 bits, or 64 when those are all ones) and the stream is given zeros behind it, as many
+    as the most any block can read past where the stream says it ends.
     """
-    if len(stream) < 12 or bytes(stream[:4]) != b"zfp\x05":
+    if len(stream) < 16 or bytes(stream[:4]) != b"zfp\x05":
         raise ZfpError("zfp: not a ZFP stream (no 'zfp' version-5 header) or truncated")
     if len(stream) % 8:
         raise ZfpError(f"zfp: stream truncated ({len(stream)} bytes, not whole 64-bit words)")
-    meta = (int.from_bytes(bytes(stream[:16]), "little") >> 32) & ((1 << 52) - 1)
+    header = int.from_bytes(bytes(stream[:24]), "little")
+    meta = (header >> 32) & ((1 << 52) - 1)
     ndim = ((meta >> 2) & 3) + 1
     bits = _EXTENT_BITS[ndim]
     itemsize = np.dtype(_TYPES[meta & 3]).itemsize
@@ -71,15 +75,24 @@ def _guard_bare(stream):
         extent = ((meta >> (4 + bits * axis)) & ((1 << bits) - 1)) + 1
         size *= extent
         blocks *= -(-extent // 4)
-    if size > _frame.MAX_BLOCK_BYTES or blocks > 8 * len(stream):
-        # every 4**ndim block of a zfp stream takes at least one bit
+    # every block takes at least minbits (zfp pads it) and reads at most maxbits, and at
+    # most 2 * 4**ndim + 1 bits per bit plane (values and group tests) of itemsize * 8 planes
+    mode = (header >> 84) & 0xFFF
+    if mode < 0xFFF:
+        header_bits = 96
+        minbits = maxbits = mode + 1 if mode < 2048 else 1  # short modes: fixed rate, or not
+        if mode >= 2048:
+            maxbits = 1 << 15
+    else:
+        header_bits, mode = 148, (header >> 84) & ((1 << 64) - 1)
+        minbits, maxbits = ((mode >> 12) & 0x7FFF) + 1, ((mode >> 27) & 0x7FFF) + 1
+    reads = min(maxbits, itemsize * 8 * (2 * 4**ndim + 1) + 64)
+    if size > _frame.MAX_BLOCK_BYTES or blocks * max(minbits, 1) > 8 * len(stream) - header_bits:
         raise ZfpError(f"zfp: the header claims a {size}-byte array, more than the "
                        f"{len(stream)}-byte stream can hold; the stream is corrupt")
-    # a block holds at most 4**ndim values of itemsize * 8 + 2 bits and a few flags
-    most = blocks * (4**ndim * (itemsize * 8 + 2) + 64) // 8 + 64
-    padded = np.zeros(len(stream) + most, np.uint8)
+    padded = np.zeros(len(stream) + blocks * reads // 8 + 64, np.uint8)
     padded[: len(stream)] = np.frombuffer(stream, np.uint8)
-    return padded
+    return padded, len(stream)
 
 
 def _encode(block, params, out=None):
@@ -88,11 +101,36 @@ def _encode(block, params, out=None):
 
 
 def _decode(stream, shape, dtype, params):
-    return imagecodecs.zfp_decode(stream)
+    return imagecodecs.zfp_decode(_guard(stream)[0])
 
 
-_SPEC = _lossy.Spec("zfp", ZfpError, (1, 2, 3, 4), _encode, _decode, _plan, trailer=True,
-                    writes_into=False, check_bare=_guard_bare)
+def _decode_bare(data, shape, dtype):
+    """Decode ZFP's own stream: with chunkpress's trailer, or as imagecodecs writes it.
+
+    A stream the trailer vouches for is decoded once. Any other (imagecodecs', or
+    chunkpress's with its trailer cut off) has no checksum; what can be caught is a stream
+    cut short: zfp then reads past its end (it reads no bit it did not write), so it is
+    decoded again with ones instead of zeros behind it, and decoding differently means
+    bytes it needed were missing.
+    """
+    stream, vouched = _frame.strip_trailer(data, "zfp", ZfpError)
+    padded, end = _guard(stream)
+    decoded = imagecodecs.zfp_decode(padded)
+    if not vouched:
+        padded[end:] = 0xFF
+        if not _same(decoded, imagecodecs.zfp_decode(padded)):
+            raise ZfpError(f"zfp: stream truncated: the {end}-byte stream ends before its "
+                           "last block does")
+    return decoded
+
+
+def _same(a, b):
+    return a.shape == b.shape and np.array_equal(a.reshape(-1).view(np.uint8),
+                                                 b.reshape(-1).view(np.uint8))
+
+
+_SPEC = _lossy.Spec("zfp", ZfpError, (1, 2, 3, 4), _encode, _decode, _plan,
+                    seal=_frame.add_trailer, writes_into=False, decode_bare=_decode_bare)
 
 
 def zfp_encode(data, *, rate=None, precision=None, tolerance=None, out=None):
