@@ -510,6 +510,8 @@ def batch_streams(data, lead=None) -> tuple[tuple, list]:
     version, batch, _ = struct.unpack_from("<BBH", buf, 4)
     if version != 1 or batch > 32:
         raise BatchError(f"batch block: unknown version {version} or {batch} batch axes")
+    if len(buf) < 8 + 8 * batch + 4:
+        raise BatchError("batch block: truncated")
     extents = struct.unpack_from(f"<{batch}Q", buf, 8)
     count = math.prod(extents)
     end = 8 + 8 * batch + 8 * count
