@@ -1,10 +1,7 @@
 """The per-chunk kernels: round trips, error bounds, non-finite cells, interop, out=, empty
-input, frozen format and threads, each a shared check over every codec (see common.py)."""
+input and frozen format, each a shared check over every codec (see common.py); threads are in test_extremes.py."""
 
 from __future__ import annotations
-
-import random
-from concurrent.futures import ThreadPoolExecutor
 
 import imagecodecs
 import numpy as np
@@ -401,38 +398,6 @@ def test_empty_and_zero_d(codec, mode, shape):
 def test_frozen_format(codec):
     """Streams written once (tests/fixtures, format version 1) still decode to their arrays."""
     check_frozen_format(codec)
-
-
-# --- threads --------------------------------------------------------------------------------
-
-
-def test_threads_match_one_thread():
-    """8 threads encoding and decoding different blocks with every codec at once give the
-    same bytes and values as one thread."""
-    tasks = []
-    for codec, mode in codec_modes(FLOATS):
-        ndim = 3 if 3 in codec.ndims else codec.ndims[-1]
-        for block in range(4):
-            array = sample((12, 10, 9)[:ndim] if ndim <= 3 else SHAPES[ndim], "float32",
-                           KINDS[block % 2], seed=block)
-            if block == 3:
-                array = with_nonfinite(array, seed=block)
-            tasks.append((codec, mode, array))
-
-    def run(task):
-        codec, mode, array = task
-        stream = bytes(codec.encode(array, **mode.params))
-        return stream, raw_bits(codec.decode(stream))
-
-    expected = [run(task) for task in tasks]
-    order = list(range(len(tasks))) * 3
-    random.Random(0).shuffle(order)
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda i: (i, run(tasks[i])), order))
-    for i, (stream, values) in results:
-        codec, mode, _ = tasks[i]
-        assert stream == expected[i][0], f"{codec} {mode}: bytes differ from one thread"
-        assert np.array_equal(values, expected[i][1]), f"{codec} {mode}: values differ"
 
 
 # --- jetraw ---------------------------------------------------------------------------------
