@@ -1,5 +1,6 @@
 """The per-chunk kernels: round trips, error bounds, non-finite cells, interop, out=, empty
-input and frozen format, each a shared check over every codec (see common.py); threads are in test_extremes.py."""
+input and frozen format, each a shared check over every codec (see common.py); threads are
+in test_extremes.py."""
 
 from __future__ import annotations
 
