@@ -215,9 +215,9 @@ def _open(path, xr):
     except (OSError, ValueError) as exc:
         if isinstance(exc, FileNotFoundError):
             if is_zarr:
-                from .store import _check_complete
+                from .store import check_complete
 
-                _check_complete(path, None, None)  # a write that stopped halfway says so
+                check_complete(path, None, None)  # a write that stopped halfway says so
             raise
         raise UserError(f"{path}: xarray cannot open it ({exc}); give a netCDF file "
                         "(with h5netcdf or netCDF4 installed) or a Zarr store") from exc

@@ -38,7 +38,8 @@ from .kernels import ChunkpressError
 from .zarr import ChunkpressCodec, decode_block, zarr_codec
 
 __all__ = ["to_zarr", "from_zarr", "info", "compress_for_zarr", "create_array", "write_blocks",
-           "regular_chunks", "hide_metadata", "reveal_metadata", "IncompleteStoreError"]
+           "regular_chunks", "hide_metadata", "reveal_metadata", "check_complete",
+           "refuse_unfinished", "IncompleteStoreError"]
 
 _PARAMS = ("tolerance", "rate", "precision", "mode", "quality", "level")
 
@@ -54,6 +55,12 @@ def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=Non
     store). Every block becomes one chunk object: encoded once, in parallel, by the task that
     writes it. An existing store is refused unless ``overwrite=True``.
 
+    Until the last chunk is written the array's ``zarr.json`` is kept aside (see
+    :func:`hide_metadata`): a writer that stops halfway leaves a store that no reader opens
+    (an :class:`IncompleteStoreError` here, zarr's "no array found" elsewhere), never one that
+    reads fill values where data was meant to be. Writing it again with ``overwrite=True``
+    completes it.
+
     ``compute=False`` returns a ``dask.delayed`` that does the work, like
     ``dask.array.to_zarr``; otherwise the blocks are written now and the zarr array returned.
     """
@@ -62,7 +69,7 @@ def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=Non
     opened, close = _open_store(store, storage_options, overwrite)
     try:
         if not overwrite:
-            _refuse_unfinished(opened, path, storage_options)
+            refuse_unfinished(opened, path, storage_options)
         array = create_array(opened, compressed, path=path, overwrite=overwrite,
                              attributes=attributes, dimension_names=dimension_names)
         hidden = hide_metadata(array.store_path)
@@ -91,7 +98,7 @@ def from_zarr(store, path=None, *, storage_options=None) -> da.Array:
             array = zarr.open_array(opened, path=path, mode="r",
                                     storage_options=storage_options)
         except FileNotFoundError:
-            _check_complete(opened, path, storage_options)
+            check_complete(opened, path, storage_options)
             raise FileNotFoundError(f"no zarr array at {_where(store, path)}") from None
     chunks = tuple(
         tuple(min(c, n - i) for i in range(0, n, c)) if n else (0,)
@@ -175,15 +182,16 @@ def reveal_metadata(node: StorePath, document: bytes | None) -> None:
     sync((node / WRITING).delete())
 
 
-def _refuse_unfinished(store, path, storage_options) -> None:
+def refuse_unfinished(store, path, storage_options) -> None:
+    """Raise FileExistsError if ``store`` holds a write that stopped halfway."""
     try:
-        _check_complete(store, path, storage_options)
+        check_complete(store, path, storage_options)
     except IncompleteStoreError:
         raise FileExistsError(f"{_where(store, path)} holds a write that stopped halfway; pass "
                               "overwrite=True to write it again") from None
 
 
-def _check_complete(store, path, storage_options) -> None:
+def check_complete(store, path, storage_options) -> None:
     """Raise IncompleteStoreError if ``store`` holds a write that stopped halfway."""
     try:
         if isinstance(store, str) and "://" in store:
@@ -221,6 +229,7 @@ def write_blocks(compressed: CompressedArray, array: zarr.Array) -> Delayed:
     block_bytes = math.prod(compressed.chunksize) * compressed.dtype.itemsize \
         if compressed.ndim else compressed.dtype.itemsize
     size = _group_size(len(indices), block_bytes, api._workers())
+    starts = None if recipe is None else [np.cumsum((0,) + axis) for axis in recipe.x.chunks]
     layer = {}
     for number, start in enumerate(range(0, len(indices), size)):
         group = indices[start:start + size]
@@ -229,7 +238,7 @@ def write_blocks(compressed: CompressedArray, array: zarr.Array) -> Delayed:
             blocks = List(*(TaskRef((compressed.name, *index)) for index in group))
             layer[key] = Task(key, _write_group, blocks, group, array)
         else:
-            layer[key] = Task(key, _encode_and_write_group, _inputs(recipe, group), group,
+            layer[key] = Task(key, _encode_and_write_group, _inputs(recipe, group, starts), group,
                               recipe.codec, [build.block_kwargs(recipe, i) for i in group],
                               recipe.verify_bound, recipe.max_mse, array)
     layer[name] = Task(name, _total, List(*(TaskRef(k) for k in layer)))
@@ -260,12 +269,13 @@ def _group_size(blocks: int, block_bytes: int, workers: int) -> int:
     return min(by_bytes, by_balance)
 
 
-def _inputs(recipe, group):
-    """Return the input of each block of ``group``: views of a numpy array, or task references."""
+def _inputs(recipe, group, starts):
+    """Return the input of each block of ``group``: views of a numpy array, or task references.
+
+    ``starts`` holds, per axis, where each block begins (and the extent, last).
+    """
     if recipe.numpy is not None:
-        slices = da.core.slices_from_chunks(recipe.x.chunks)
-        strides = [math.prod(recipe.x.numblocks[a + 1:]) for a in range(recipe.x.ndim)]
-        return [recipe.numpy[slices[sum(i * s for i, s in zip(index, strides))]]
+        return [recipe.numpy[tuple(slice(s[i], s[i + 1]) for s, i in zip(starts, index))]
                 for index in group]
     return List(*(TaskRef((recipe.x.name, *index)) for index in group))
 
@@ -292,7 +302,7 @@ def info(store, *, storage_options=None) -> pd.DataFrame:
     try:
         node = zarr.open(opened, mode="r", storage_options=storage_options)
     except FileNotFoundError:
-        _check_complete(opened, None, storage_options)
+        check_complete(opened, None, storage_options)
         raise FileNotFoundError(f"no zarr store at {_where(store, None)}") from None
     arrays = [("", node)] if isinstance(node, zarr.Array) else sorted(node.arrays())
     rows = []

@@ -165,7 +165,7 @@ class CompressedDataset:
         opened, close = _store._open_store(store, storage_options, overwrite)
         try:
             if not overwrite:
-                _store._refuse_unfinished(opened, None, storage_options)
+                _store.refuse_unfinished(opened, None, storage_options)
             writes = self._write(opened, overwrite)
             # until every chunk is written no reader finds the dataset (see store.to_zarr)
             root = zarr.open_group(opened, mode="r+", zarr_format=3).store_path

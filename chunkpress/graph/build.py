@@ -36,10 +36,12 @@ class Recipe(NamedTuple):
 
 def block_kwargs(recipe: Recipe, index: tuple) -> dict:
     """Return the kernel arguments of block ``index`` of a recipe."""
-    kwargs = recipe.kwargs
-    if isinstance(kwargs, dict) and kwargs and isinstance(next(iter(kwargs)), tuple):
-        return kwargs[index]
-    return kwargs
+    return recipe.kwargs[index] if _per_block(recipe.kwargs) else recipe.kwargs
+
+
+def _per_block(kwargs) -> bool:
+    """Whether ``kwargs`` maps block indices to kernel arguments (else: every block's)."""
+    return isinstance(kwargs, dict) and bool(kwargs) and isinstance(next(iter(kwargs)), tuple)
 
 
 def numpy_blocks(array: np.ndarray, chunks) -> da.Array:
@@ -74,7 +76,7 @@ def encode_array(x: da.Array, codec, kwargs, verify_bound=False, max_mse=None) -
     (each task then carries its own); ``verify_bound`` and ``max_mse`` are
     :func:`_codecs.encode`'s.
     """
-    per_block = isinstance(kwargs, dict) and kwargs and isinstance(next(iter(kwargs)), tuple)
+    per_block = _per_block(kwargs)
     name = "chunkpress-encode-" + tokenize(x.name, codec, _stable(kwargs), verify_bound,
                                            max_mse, FORMAT)
     meta = np.empty((0,) * x.ndim, object)
