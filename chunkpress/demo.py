@@ -1,6 +1,6 @@
 """The main job on built-in data: a sea-surface-temperature-like field with land, every codec.
 
-Runs on a fresh machine with no data of the user's: ``python -m chunkpress``.
+Runs on a fresh machine with no data of the user's: ``chunkpress`` (the command, no arguments).
 """
 
 from __future__ import annotations
