@@ -18,7 +18,7 @@ import imagecodecs
 import numpy as np
 
 from .. import kernels
-from ..kernels import ChunkpressError
+from ..kernels import ChunkpressError, _isolate
 from . import plan
 
 FLOATS = tuple(np.dtype(t) for t in ("float32", "float64"))
@@ -246,7 +246,8 @@ def encode(block: np.ndarray, codec: Codec, kwargs: dict, verify_bound=False,
             data = _encode_one(block, codec, kwargs)
         if verify_bound is False:
             return Encoded(data, block.shape)
-        decoded = decode(data, codec, block.shape, block.dtype)
+        with _isolate.here():  # a stream just made here: no need of a decoding process
+            decoded = decode(data, codec, block.shape, block.dtype)
         encoded = _measure(block, decoded, data, codec, verify_bound)
         if max_mse is None or encoded.count <= 0 or encoded.sse <= max_mse * encoded.count:
             return encoded

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import _frame, _native
+from . import _frame, _isolate, _native
 from ._common import FLOAT_DTYPES, as_bytes, as_native, write_array_out, write_bytes_out
 
 
@@ -111,7 +111,8 @@ def _own_stream(spec, block, params, capacity):
 
 def _find_patch(spec, stream, block, flat, tolerance):
     """Decode ``stream`` and return the finite cells it leaves outside ``tolerance``, if any."""
-    decoded = _call(spec, spec.decode, stream, block.shape, block.dtype, b"")
+    with _isolate.here():  # a stream just made here
+        decoded = _call(spec, spec.decode, stream, block.shape, block.dtype, b"")
     return _frame.find_patch(flat, np.ascontiguousarray(decoded), tolerance)
 
 

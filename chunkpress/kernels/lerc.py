@@ -7,7 +7,7 @@ import struct
 import imagecodecs
 import numpy as np
 
-from . import _frame, _lossy
+from . import _frame, _isolate, _lossy
 from ._common import ChunkpressError, check_tolerance
 
 
@@ -29,8 +29,8 @@ def _encode(block, params, out=None):
 
 
 def _decode(stream, shape, dtype, params):
-    blob, _ = _guard(stream)
-    decoded = imagecodecs.lerc_decode(blob)
+    blob, _, (values_shape, values_dtype) = _guard(stream)
+    decoded = _isolate.decode("lerc_decode", blob, values_shape, values_dtype, LercError, "lerc")
     if shape is not None and decoded.size == np.prod(shape):
         decoded = decoded.reshape(shape)  # a 1-D block comes back as one row
     return decoded
@@ -45,12 +45,13 @@ def _decode(stream, shape, dtype, params):
 # each other. zstd- or zlib-wrapped blobs (imagecodecs' compression=) are unwrapped here;
 # LERC 1 streams, which chunkpress and imagecodecs never write and whose decoder writes into
 # its input, are refused.
-_ITEMSIZE = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 8}
+_DTYPES = {code: np.dtype(name) for code, name in enumerate(
+    ("int8", "uint8", "int16", "uint16", "int32", "uint32", "float32", "float64"))}
 
 
 def _guard(stream):
-    """Return (the LERC blob(s) in ``stream``, what follows them) after checking every header
-    field LERC sizes anything by."""
+    """Return (the LERC blob(s) in ``stream``, what follows them, (the shape and dtype LERC
+    decodes them to)) after checking every header field LERC sizes anything by."""
     buf = memoryview(stream).cast("B")
     if bytes(buf[:4]) == b"\x28\xb5\x2f\xfd":
         buf = memoryview(imagecodecs.zstd_decode(buf)).cast("B")
@@ -68,7 +69,7 @@ def _guard(stream):
         fields.setdefault("depth", 1)
         rows, columns, depth = fields["rows"], fields["columns"], fields["depth"]
         if min(rows, columns, depth) < 1 or not 0 <= fields["valid"] <= rows * columns or (
-                not 1 <= fields["micro"] <= 256 or fields["type"] not in _ITEMSIZE) or not (
+                not 1 <= fields["micro"] <= 256 or fields["type"] not in _DTYPES) or not (
                 head + 4 * len(names) <= fields["size"] <= len(buf) - pos):
             raise LercError(f"lerc: LERC blob header damaged ({fields})")
         shape = (rows, columns, depth, fields["type"])
@@ -79,12 +80,14 @@ def _guard(stream):
         pos += fields["size"]
     if first is None:
         raise LercError("lerc: not a LERC 2 blob")
-    nbytes = bands * first[0] * first[1] * first[2] * _ITEMSIZE[first[3]]
+    rows, columns, depth, dtype = first[0], first[1], first[2], _DTYPES[first[3]]
+    nbytes = bands * rows * columns * depth * dtype.itemsize
     if nbytes > _frame.MAX_BLOCK_BYTES:
         raise LercError(f"lerc: the blob claims {nbytes} bytes of values, more than a block may "
                         "hold; it is corrupt")
-    _frame.reserve(2 * nbytes + 2 * bands * first[0] * first[1] * first[2], "lerc", LercError)
-    return buf[:pos], buf[pos:]
+    _frame.reserve(2 * nbytes + 2 * bands * rows * columns * depth, "lerc", LercError)
+    shape = (bands,) * (bands > 1) + (rows, columns) + (depth,) * (depth > 1)
+    return buf[:pos], buf[pos:], (shape, dtype)
 
 
 def _decode_bare(data, shape, dtype):
@@ -94,7 +97,7 @@ def _decode_bare(data, shape, dtype):
     less the trailer's 8 bytes (LERC ignores what follows its blobs); any other bytes after
     the blobs are left to LERC's own checksum.
     """
-    blob, rest = _guard(data)
+    blob, rest, _ = _guard(data)
     if len(rest) == 8 and bytes(rest[4:]) == _frame.TRAILER_MAGIC:
         _frame.strip_trailer(memoryview(data).cast("B"), "lerc", LercError)  # the CRC-32C
     return _decode(blob, shape, dtype, b"")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import imagecodecs
 import numpy as np
 
@@ -26,7 +28,38 @@ def _encode(block, level, out=None):
 
 
 def _decode(stream, shape, dtype, params):
-    return imagecodecs.pcodec_decode(stream, shape=tuple(shape), dtype=dtype)
+    return imagecodecs.pcodec_decode(_guard(stream, shape, np.dtype(dtype)), shape=tuple(shape),
+                                     dtype=dtype)
+
+
+# PCODEC's decoder is Rust: memory-safe, but a panic in it aborts the interpreter, and it
+# panics on a stream whose count hint is forged (it reserves that many values first). Its
+# standalone header (format version 3, as imagecodecs 2026.3.6 writes it) is checked against
+# the frame first: b"pco!", the version, the number type, then the count: 6 bits holding
+# its bit width less one, then that many bits, least significant first.
+_NUMBER_TYPES = {1: "uint32", 2: "uint64", 3: "int32", 4: "int64", 5: "float32", 6: "float64",
+                 7: "uint16", 8: "int16", 9: "float16"}
+
+
+def _guard(stream, shape, dtype):
+    """Return a PCODEC stream after checking its header against the frame's shape and dtype."""
+    buf = memoryview(stream).cast("B")
+    if len(buf) < 7 or bytes(buf[:4]) != b"pco!":
+        raise PcodecError("pcodec: not a PCODEC stream (no b'pco!' magic) or truncated")
+    if buf[4] != 3:
+        raise PcodecError(f"pcodec: PCODEC standalone format version {buf[4]}; this build "
+                          "reads version 3")
+    if _NUMBER_TYPES.get(buf[5]) != dtype.name:
+        raise PcodecError(f"pcodec: the stream holds values of PCODEC number type {buf[5]}, "
+                          f"not the frame's {dtype}; the stream is corrupt")
+    bits = int.from_bytes(buf[6:16], "little")
+    width = (bits & 63) + 1
+    count = (bits >> 6) & ((1 << width) - 1)
+    size = math.prod(shape)
+    if count != size or 6 + width > 8 * len(buf[6:16]):
+        raise PcodecError(f"pcodec: the stream says it holds {count} values, the frame "
+                          f"{size}; the stream is corrupt")
+    return buf
 
 
 def _refuse_bare(stream, shape, dtype):

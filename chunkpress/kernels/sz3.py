@@ -7,7 +7,7 @@ import struct
 import imagecodecs
 import numpy as np
 
-from . import _frame, _lossy
+from . import _frame, _isolate, _lossy
 from ._common import ChunkpressError, check_tolerance
 
 
@@ -28,8 +28,9 @@ def _decode(stream, shape, dtype, params):
         raise ValueError(
             "sz3: this stream is SZ3's own, without a chunkpress frame: give shape and dtype"
         )
-    return imagecodecs.sz3_decode(_guard(stream, tuple(shape), np.dtype(dtype)), tuple(shape),
-                                  dtype)
+    shape, dtype = tuple(shape), np.dtype(dtype)
+    return _isolate.decode("sz3_decode", _guard(stream, shape, dtype), shape, dtype, Sz3Error,
+                           "sz3", shape, dtype)
 
 
 # SZ3's decoder trusts its input: it allocates what its header says and follows offsets in
