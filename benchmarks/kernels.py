@@ -4,7 +4,9 @@ On a 64 MiB smooth float32 field without non-finite values, each chunkpress kern
 imagecodecs call it wraps are timed alternately (best of several repeats); the table gives
 throughput in MB/s of the uncompressed field and the ratio chunkpress / imagecodecs.
 Targets: every codec >= 0.95x, encode and decode; floatpred (numba) encode >= 1.0x and
-decode >= 2.0x imagecodecs.
+decode >= 2.0x imagecodecs. chunkpress's SZ3 and LERC decodes run in its decoding process
+(README "Hostile bytes"), one decode at a time, as users get them: the round trip is in the
+figures.
 
     python benchmarks/kernels.py [--repeats N] [--size-mib 64] [--codecs zfp,lerc]
 

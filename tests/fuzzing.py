@@ -242,42 +242,6 @@ def outcome(target, seed: Seed, data, forged: bool) -> str:
     return "wrong" if carries_checksum(seed, data) else "unvouched"
 
 
-#: codecs whose streams hold more than chunkpress can check (their content is theirs alone)
-OPAQUE = ("sz3", "pcodec", "lerc")
-
-
-def beyond_checks(target, seed: Seed, data, forged: bool) -> bool:
-    """Whether the damage reaches what no check can guard (README "Known limits"): the
-    content of an SZ3, PCODEC or LERC stream (for SZ3: past its header and payload size, its
-    algorithm byte, and the dtype of its frame, which SZ3's stream does not record) with no
-    checksum chunkpress verifies in front of it (a bare stream, or one a forger re-sealed).
-    Those codecs may crash there: benchmarks/fuzz.py counts such inputs, the bounded test
-    leaves them out."""
-    codec = dict(seed.args).get("codec", target)
-    if codec not in OPAQUE or (seed.checked and not forged):
-        return False
-    if target == "zarr":
-        return True
-
-    def inner(stream):
-        if stream[:4] == FRAME:
-            where = _frame_payload(stream)
-            return stream[where[0] : where[1]] if where else b""
-        return stream
-
-    if codec == "sz3" and seed.data[:4] == FRAME and data[8:12] != seed.data[8:12]:
-        return True  # an SZ3 stream does not say its dtype: the frame's is trusted
-    clean, damaged = inner(seed.data), inner(data)
-    if len(damaged) != len(clean):
-        return True
-    if codec != "sz3":
-        return damaged != clean
-    # SZ3: the payload, and the algorithm byte that says how to read it
-    algorithm = 19 + (clean[9] * clean[10] + 7) // 8
-    return damaged[clean[0] + 8 :] != clean[clean[0] + 8 :] or (
-        damaged[algorithm] != clean[algorithm])
-
-
 def carries_checksum(seed: Seed, data) -> bool:
     """Whether ``data`` still has the marks of the checksum ``seed`` carried: a frame's or batch
     block's magic, a trailer's magic (and for a SPERR stream, its seal flag), LERC's magic."""

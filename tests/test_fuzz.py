@@ -38,7 +38,7 @@ def check_fuzz(target, examples):
     import faulthandler
     import sys
 
-    from hypothesis import HealthCheck, assume, given, settings, strategies as st
+    from hypothesis import HealthCheck, given, settings, strategies as st
 
     seeds = fuzzing.seeds(target)
     for seed in seeds:
@@ -51,7 +51,6 @@ def check_fuzz(target, examples):
     def decodes_safely(index, rng):
         seed = seeds[index]
         label, data, forged = fuzzing.mutate(rng, seed, seeds)
-        assume(not fuzzing.beyond_checks(target, seed, data, forged))
         # printed first: if the decoder kills the interpreter, this names the input
         print(f"input: {target} {seed.name}: {label}", file=sys.stderr, flush=True)
         faulthandler.dump_traceback_later(HANG, exit=True)
