@@ -204,3 +204,68 @@ def test_a_forged_chunk_on_a_cluster_fails_its_task_not_the_worker(client):
     with _isolate.here():
         expected = cp.sz3_decode(frame)
     assert np.array_equal(client.submit(cp.sz3_decode, frame, pure=False).result(), expected)
+
+
+def _child_reads_and_writes(array, expected, stream, done):
+    """In a forked child: the array inherited holds its values, a new decode works, and a
+    write to the array stays in the child."""
+    ok = np.array_equal(array, expected) and np.array_equal(cp.sz3_decode(stream), expected)
+    array[...] = -7
+    done.send(bool(ok))
+
+
+def test_a_forked_child_and_its_parent_share_nothing_through_decoded_arrays():
+    import multiprocessing
+
+    good = sample(SHAPE, "float32")
+    stream = cp.sz3_encode(good, tolerance=1e-3)
+    with _isolate.here():
+        expected = cp.sz3_decode(stream)
+    array = cp.sz3_decode(stream)
+    context = multiprocessing.get_context("fork")
+    ours, theirs = context.Pipe()
+    child = context.Process(target=_child_reads_and_writes,
+                            args=(array, expected, stream, theirs))
+    child.start()
+    assert ours.poll(60) and ours.recv() is True
+    child.join(60)
+    assert child.exitcode == 0
+    assert np.array_equal(array, expected)  # the child's write stayed in the child
+    del array  # its region is not reused: the child might still have read it
+    for _ in range(3):
+        assert np.array_equal(cp.sz3_decode(stream), expected)
+
+
+def test_an_interrupted_decode_leaves_later_decodes_right():
+    import signal
+
+    big = sample((256, 128, 128), "float32")
+    stream = cp.sz3_encode(big, tolerance=1e-5)
+    small = cp.sz3_encode(sample(SHAPE, "float32"), tolerance=1e-3)
+    with _isolate.here():
+        expected, expected_small = cp.sz3_decode(stream), cp.sz3_decode(small)
+    cp.sz3_decode(small)  # a decoding process is started: the interrupt falls in the decode
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
+        with pytest.raises(KeyboardInterrupt):
+            cp.sz3_decode(stream)  # interrupted while its decoding process works
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    for _ in range(3):  # not the interrupted decode's late answer
+        assert np.array_equal(cp.sz3_decode(small), expected_small)
+    assert np.array_equal(cp.sz3_decode(stream), expected)
+
+
+def test_decoded_arrays_hold_no_file_descriptors():
+    stream = cp.sz3_encode(sample((8, 16, 16), "float32"), tolerance=1e-3)
+    cp.sz3_decode(stream)
+    before = len(os.listdir("/proc/self/fd"))
+    kept = [cp.sz3_decode(stream) for _ in range(300)]
+    assert len(os.listdir("/proc/self/fd")) <= before + 2
+    assert all(np.array_equal(k, kept[0]) for k in kept)

@@ -308,8 +308,8 @@ def _installed_env(tmp_path) -> dict:
     names = {e.name for e in importlib.metadata.entry_points(group="zarr.codecs")}
     if "chunkpress.zfp" in names:
         return env
-    points = tomllib.load(open(os.path.join(ROOT, "pyproject.toml"), "rb"))["project"][
-        "entry-points"]["zarr.codecs"]
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as file:
+        points = tomllib.load(file)["project"]["entry-points"]["zarr.codecs"]
     info_dir = tmp_path / "site" / "chunkpress-0.0.0.dist-info"
     info_dir.mkdir(parents=True)
     (info_dir / "METADATA").write_text("Metadata-Version: 2.1\nName: chunkpress\nVersion: 0.0.0\n")

@@ -18,18 +18,21 @@ check its bound, see ``here``), and every decode where the environment variable
 the decoding process (about 0.2 ms a block) matters. On platforms without memfd_create and
 file-descriptor passing (not Linux), decoding stays in this process too.
 
-The values cost no copy: the decoding process writes them into shared memory (memfd) that
-becomes the returned array. A region goes back to its process's pool when the last array or
-view on it is gone, and is reused with its pages already mapped in both processes; idle
-regions beyond a few are unmapped.
+The values cost no copy: the decoding process writes them into shared memory (a memfd region,
+``_shm``) that becomes the returned array. A region goes back to its process's pool when the
+last array or view on it is gone, and is reused with its pages mapped in both processes
+(mapping them afresh costs as much as a fast decoder's whole decode); idle regions beyond a
+few are unmapped. The decoding process maps each region between guard pages. A fork of this
+interpreter (multiprocessing) gets private copies of the arrays it inherits, and the regions
+under them are never reused, so that parent and child share nothing through them.
 """
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import math
-import mmap
 import os
 import pickle
 import signal
@@ -43,19 +46,22 @@ from pathlib import Path
 import imagecodecs
 import numpy as np
 
+from . import _shm
+
 _DECODER = Path(__file__).with_name("_decoder.py")
 #: seconds a decode may take: a floor, plus one second per this many bytes of values
-TIME_FLOOR = 120.0
+TIME_FLOOR = 60.0
 BYTES_PER_SECOND = 2_000_000
+#: seconds a decoding process may take to start
+START_TIME = 60.0
 #: idle output regions a decoding process keeps, by count and by bytes
-IDLE_REGIONS = 4
-IDLE_BYTES = 256 << 20
+IDLE_REGIONS = 2
+IDLE_BYTES = 192 << 20
 #: idle decoding processes kept for later decodes (more are closed when they come back)
-IDLE_PROCESSES = max(2, os.cpu_count() or 1)
-
-
+IDLE_PROCESSES = max(4, 2 * (os.cpu_count() or 1))
 #: whether this platform has what the decoding process needs
 AVAILABLE = hasattr(os, "memfd_create") and hasattr(socket, "send_fds") and sys.platform == "linux"
+
 _local = threading.local()
 
 
@@ -84,7 +90,7 @@ def decode(function: str, stream, shape, dtype, error: type, codec: str, *args, 
         return getattr(imagecodecs, function)(stream, *args, **kwargs)
     shape = tuple(int(n) for n in shape)
     dtype = np.dtype(dtype)
-    process = _borrow()
+    process = _borrow(error, codec)
     try:
         return process.decode(function, memoryview(stream).cast("B"), shape, dtype, args,
                               kwargs, error, codec)
@@ -93,20 +99,17 @@ def decode(function: str, stream, shape, dtype, error: type, codec: str, *args, 
 
 
 class _Region:
-    __slots__ = ("ident", "size", "map", "fd")
+    """A shared-memory region: mapped here, and in the decoding process once sent there."""
+
+    __slots__ = ("ident", "size", "fd", "mapping", "retired")
 
     def __init__(self, ident: int, size: int):
         self.ident, self.size = ident, size
-        self.fd = os.memfd_create(f"chunkpress-{ident}", os.MFD_CLOEXEC)
-        try:
-            os.ftruncate(self.fd, size)
-            self.map = mmap.mmap(self.fd, size)
-        except BaseException:
-            os.close(self.fd)
-            raise
+        self.fd, self.mapping = _shm.region(size)
+        self.retired = False  # True: never reused (a fork may still read it)
 
     def close(self):
-        self.map.close()
+        self.mapping.close()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -115,7 +118,7 @@ class _Region:
 class _Process:
     """One decoding process, its socket, and the shared regions it has mapped."""
 
-    def __init__(self):
+    def __init__(self, error, codec):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:
             self.child = subprocess.Popen(
@@ -129,47 +132,74 @@ class _Process:
         self.idle: list[_Region] = []
         self.returned = collections.deque()  # regions whose arrays are gone (any thread)
         self.dropped: list[int] = []  # region ids the decoding process is to unmap
+        _every.add(self)
+        try:
+            self.socket.settimeout(START_TIME)
+            ready = self.socket.recv(16)
+        except OSError:
+            ready = b""
+        except BaseException:
+            self._kill()
+            raise
+        if ready != b"ready":
+            self._kill()
+            raise error(f"{codec}: chunkpress's decoding process did not start ({sys.executable} "
+                        f"-P {_DECODER}: exit status {self.child.returncode}; its error is on "
+                        "stderr). CHUNKPRESS_DECODE_IN_PROCESS=1 decodes in this process")
 
     def decode(self, function, stream, shape, dtype, args, kwargs, error, codec):
         nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes == 0:
+            return np.empty(shape, dtype)
         self._collect()
         source = self._input(len(stream))
-        source.map[: len(stream)] = stream
-        target = self._take(max(nbytes, 1))
+        np.frombuffer(source.mapping.buffer(len(stream)), np.uint8)[:] = np.frombuffer(
+            stream, np.uint8)
+        target = self._take(nbytes)
         new = [region for region in (source, target) if region.fd >= 0]
         call = (function, args, kwargs, source.ident, len(stream), target.ident, shape,
                 dtype.str)
         message = pickle.dumps(([(r.ident, r.size) for r in new], self.dropped, call))
+        limit = TIME_FLOOR + nbytes / BYTES_PER_SECOND
         try:
             socket.send_fds(self.socket, [message], [r.fd for r in new])
             self.dropped = []
             for region in new:  # the decoding process has it now
                 os.close(region.fd)
                 region.fd = -1
-            self.socket.settimeout(TIME_FLOOR + nbytes / BYTES_PER_SECOND)
+            self.socket.settimeout(limit)
             reply = self.socket.recv(1 << 16)
         except TimeoutError:
             self._kill()
             target.close()
-            raise error(f"{codec}: the {codec.upper()} decoder did not finish in "
-                        f"{self.socket.gettimeout():.0f} s on this stream; it was stopped "
-                        "(the stream is corrupt, or forged)") from None
+            raise error(f"{codec}: the {codec.upper()} decoder did not finish in {limit:.0f} s "
+                        "on this stream; it was stopped (the stream is corrupt, or forged)"
+                        ) from None
         except OSError:
             reply = b""
+        except BaseException:  # Ctrl-C: the process may still answer; it can't be trusted now
+            self._kill()
+            target.close()
+            raise
         if not reply:
             why = self._died()
             target.close()
-            raise error(f"{codec}: the {codec.upper()} decoder crashed on this stream "
-                        f"({why}); the stream is corrupt, or forged. It ran in a separate "
-                        "process: nothing else was affected") from None
+            if why.startswith("SIG"):
+                raise error(f"{codec}: the {codec.upper()} decoder crashed on this stream "
+                            f"({why}); the stream is corrupt, or forged. It ran in a separate "
+                            "process: nothing else was affected") from None
+            raise error(f"{codec}: chunkpress's decoding process ended ({why}) while "
+                        "decoding this stream; its error, if any, is on stderr")
         if reply != b"ok":
             self.idle.append(target)
-            kind, text = pickle.loads(reply)
-            raise error(f"{codec}: {kind}: {text}")
-        # the array's base is a memoryview made for it: gone when the array and its views are
-        whole = np.frombuffer(memoryview(target.map), np.uint8, nbytes)
-        weakref.finalize(whole.base, _returned, weakref.ref(self), target)
-        return whole.view(dtype).reshape(shape)
+            if reply[:1] != b"E":
+                self._kill()
+            raise error(f"{codec}: {reply[1:].decode('utf-8', 'replace')}")
+        buffer = target.mapping.buffer(nbytes)
+        with _lock:
+            _lent[id(target)] = target
+        weakref.finalize(buffer, _returned, weakref.ref(self), target).atexit = False
+        return np.frombuffer(buffer, np.uint8).view(dtype).reshape(shape)
 
     def _input(self, size):
         if self.input is None or self.input.size < size:
@@ -188,14 +218,18 @@ class _Process:
         return self._new(size)
 
     def _new(self, size):
-        size = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
+        size = -(-size // _shm.PAGE) * _shm.PAGE
         self.regions += 1
         return _Region(self.regions, size)
 
     def _collect(self):
         """Take back the regions whose arrays are gone; unmap idle ones beyond the limits."""
         while self.returned:
-            self.idle.append(self.returned.popleft())
+            region = self.returned.popleft()
+            if region.retired:
+                self._drop(region)
+            else:
+                self.idle.append(region)
         while len(self.idle) > IDLE_REGIONS or sum(r.size for r in self.idle) > IDLE_BYTES:
             self._drop(self.idle.pop(0))
 
@@ -203,10 +237,26 @@ class _Process:
         region.close()
         self.dropped.append(region.ident)
 
+    def tidy(self):
+        """Collect, and have the decoding process unmap what was dropped, now."""
+        self._collect()
+        if self.dropped and self.alive:
+            try:
+                socket.send_fds(self.socket, [pickle.dumps(([], self.dropped, None))], [])
+                self.dropped = []
+                self.socket.settimeout(START_TIME)
+                if self.socket.recv(16) != b"ok":
+                    self._kill()
+            except Exception:  # the process is gone or out of step: the next decode starts one
+                self._kill()
+            except BaseException:
+                self._kill()
+                raise
+
     def _died(self) -> str:
         self.close()
         code = self.child.poll()
-        if code is None or code == 0:
+        if code is None:
             return "it stopped answering"
         if code < 0:
             try:
@@ -216,7 +266,8 @@ class _Process:
         return f"exit status {code}"
 
     def _kill(self):
-        self.child.kill()
+        if self.alive:
+            self.child.kill()
         self.close()
 
     def close(self):
@@ -227,7 +278,19 @@ class _Process:
                 self.child.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.child.kill()
-        for region in [*self.idle, *self.returned] + ([self.input] if self.input else []):
+                self.child.wait()
+        while self.returned:
+            self.idle.append(self.returned.popleft())
+        for region in self.idle + ([self.input] if self.input else []):
+            region.close()
+        self.idle, self.input = [], None
+
+    def forget(self):
+        """In a forked child: let go of the parent's process without a word to it."""
+        self.alive = False
+        self.socket.close()
+        self.child.returncode = 0  # not ours to wait for
+        for region in self.idle + list(self.returned) + ([self.input] if self.input else []):
             region.close()
         self.idle, self.input = [], None
         self.returned.clear()
@@ -235,32 +298,42 @@ class _Process:
 
 def _returned(process_ref, region):
     """An array on ``region`` is gone: back to its process's pool, or unmapped."""
-    process = process_ref()
-    if process is not None and process.alive:
-        process.returned.append(region)
-    else:
-        region.close()
-
-
-_lock = threading.Lock()
-_idle: list[_Process] = []
-_pid = os.getpid()
-
-
-def _borrow() -> _Process:
-    global _pid
     with _lock:
-        if _pid != os.getpid():  # a forked child: its parent's processes are not its own
-            _idle.clear()
-            _pid = os.getpid()
+        _lent.pop(id(region), None)
+    process = process_ref()
+    if process is None or not process.alive:
+        region.close()
+        return
+    process.returned.append(region)
+    with _lock:  # an idle process: its regions over the limits are unmapped now
+        if process not in _idle:
+            return
+        _idle.remove(process)
+    try:
+        process.tidy()
+    finally:
+        _give_back(process, tidy=False)
+
+
+# re-entrant: a finalizer (_returned) may run, by garbage collection, where _lock is held
+_lock = threading.RLock()
+_idle: list[_Process] = []
+_every: weakref.WeakSet = weakref.WeakSet()  # every process started here
+_lent: dict[int, _Region] = {}  # the regions arrays use now
+
+
+def _borrow(error, codec) -> _Process:
+    with _lock:
         if _idle:
             return _idle.pop()
-    return _Process()
+    return _Process(error, codec)
 
 
-def _give_back(process: _Process):
+def _give_back(process: _Process, tidy=True):
     if not process.alive or process.pid != os.getpid():
         return
+    if tidy:
+        process.tidy()
     with _lock:
         if len(_idle) < IDLE_PROCESSES:
             _idle.append(process)
@@ -275,3 +348,33 @@ def shutdown():
         _idle.clear()
     for process in processes:
         process.close()
+
+
+atexit.register(shutdown)
+
+
+def _before_fork():
+    _lock.acquire()
+
+
+def _after_fork_in_parent():
+    for region in _lent.values():
+        region.retired = True  # the child may still read it: never written again
+    _lock.release()
+
+
+def _after_fork_in_child():
+    global _lock, _every
+    for region in _lent.values():
+        region.mapping.privatize()  # the child's arrays: its own memory from now on
+    for process in list(_every):
+        process.forget()
+    _idle.clear()
+    _lent.clear()
+    _every = weakref.WeakSet()
+    _lock = threading.RLock()
+
+
+if AVAILABLE:
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
