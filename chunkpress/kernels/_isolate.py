@@ -239,6 +239,8 @@ class _Process:
 
     def tidy(self):
         """Collect, and have the decoding process unmap what was dropped, now."""
+        if self.pid != os.getpid():
+            return
         self._collect()
         if self.dropped and self.alive:
             try:
@@ -271,19 +273,20 @@ class _Process:
         self.close()
 
     def close(self):
-        if self.alive:
-            self.alive = False
+        with _lock:  # after this, _returned closes regions itself
+            alive, self.alive = self.alive, False
+            regions = self.idle + list(self.returned) + ([self.input] if self.input else [])
+            self.idle, self.input = [], None
+            self.returned.clear()
+        if alive:
             self.socket.close()  # the decoding process sees it and exits
             try:
                 self.child.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.child.kill()
                 self.child.wait()
-        while self.returned:
-            self.idle.append(self.returned.popleft())
-        for region in self.idle + ([self.input] if self.input else []):
+        for region in regions:
             region.close()
-        self.idle, self.input = [], None
 
     def forget(self):
         """In a forked child: let go of the parent's process without a word to it."""
@@ -298,21 +301,22 @@ class _Process:
 
 def _returned(process_ref, region):
     """An array on ``region`` is gone: back to its process's pool, or unmapped."""
+    process = process_ref()
     with _lock:
         _lent.pop(id(region), None)
-    process = process_ref()
-    if process is None or not process.alive:
-        region.close()
-        return
-    process.returned.append(region)
-    with _lock:  # an idle process: its regions over the limits are unmapped now
-        if process not in _idle:
-            return
-        _idle.remove(process)
-    try:
-        process.tidy()
-    finally:
-        _give_back(process, tidy=False)
+        pooled = process is not None and process.alive and process.pid == os.getpid()
+        if pooled:
+            process.returned.append(region)
+            idle = process in _idle
+            if idle:
+                _idle.remove(process)
+    if not pooled:
+        region.close()  # its process is gone, or is its parent's (a forked child)
+    elif idle:  # an idle process: its regions over the limits are unmapped now
+        try:
+            process.tidy()
+        finally:
+            _give_back(process, tidy=False)
 
 
 # re-entrant: a finalizer (_returned) may run, by garbage collection, where _lock is held
@@ -324,8 +328,10 @@ _lent: dict[int, _Region] = {}  # the regions arrays use now
 
 def _borrow(error, codec) -> _Process:
     with _lock:
-        if _idle:
-            return _idle.pop()
+        while _idle:
+            process = _idle.pop()
+            if process.pid == os.getpid():
+                return process
     return _Process(error, codec)
 
 
@@ -354,25 +360,31 @@ atexit.register(shutdown)
 
 
 def _before_fork():
+    """Before a fork: the regions under live arrays become private memory (same address, same
+    values) and are never reused, so that the fork shares them copy-on-write, as it does any
+    other memory, and nothing through the decoding process."""
     _lock.acquire()
+    for region in _lent.values():
+        if not region.retired:
+            region.retired = True
+            try:
+                region.mapping.privatize()
+            except OSError:
+                pass  # out of memory: that array stays shared with the fork
 
 
 def _after_fork_in_parent():
-    for region in _lent.values():
-        region.retired = True  # the child may still read it: never written again
     _lock.release()
 
 
 def _after_fork_in_child():
     global _lock, _every
-    for region in _lent.values():
-        region.mapping.privatize()  # the child's arrays: its own memory from now on
-    for process in list(_every):
-        process.forget()
+    _lock = threading.RLock()  # the parent's is held
+    processes, _every = list(_every), weakref.WeakSet()
     _idle.clear()
     _lent.clear()
-    _every = weakref.WeakSet()
-    _lock = threading.RLock()
+    for process in processes:
+        process.forget()
 
 
 if AVAILABLE:

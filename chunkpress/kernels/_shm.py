@@ -4,8 +4,9 @@ Python's ``mmap`` keeps a duplicate of every file descriptor it maps (one per re
 process: a few hundred decoded arrays would exhaust a worker's descriptors) and cannot map at
 a chosen address. Here a memfd region is mapped shared between two inaccessible guard pages
 (a decoder overrunning a neighbouring buffer faults instead of writing into it), its
-descriptor can be closed at once, and a forked child can turn the mapping into private memory
-at the same address (``privatize``) so that it no longer shares writes with its parent.
+descriptor can be closed at once, and the mapping can be turned into private memory at the
+same address (``privatize``): before a fork, so that parent and child no longer share writes
+through it.
 
 Standard library only: the decoding process loads this file by path, without chunkpress.
 """
@@ -26,6 +27,10 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mmap.restype = ctypes.c_void_p
 _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
                        ctypes.c_int, ctypes.c_long]
+_libc.mremap.restype = ctypes.c_void_p
+_libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int,
+                         ctypes.c_void_p]
+_MREMAP_MAYMOVE, _MREMAP_FIXED = 1, 2
 _libc.munmap.restype = ctypes.c_int
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 
@@ -60,12 +65,21 @@ class Mapping:
         return (ctypes.c_char * nbytes).from_address(self.address)
 
     def privatize(self):
-        """Make the mapping private memory with the same contents, at the same address."""
-        if self.base is not None:
-            saved = ctypes.string_at(self.address, self.size)
-            _map(self.address, self.size, _PROT_RW, _MAP_PRIVATE | _MAP_ANONYMOUS | _MAP_FIXED,
-                 -1)
-            ctypes.memmove(self.address, saved, self.size)
+        """Make the mapping private memory with the same contents, at the same address.
+
+        The contents are copied into a new anonymous mapping, which then takes the shared
+        one's place (mremap): no second copy, and nothing else at that address meanwhile.
+        """
+        if self.base is None:
+            return
+        fresh = _map(None, self.size, _PROT_RW, _MAP_PRIVATE | _MAP_ANONYMOUS, -1)
+        ctypes.memmove(fresh, self.address, self.size)
+        moved = _libc.mremap(fresh, self.size, self.size, _MREMAP_MAYMOVE | _MREMAP_FIXED,
+                             self.address)
+        if moved is None or moved == _FAILED:
+            errno = ctypes.get_errno()
+            _libc.munmap(fresh, self.size)
+            raise OSError(errno, f"mremap: {os.strerror(errno)}")
 
     def close(self):
         """Unmap; nothing may use the memory any more."""
