@@ -152,10 +152,14 @@ class _Process:
         if nbytes == 0:
             return np.empty(shape, dtype)
         self._collect()
-        source = self._input(len(stream))
+        try:
+            source = self._input(len(stream))
+            target = self._take(nbytes)
+        except OSError as exc:  # no memory (or descriptors) for a region
+            raise error(f"{codec}: no shared memory for the {nbytes} bytes this block decodes "
+                        f"to: {exc}") from None
         np.frombuffer(source.mapping.buffer(len(stream)), np.uint8)[:] = np.frombuffer(
             stream, np.uint8)
-        target = self._take(nbytes)
         new = [region for region in (source, target) if region.fd >= 0]
         call = (function, args, kwargs, source.ident, len(stream), target.ident, shape,
                 dtype.str)
@@ -187,7 +191,7 @@ class _Process:
             if why.startswith("SIG"):
                 raise error(f"{codec}: the {codec.upper()} decoder crashed on this stream "
                             f"({why}); the stream is corrupt, or forged. It ran in a separate "
-                            "process: nothing else was affected") from None
+                            "process: this one goes on") from None
             raise error(f"{codec}: chunkpress's decoding process ended ({why}) while "
                         "decoding this stream; its error, if any, is on stderr")
         if reply != b"ok":
@@ -203,10 +207,10 @@ class _Process:
 
     def _input(self, size):
         if self.input is None or self.input.size < size:
-            if self.input is not None:
-                self._drop(self.input)
-            self.input = self._new(max(size, 1 << 20, 2 * (self.input.size if self.input
-                                                          else 0)))
+            old, self.input = self.input, None
+            if old is not None:
+                self._drop(old)
+            self.input = self._new(max(size, 1 << 20, 2 * (old.size if old else 0)))
         return self.input
 
     def _take(self, size):
