@@ -40,8 +40,9 @@ def _decode(stream, shape, dtype, params):
 # value count, uint8 algorithm, uint8 bound mode, its bounds, ..., int32 block size, uint8
 # prediction dimensionality) against the shape and dtype the stream is decoded to, then its
 # payload: a uint64 size, then a zstd frame that must decode to exactly that size. What the
-# payload holds (Huffman tables, codes, predictor data) is SZ3's alone: forged there, a
-# stream can still crash SZ3, which is why chunkpress frames carry a CRC-32C.
+# payload holds (Huffman tables, codes, predictor data) is SZ3's alone: damaged there, a
+# stream is stopped by chunkpress's CRC-32C; forged there (or bare), it can still crash SZ3,
+# which is why SZ3 decodes in a decoding process (_isolate).
 _MAGIC_VERSION = struct.pack("<II", 0xF342F310, 0x03030000)
 
 
