@@ -277,30 +277,27 @@ class _Process:
         self.close()
 
     def close(self):
+        """Close the socket (the decoding process sees it and exits) and unmap the regions.
+
+        In a forked child the process is its parent's: it is let go of, not waited for.
+        """
         with _lock:  # after this, _returned closes regions itself
             alive, self.alive = self.alive, False
             regions = self.idle + list(self.returned) + ([self.input] if self.input else [])
             self.idle, self.input = [], None
             self.returned.clear()
         if alive:
-            self.socket.close()  # the decoding process sees it and exits
-            try:
-                self.child.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.child.kill()
-                self.child.wait()
+            self.socket.close()
+            if self.pid != os.getpid():
+                self.child.returncode = 0  # not ours to wait for
+            else:
+                try:
+                    self.child.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.child.kill()
+                    self.child.wait()
         for region in regions:
             region.close()
-
-    def forget(self):
-        """In a forked child: let go of the parent's process without a word to it."""
-        self.alive = False
-        self.socket.close()
-        self.child.returncode = 0  # not ours to wait for
-        for region in self.idle + list(self.returned) + ([self.input] if self.input else []):
-            region.close()
-        self.idle, self.input = [], None
-        self.returned.clear()
 
 
 def _returned(process_ref, region):
@@ -388,7 +385,7 @@ def _after_fork_in_child():
     _idle.clear()
     _lent.clear()
     for process in processes:
-        process.forget()
+        process.close()
 
 
 if AVAILABLE:
