@@ -33,7 +33,7 @@ import zarr  # noqa: E402
 import warnings  # noqa: E402
 
 import chunkpress  # noqa: E402
-from chunkpress.store import from_zarr, to_zarr  # noqa: E402
+from chunkpress.storage import from_zarr, to_zarr  # noqa: E402
 
 CHUNK = (64, 64, 64)
 warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")

@@ -58,7 +58,7 @@ def main(argv=None) -> int:
 def _compress(args) -> int:
     import xarray as xr
 
-    import chunkpress.xarray  # noqa: F401 - the accessor
+    import chunkpress.accessor  # noqa: F401 - the accessor
 
     _check_input(args.input)
     _check_output(args.output, args.overwrite)
@@ -124,7 +124,7 @@ def _demo(args) -> int:
     """Make a small realistic dataset with land, compress it to Zarr, print the report."""
     import xarray as xr
 
-    import chunkpress.xarray  # noqa: F401 - the accessor
+    import chunkpress.accessor  # noqa: F401 - the accessor
 
     out = args.out or tempfile.mkdtemp(prefix="chunkpress-demo-")
     source = os.path.join(out, "ocean.nc")
@@ -215,7 +215,7 @@ def _open(path, xr):
     except (OSError, ValueError) as exc:
         if isinstance(exc, FileNotFoundError):
             if is_zarr:
-                from .store import check_complete
+                from .storage.publish import check_complete
 
                 check_complete(path, None, None)  # a write that stopped halfway says so
             raise
@@ -224,7 +224,7 @@ def _open(path, xr):
 
 
 def _info_table(store):
-    from .store import info
+    from .storage import info
 
     table = info(store)
     choices = _auto_choices(store)

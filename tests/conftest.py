@@ -15,3 +15,7 @@ def client():
                                   dashboard_address=None, worker_dashboard_address=None) as cluster:
         with distributed.Client(cluster) as c:
             yield c
+
+
+# the real S3-compatible server (moto) and Icechunk repositories: see servers.py
+from servers import icechunk_repo, moto_server, s3  # noqa: E402,F401

@@ -2,7 +2,7 @@
 
 Shared by ``tests/test_fuzz.py`` (a bounded run, hypothesis drawing the mutations) and
 ``benchmarks/fuzz.py`` (the long run, in worker processes). A *target* is one decoder: each
-per-codec ``NAME_decode`` and the Zarr codec path (``chunkpress.zarr.decode_chunk``, which
+per-codec ``NAME_decode`` and the Zarr codec path (``chunkpress.storage.codecs.decode_chunk``, which
 also reads batch blocks and lossless chains). Its seeds are streams chunkpress and imagecodecs
 make; a mutation truncates, flips bits, sets bytes, forges a length or size field, forges
 header bytes, appends, inserts, deletes or splices, and may then recompute every checksum it
@@ -186,7 +186,7 @@ def decode(target, seed: Seed, data):
     """Decode ``data`` as ``seed`` is decoded (the target's decoder and arguments)."""
     args = dict(seed.args)
     if target == "zarr":
-        from chunkpress import zarr as cpzarr
+        from chunkpress.storage import codecs as cpzarr
         from chunkpress.graph import _codecs
 
         return cpzarr.decode_chunk(data, _codecs.get_codec(args["codec"]), args["shape"],

@@ -22,7 +22,7 @@ from chunkpress import auto
 from chunkpress.demo import ocean_field
 from chunkpress.graph import _codecs, sample
 from chunkpress.kernels import ChunkpressError
-from chunkpress.zarr import AutoCodec
+from chunkpress.storage.codecs import AutoCodec
 
 from test_zarr import _installed_env
 

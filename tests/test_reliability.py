@@ -26,7 +26,7 @@ import zarr
 
 import chunkpress
 from chunkpress import cli
-from chunkpress.store import IncompleteStoreError, from_zarr, to_zarr
+from chunkpress.storage import IncompleteStoreError, from_zarr, to_zarr
 
 import distributed  # noqa: E402
 
@@ -170,7 +170,7 @@ def test_a_dataset_whose_writer_was_killed_is_never_read_as_whole(tmp_path, caps
     with pytest.raises(FileNotFoundError):
         xr.open_zarr(path)
     with pytest.raises(IncompleteStoreError):
-        chunkpress.store.info(path)
+        chunkpress.info(path)
     for command in (["info", str(path)], ["decompress", str(path), str(tmp_path / "o.nc")]):
         assert cli.main(command) == cli.EXIT_USER_ERROR
         message = capsys.readouterr().err

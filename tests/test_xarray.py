@@ -15,8 +15,8 @@ import xarray as xr
 from zarr.storage import MemoryStore
 
 import chunkpress
-import chunkpress.xarray  # noqa: F401 - registers the accessor
-from chunkpress.xarray import CompressedDataset
+import chunkpress.accessor  # noqa: F401 - registers the accessor
+from chunkpress.accessor import CompressedDataset
 
 from test_zarr import _installed_env
 

@@ -19,9 +19,9 @@ import zarr
 from zarr.storage import MemoryStore, ZipStore
 
 import chunkpress
-from chunkpress import zarr as cpzarr
+from chunkpress.storage import codecs as cpzarr
 from chunkpress.graph import _codecs
-from chunkpress.store import from_zarr, info, to_zarr
+from chunkpress.storage import from_zarr, info, to_zarr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

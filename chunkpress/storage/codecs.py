@@ -10,11 +10,21 @@ Edge chunks: zarr hands a codec full-size edge chunks, while chunkpress.to_zarr 
 edge block's real extent only (ZFP then gives, at the array's end too, the values whole-array
 compression gives, and no bytes go on padding). Decoding pads such a block with the fill value;
 zarr discards what lies outside the array.
+
+Two fields every chunkpress codec takes besides its target:
+
+- ``write``: the array's write identifier. Each chunk then ends with a place record (see
+  ``chunkpress.storage.integrity``): decoding refuses a chunk of another write, and chunkpress's
+  own readers also check the chunk's grid index, which zarr does not give to codecs.
+- ``missing``: the CF ``_FillValue`` of a float variable. A value zarr hands the codec that is
+  equal to it (xarray's own writes put ``_FillValue`` where data is missing) is stored as NaN,
+  kept exactly by the codec's mask, and not pushed into a lossy codec; readers decoding the CF
+  conventions see it missing either way.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -22,8 +32,9 @@ from zarr.abc.codec import ArrayBytesCodec
 from zarr.core.common import parse_named_configuration
 from zarr.registry import register_codec
 
-from . import kernels
-from .graph import _codecs
+from .. import kernels
+from ..graph import _codecs
+from . import integrity
 
 if TYPE_CHECKING:
     from typing import Self
@@ -42,9 +53,21 @@ class ChunkpressCodec(ArrayBytesCodec):
 
     codec: ClassVar[str]  # the chunkpress codec, e.g. "zfp"
     is_fixed_size = False
+    #: fields that are not part of the codec's target (see the module's docstring)
+    bookkeeping: ClassVar[tuple] = ("write", "missing")
+    write: str | None = None
+    missing: float | None = None
 
     def __post_init__(self):
         # validated here, so that a bad zarr.json or argument fails on open, not on a chunk
+        if self.write is not None and (not isinstance(self.write, str) or len(self.write) != 16
+                                       or any(c not in "0123456789abcdef" for c in self.write)):
+            raise ValueError(f"{self.name}: write must be 16 lowercase hex digits, "
+                             f"got {self.write!r}")
+        if self.missing is not None:
+            if isinstance(self.missing, bool) or not isinstance(self.missing, (int, float)):
+                raise TypeError(f"{self.name}: missing must be a number, got {self.missing!r}")
+            object.__setattr__(self, "missing", float(self.missing))
         spec = self.spec
         target = _codecs.normalize_targets(spec, **self.target)
         if spec.name in ("zfp", "sperr", "sz3"):
@@ -63,7 +86,16 @@ class ChunkpressCodec(ArrayBytesCodec):
     def target(self) -> dict:
         """The parameters given, as ``chunkpress.compress`` takes them."""
         return {f.name: getattr(self, f.name) for f in fields(self)
-                if getattr(self, f.name) is not None}
+                if getattr(self, f.name) is not None and f.name not in self.bookkeeping}
+
+    @property
+    def extra(self) -> dict:
+        """The bookkeeping fields set (``write``, ``missing``), as stored in the configuration."""
+        return {k: getattr(self, k) for k in self.bookkeeping if getattr(self, k) is not None}
+
+    def with_extra(self, **extra) -> ChunkpressCodec:
+        """Return this codec with bookkeeping fields set (e.g. a write identifier)."""
+        return replace(self, **extra)
 
     @property
     def error(self) -> type:
@@ -76,7 +108,7 @@ class ChunkpressCodec(ArrayBytesCodec):
         return cls(**(configuration or {}))
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "configuration": self.target}
+        return {"name": self.name, "configuration": {**self.target, **self.extra}}
 
     def validate(self, *, shape, dtype, chunk_grid) -> None:
         _codecs.check_input(self.spec, dtype.to_native_dtype(), len(shape))
@@ -85,7 +117,7 @@ class ChunkpressCodec(ArrayBytesCodec):
         raise NotImplementedError
 
     def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer:
-        block = np.ascontiguousarray(chunk_array.as_numpy_array())
+        block = self._block(chunk_array)
         spec = self.spec
         target = _codecs.normalize_targets(spec, **self.target)
         if _codecs.needs_range(spec, target):
@@ -96,13 +128,36 @@ class ChunkpressCodec(ArrayBytesCodec):
         else:
             kwargs = _codecs.block_kwargs(spec, target)
         data = _codecs.encode(block, spec, kwargs).data
+        return self._sealed(data, chunk_spec)
+
+    def _block(self, chunk_array) -> np.ndarray:
+        """The chunk zarr hands over, with values equal to ``missing`` as NaN."""
+        block = np.ascontiguousarray(chunk_array.as_numpy_array())
+        if self.missing is not None and block.dtype.kind == "f":
+            missing = block == np.asarray(self.missing, block.dtype)
+            if missing.any():
+                block = np.where(missing, np.asarray(np.nan, block.dtype), block)
+        return block
+
+    def _sealed(self, data, chunk_spec) -> Buffer:
+        """The stream, then (for a write) the place record of a chunk zarr wrote: unplaced."""
+        if self.write is not None:
+            data = b"".join((data, integrity.record(
+                (integrity.UNPLACED,) * len(chunk_spec.shape), self.write)))
         return chunk_spec.prototype.buffer.from_array_like(np.frombuffer(data, np.uint8))
 
     async def _encode_single(self, chunk_array, chunk_spec):
         return self._encode_sync(chunk_array, chunk_spec)
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        block = decode_chunk(chunk_bytes.as_numpy_array(), self.spec, chunk_spec.shape,
+        data = chunk_bytes.as_numpy_array()
+        if self.write is not None:
+            try:
+                data, _ = integrity.split(data, self.write, len(chunk_spec.shape))
+            except integrity.PlaceError as exc:
+                raise self.error(f"{self.name}: a chunk of this array cannot be used: {exc}; "
+                                 "`chunkpress verify` names it") from None
+        block = decode_chunk(data, self.spec, chunk_spec.shape,
                              chunk_spec.dtype.to_native_dtype(), chunk_spec.fill_value)
         return chunk_spec.prototype.nd_buffer.from_numpy_array(block)
 
@@ -176,7 +231,8 @@ class ChainCodec(ChunkpressCodec):
         return {} if self.level is None else {"level": self.level}
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "configuration": {"chain": self.chain, **self.target}}
+        return {"name": self.name,
+                "configuration": {"chain": self.chain, **self.target, **self.extra}}
 
 
 @dataclass(frozen=True)
@@ -212,23 +268,26 @@ class AutoCodec(ChunkpressCodec):
         configuration = dict(self.target)
         if self.candidates is not None:
             configuration["candidates"] = list(self.candidates)
-        return {"name": self.name, "configuration": configuration}
+        return {"name": self.name, "configuration": {**configuration, **self.extra}}
 
     def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer:
-        block = np.ascontiguousarray(chunk_array.as_numpy_array())
+        block = self._block(chunk_array)
         kwargs = {**self.target, "candidates": self.candidates}
         data = _codecs.encode(block, self.spec, kwargs).data
-        return chunk_spec.prototype.buffer.from_array_like(np.frombuffer(data, np.uint8))
+        return self._sealed(data, chunk_spec)
 
 
 _BY_CODEC = {cls.codec: cls for cls in
              (ZfpCodec, SperrCodec, Sz3Codec, LercCodec, SzipCodec, PcodecCodec, AutoCodec)}
 
 
-def zarr_codec(codec: str, target: dict | None = None) -> ChunkpressCodec:
-    """Return the Zarr codec of a chunkpress codec name and its global target."""
+def zarr_codec(codec: str, target: dict | None = None, **extra) -> ChunkpressCodec:
+    """Return the Zarr codec of a chunkpress codec name and its global target.
+
+    ``extra``: the bookkeeping fields, ``write`` and ``missing`` (see the module's docstring).
+    """
     spec = _codecs.get_codec(codec)
-    target = dict(target or {})
+    target = {**(target or {}), **{k: v for k, v in extra.items() if v is not None}}
     if spec.name in _BY_CODEC:
         return _BY_CODEC[spec.name](**target)
     return ChainCodec(chain=spec.name, **target)

@@ -1,4 +1,4 @@
-"""xarray: ``ds.chunkpress.encode(...)`` / ``da.chunkpress.encode(...)`` and CompressedDataset.
+"""The xarray accessor: ``ds.chunkpress.encode(...)`` / ``da.chunkpress.encode(...)`` and CompressedDataset.
 
 Float data variables are compressed as they would be stored: xarray's CF encoding is applied
 first (packing, ``_FillValue``, units), so that the store read back with plain
@@ -15,27 +15,19 @@ import warnings
 from typing import NamedTuple
 
 import dask
-import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
-import zarr
 from xarray.conventions import decode_cf_variable, encode_cf_variable
-from zarr.codecs import Crc32cCodec
-from zarr.errors import ContainsArrayError, ContainsGroupError
 
-from . import api, auto as _auto, store as _store
+from . import api, auto as _auto
 from .graph import _codecs
-from .zarr import zarr_codec
+from .storage import dataset as _dataset, writer as _writer
 
 __all__ = ["encode", "CompressedDataset", "ChunkpressAccessor"]
 
 _PARAMS = ("tolerance", "rate", "precision", "mode", "quality", "level")
 _DATAARRAY_NAME = "__xarray_dataarray_variable__"
-#: the encodings that decide what is stored; the rest (netCDF chunking, filters) is dropped
-_CF_ENCODINGS = ("dtype", "_FillValue", "missing_value", "scale_factor", "add_offset", "units",
-                 "calendar")
-
 
 def encode(obj, codec="zfp", *, tolerance=None, rate=None, precision=None, mode=None,
            quality=None, level=None, variables=None, chunks="auto",
@@ -153,73 +145,27 @@ class CompressedDataset:
         table = pd.DataFrame(rows, columns=columns).set_index("variable")
         return table.astype({"compressed_bytes": "Int64"})
 
-    def to_zarr(self, store, *, overwrite=False, compute=True, storage_options=None):
+    def to_zarr(self, store, *, overwrite=False, compute=True, storage_options=None,
+                shards=None):
         """Write it to a Zarr v3 store that plain ``xr.open_zarr`` reads back.
 
-        xarray writes the metadata, coordinates and exact variables; the compressed blocks go
-        straight into the store as chunk objects, each encoded once. ``compute=False`` returns
-        a ``dask.delayed`` that does the writing. A write that stops halfway leaves a store no
-        reader opens (the root's ``zarr.json`` is put in place last); ``overwrite=True``
-        writes it again.
+        xarray makes the metadata and writes the exact variables; the compressed blocks go
+        straight into the store as chunk objects, each encoded once (``shards=``: in Zarr v3
+        shards, see ``chunkpress.to_zarr``). Nothing is visible at ``store`` until every
+        chunk is written: a write that stops halfway leaves no node a reader opens, and
+        ``overwrite=True`` replaces an existing store only then. ``compute=False`` returns a
+        ``dask.delayed`` that does the writing.
         """
-        opened, close = _store._open_store(store, storage_options, overwrite)
-        try:
-            if not overwrite:
-                _store.refuse_unfinished(opened, None, storage_options)
-            writes = self._write(opened, overwrite)
-            # until every chunk is written no reader finds the dataset (see store.to_zarr)
-            root = zarr.open_group(opened, mode="r+", zarr_format=3).store_path
-            hidden = _store.hide_metadata(root)
-        except BaseException:
-            close()
-            raise
-        done = dask.delayed(_finish, pure=False)(writes, root, hidden, close)
-        return done if not compute else done.compute()
-
-    def _write(self, store, overwrite):
-        placeholders = self._source.copy()
-        encoding = {}
-        for name, entry in self._entries.items():
-            c = entry.compressed
-            chunk_shape = tuple(max(1, axis[0]) for axis in c.chunks)
-            source = self._source[name].variable
-            placeholder = xr.Variable(source.dims, da.zeros(source.shape, dtype=source.dtype,
-                                                            chunks=chunk_shape),
-                                      attrs=source.attrs, encoding=source.encoding)
-            placeholders[name] = placeholder
-            cf = {k: v for k, v in source.encoding.items() if k in _CF_ENCODINGS}
-            encoding[name] = {**cf, "serializer": zarr_codec(c.codec, c.params),
-                              "compressors": [Crc32cCodec()], "filters": None,
-                              "chunks": chunk_shape}
-        try:
-            # metadata of everything, exact in-memory data; the delayed part is not run
-            placeholders.to_zarr(store, mode="w" if overwrite else "w-", compute=False,
-                                 zarr_format=3, encoding=encoding, consolidated=False)
-        except (ContainsArrayError, ContainsGroupError, FileExistsError):
-            raise FileExistsError(f"{store} already holds a zarr store; pass overwrite=True "
-                                  "to replace it") from None
-        group = zarr.open_group(store, mode="r+", zarr_format=3)
+        variables = {name: _dataset.Variable(e.compressed, _missing(e.attrs))
+                     for name, e in self._entries.items()}
+        attributes = {}
         for name, entry in self._entries.items():
             choice = getattr(entry.compressed, "choice", None)
             if choice is not None:  # what codec="auto" chose and why, for `chunkpress info`
-                group[name].attrs[_auto.ATTRIBUTE] = _auto.attribute(choice)
-        writes = []
-        exact = [n for n, v in self._source.variables.items()
-                 if n not in self._entries and dask.is_dask_collection(v.data)]
-        if exact:
-            lazy = xr.Dataset({n: self._source.variables[n] for n in exact})
-            writes.append(lazy.to_zarr(store, mode="r+", compute=False, zarr_format=3,
-                                       consolidated=False))
-        for name, entry in self._entries.items():
-            array = group[name]
-            if array.dtype != entry.compressed.dtype:
-                raise ValueError(f"{name}: xarray stores it as {array.dtype}, the compressed "
-                                 f"blocks are {entry.compressed.dtype}; please report this")
-            writes.append(_store.write_blocks(entry.compressed, array))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # consolidated metadata is not in the v3 spec yet
-            zarr.consolidate_metadata(store, zarr_format=3)
-        return writes
+                attributes[name] = {_auto.ATTRIBUTE: _auto.attribute(choice)}
+        return _dataset.write_dataset(self._source, variables, store, overwrite=overwrite,
+                                      storage_options=storage_options, shards=shards,
+                                      compute=compute, attributes=attributes)
 
     def __repr__(self) -> str:
         lines = [f"<chunkpress.CompressedDataset: {len(self._entries)} of "
@@ -240,10 +186,12 @@ class ChunkpressAccessor:
         """Return the CompressedDataset (see :func:`chunkpress.xarray.encode`)."""
         return encode(self._obj, codec, **kwargs)
 
-    def to_zarr(self, store, codec="zfp", *, overwrite=False, compute=True, **kwargs):
-        """Compress and write to a Zarr v3 store in one go."""
-        return encode(self._obj, codec, **kwargs).to_zarr(store, overwrite=overwrite,
-                                                           compute=compute)
+    def to_zarr(self, store, codec="zfp", *, overwrite=False, compute=True,
+                storage_options=None, shards=None, **kwargs):
+        """Compress and write to a Zarr v3 store in one go (see CompressedDataset.to_zarr)."""
+        return encode(self._obj, codec, **kwargs).to_zarr(
+            store, overwrite=overwrite, compute=compute, storage_options=storage_options,
+            shards=shards)
 
 
 with warnings.catch_warnings():
@@ -307,12 +255,17 @@ def _compress_variable(dataset, name, codec, params, chunks, verify, explicit):
     if "tolerance" in stored_params and scale != 1.0:
         stored_params["tolerance"] = float(stored_params["tolerance"]) / scale
     try:
-        compressed = _store.compress_for_zarr(data, codec, chunks, verify, stored_params)
+        compressed = _writer.compress_for_zarr(data, codec, chunks, verify, stored_params)
     except (ValueError, TypeError) as exc:
         raise type(exc)(f"variable {name!r}: {exc}") from exc
     return _Entry(compressed, var.dims, dict(encoded.attrs), given, scale)
 
 
-def _finish(writes, root, hidden, close):
-    _store.reveal_metadata(root, hidden)
-    close()
+def _missing(attrs) -> float | None:
+    """The finite CF ``_FillValue`` of a float variable, which the codec stores as NaN."""
+    fill = attrs.get("_FillValue")
+    try:
+        fill = float(fill)
+    except (TypeError, ValueError):
+        return None
+    return fill if np.isfinite(fill) else None

@@ -1,0 +1,17 @@
+"""The store layer: chunkpress arrays and datasets at rest in Zarr v3 stores.
+
+- ``codecs``: the Zarr v3 codecs (registered by entry point) that decode a chunk anywhere;
+- ``writer``: ``to_zarr``, blocks encoded and written by the same task, published when complete;
+- ``dataset``: the same for an xarray Dataset (the accessor's ``to_zarr``), appends included;
+- ``append``: appends and region writes with the store's own codec and target;
+- ``publish``: where a write goes until it is complete (staging, new keys, a transaction);
+- ``shards``: Zarr v3 sharding, one task per shard;
+- ``reader``: ``from_zarr`` and ``info``, each chunk checked for its bytes and its place;
+- ``integrity``: the place record behind each chunk;  ``verify``: a whole store checked.
+"""
+
+from .publish import IncompleteStoreError, WriterBusyError
+from .reader import from_zarr, info
+from .writer import to_zarr
+
+__all__ = ["to_zarr", "from_zarr", "info", "IncompleteStoreError", "WriterBusyError"]

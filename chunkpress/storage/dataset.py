@@ -1,0 +1,180 @@
+"""An xarray Dataset written to a Zarr v3 store: compressed variables and exact ones, published
+together when complete.
+
+xarray makes every node's metadata (attributes, CF encodings, coordinates) and writes the
+exact variables held in memory, into a memory store; the documents are handed to the
+destination, written there at publish (see ``publish``). Exact variables held by dask are
+written by tasks, through zarr, into arrays whose metadata is not yet published; compressed
+variables by chunkpress's own write tasks (see ``writer``). A write that stops halfway leaves
+no node of the dataset where a reader looks: not the root, not any variable.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import dask
+import dask.array as da
+import xarray as xr
+import zarr
+from xarray.conventions import encode_cf_variable
+from zarr.codecs import Crc32cCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+from zarr.storage import MemoryStore, StorePath
+
+from . import publish
+from .codecs import zarr_codec
+from .writer import ArrayWrite, WriteJob
+
+__all__ = ["write_dataset", "Variable", "unpublished_array"]
+
+#: the encodings that decide what is stored; the rest (netCDF chunking, filters) is dropped
+CF_ENCODINGS = ("dtype", "_FillValue", "missing_value", "scale_factor", "add_offset", "units",
+                "calendar")
+
+
+class Variable:
+    """A compressed variable to write: its blocks and how xarray stores it."""
+
+    def __init__(self, compressed, missing=None):
+        self.compressed = compressed  # CompressedArray of the CF-encoded values
+        self.missing = missing  # the CF _FillValue (a float), stored as NaN
+
+
+def write_dataset(source: xr.Dataset, variables: dict, store, *, overwrite=False,
+                  storage_options=None, shards=None, compute=True, attributes=None):
+    """Write ``source`` to ``store``: ``variables`` maps names to :class:`Variable` (the
+    compressed ones), every other variable is written exact, as xarray would.
+
+    ``attributes``: extra attributes per compressed variable (e.g. what codec="auto" chose).
+    Returns the zarr group written, or (``compute=False``) a WriteJob that writes it.
+    """
+    destination = publish.open_destination(store, None, overwrite=overwrite,
+                                           storage_options=storage_options)
+    try:
+        plans, writes, memory = _prepare(source, variables, destination, shards,
+                                         attributes or {})
+    except BaseException:
+        destination.abort()
+        destination.close()
+        raise
+    job = WriteJob(writes, destination, plans,
+                   lambda: _after(destination, plans, memory, store, storage_options))
+    return job if not compute else job.compute()
+
+
+def _prepare(source, variables, destination, shards, attributes):
+    memory = MemoryStore()
+    placeholders = source.copy()
+    encoding = {}
+    for name in source.variables:
+        if name in variables:
+            c = variables[name].compressed
+            chunk_shape = tuple(max(1, axis[0]) for axis in c.chunks)
+            var = source[name].variable
+            placeholders[name] = xr.Variable(var.dims, da.zeros(var.shape, dtype=var.dtype,
+                                                                chunks=chunk_shape),
+                                             attrs=var.attrs, encoding=var.encoding)
+            cf = {k: v for k, v in var.encoding.items() if k in CF_ENCODINGS}
+            encoding[name] = {**cf, "serializer": zarr_codec(c.codec, c.params),
+                              "compressors": [Crc32cCodec()], "filters": None,
+                              "chunks": chunk_shape}
+        encoding.setdefault(name, {})["chunk_key_encoding"] = destination.key_encoding(name)
+    lazy = [n for n, v in source.variables.items()
+            if n not in variables and dask.is_dask_collection(v.data)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        delayed = placeholders.to_zarr(memory, mode="w-", compute=False, zarr_format=3,
+                                       encoding=encoding, consolidated=False)
+    del delayed  # the placeholders' zeros and the lazy exact variables: never written
+    plans, writes = [], []
+    for name, variable in variables.items():
+        document = _document(memory, name)
+        document["attributes"] = {**document.get("attributes", {}),
+                                  **attributes.get(name, {})}
+        plan = ArrayWrite(destination, name, variable.compressed, shards=shards,
+                          missing=variable.missing, document=document)
+        if plan.document["data_type"] != _document(memory, name)["data_type"]:
+            raise ValueError(f"{name}: xarray stores it as {document['data_type']}, the "
+                             f"compressed blocks are {variable.compressed.dtype}; please "
+                             "report this")
+        plans.append(plan)
+        writes.append(plan.writes())
+    exact = _ExactNodes(memory, destination, set(variables), list(plans))
+    plans.append(exact)
+    writes.append(exact.writes(source, lazy))
+    return plans, writes, memory
+
+
+def _document(memory, node: str) -> dict:
+    key = f"{node}/zarr.json" if node else "zarr.json"
+    return json.loads(sync(memory.get(key, default_buffer_prototype())).to_bytes())
+
+
+class _ExactNodes:
+    """The root, the groups and the exact variables: documents from xarray, data copied from
+    the memory store (in-memory variables) or written by tasks (dask variables)."""
+
+    def __init__(self, memory, destination, compressed: set, plans):
+        self.plans = plans  # the compressed variables' writes, handed over before this one
+        self.memory = memory
+        self.destination = destination
+        self.compressed = compressed
+        keys = sync(publish._collect(memory.list_prefix("")))
+        self.documents = {k[: -len("zarr.json")].rstrip("/"): k for k in keys
+                          if k.endswith("zarr.json")}
+        self.chunks = [k for k in keys if not k.endswith("zarr.json")
+                       and k.split("/", 1)[0] not in compressed]
+
+    def writes(self, source, lazy):
+        """Copy the in-memory chunks now; return the delayed that writes the dask ones."""
+        store = self.destination.store
+        for key in self.chunks:
+            data = sync(self.memory.get(key, default_buffer_prototype()))
+            sync(store.set(self.destination.path(key), data))
+        sources, targets = [], []
+        for name in lazy:
+            encoded = encode_cf_variable(source.variables[name], name=name)
+            document = _document(self.memory, name)
+            sources.append(encoded.data)
+            targets.append(unpublished_array(store, self.destination.path(name), document))
+        if not sources:
+            return dask.delayed(_nothing, pure=True)()
+        stored = da.store(sources, targets, lock=False, compute=False)
+        return dask.delayed(_nothing, pure=True)(stored)
+
+    def record_measured(self, measured) -> None:
+        pass
+
+    def hand_over(self) -> None:
+        """Hand over every document but the compressed variables'; the root's with the
+        consolidated metadata of all (what ``xr.open_zarr`` reads first)."""
+        documents = {node: _document(self.memory, node) for node in self.documents
+                     if node not in self.compressed}
+        documents.update({plan.node: plan.document for plan in self.plans})
+        root = documents.get("", {"zarr_format": 3, "node_type": "group", "attributes": {}})
+        root["consolidated_metadata"] = {
+            "kind": "inline", "must_understand": False,
+            "metadata": {node: doc for node, doc in sorted(documents.items()) if node}}
+        for node, document in documents.items():
+            if node not in self.compressed:
+                self.destination.add_document(node, document)
+
+
+def _nothing(*_) -> tuple:
+    return 0, float("nan")
+
+
+def unpublished_array(store, path: str, document: dict) -> zarr.Array:
+    """A zarr array handle on ``store`` at ``path`` with ``document`` as its metadata, which
+    is not in the store yet: writing through it puts chunks only."""
+    return zarr.Array(zarr.AsyncArray(metadata=document, store_path=StorePath(store, path)))
+
+
+def _after(destination, plans, memory, store, storage_options):
+    """The group written, opened from the target."""
+    from .writer import _reopen
+
+    return zarr.open_group(_reopen(store, storage_options, destination), mode="r")

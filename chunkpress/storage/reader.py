@@ -1,0 +1,251 @@
+"""from_zarr and info: a store read back, every chunk checked for its bytes and its place.
+
+A chunkpress array (its codec is a chunkpress codec, then zarr's crc32c; inside Zarr v3
+sharding or not) is read here, not through zarr's pipeline: each task fetches its chunk object
+(an inner chunk of a shard: the byte range the shard's index gives), checks its CRC-32C, then
+its place record (see ``integrity``) against the index it was asked for, and decodes it. A
+missing chunk is an error: chunkpress writes every chunk, so none may read as fill. Other
+arrays (a plain zarr array in the same dataset) are read through zarr.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import zarr
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+from zarr.codecs import Crc32cCodec, ShardingCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+from zarr.storage import LocalStore, ZipStore
+
+from ..graph import _codecs
+from ..kernels import ChunkpressError
+from . import integrity, publish, shards
+from .codecs import ChunkpressCodec, decode_block
+
+__all__ = ["from_zarr", "info", "Layout", "layout", "read_chunk", "chunk_object", "open_array",
+           "arrays_of", "MissingChunkError"]
+
+
+class MissingChunkError(ChunkpressError, KeyError):
+    """A chunk of a chunkpress array that is not in the store."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def from_zarr(store, path=None, *, storage_options=None) -> da.Array:
+    """Return a lazy dask array of a Zarr array: one task per chunk, reading that chunk only.
+
+    A chunk whose bytes are damaged, that is missing, or that is not the chunk written at its
+    place (moved, copied from another array, left over from another write) is an error naming
+    the chunk (the codec's error for a chunkpress array, e.g. ZfpError). Sharded arrays are
+    read inner chunk by inner chunk: a selection reads the inner chunks it touches.
+    """
+    array = store if isinstance(store, zarr.Array) else open_array(store, path, storage_options)
+    read = layout(array)
+    chunks = tuple(
+        tuple(min(c, n - i) for i in range(0, n, c)) if n else (0,)
+        for n, c in zip(array.shape, read.chunk_shape)
+    )
+    name = "chunkpress-from-zarr-" + tokenize(str(array.store_path), array.metadata.to_dict())
+    layer = {
+        (name, *index): (read_chunk, array, index, read)
+        for index in np.ndindex(*(len(c) for c in chunks))
+    }
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=())
+    return da.Array(graph, name, chunks, meta=np.empty((0,) * array.ndim, array.dtype))
+
+
+def open_array(store, path=None, storage_options=None) -> zarr.Array:
+    """Open the array at ``path`` of ``store`` (a path, URL, zip or zarr store) to read it."""
+    opened = read_store(store, storage_options)
+    publish.check_complete(opened, path, storage_options)
+    try:
+        return zarr.open_array(opened, path=path, mode="r")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no zarr array at {where(store, path)}") from None
+
+
+class Layout:
+    """How a zarr array's chunks are stored, as chunkpress reads them."""
+
+    def __init__(self, array: zarr.Array):
+        codecs = list(array.metadata.codecs)
+        self.sharding = codecs[0] if len(codecs) == 1 and isinstance(codecs[0],
+                                                                       ShardingCodec) else None
+        inner = list(self.sharding.codecs) if self.sharding is not None else codecs
+        # ours: the chunkpress codec then crc32c, nothing else (zarr's own pipeline otherwise)
+        self.codec = inner[0] if len(inner) == 2 and isinstance(inner[0], ChunkpressCodec) \
+            and isinstance(inner[1], Crc32cCodec) else None
+        self.chunk_shape = tuple(self.sharding.chunk_shape if self.sharding is not None
+                                 else array.chunks)
+        store = array.store_path.store
+        self.local_root = None
+        if isinstance(store, LocalStore):
+            self.local_root = os.path.join(str(store.root), array.store_path.path)
+
+    @property
+    def ours(self) -> bool:
+        return self.codec is not None
+
+
+def layout(array: zarr.Array) -> Layout:
+    return Layout(array)
+
+
+def chunk_object(array: zarr.Array, read: Layout, index):
+    """Return the stored bytes of chunk ``index`` (an inner chunk of a shard), None if absent."""
+    if read.sharding is not None:
+        return shards.read_inner(array, read, index)
+    key = array.metadata.encode_chunk_key(tuple(index))
+    if read.local_root is not None:  # a plain file read: zarr's store API would add a round
+        try:  # trip to its event loop per chunk
+            with open(os.path.join(read.local_root, key), "rb") as file:
+                return file.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+    buffer = sync((array.store_path / key).get(default_buffer_prototype()))
+    return None if buffer is None else buffer.to_bytes()
+
+
+def read_chunk(array: zarr.Array, index, read: Layout) -> np.ndarray:
+    """Return chunk ``index`` of ``array``, checked (see the module's docstring)."""
+    index = tuple(int(i) for i in index)
+    if not read.ours:
+        return array.get_block_selection(index) if read.sharding is None else \
+            array[_selection(array.shape, read.chunk_shape, index)]
+    codec = read.codec
+    spec = codec.spec
+    name = spec.name
+    key = chunk_key(array, read, index)
+    whence = f"{name}: chunk {index} (object {key!r}) of {where(array.store_path, None)}"
+    data = chunk_object(array, read, index)
+    if data is None:
+        raise codec.error(f"{whence} is missing: every chunk of a chunkpress array is written, "
+                          "so the store is damaged or its write did not finish")
+    try:
+        body = integrity.unseal(data)
+        if codec.write is not None:
+            body, _ = integrity.split(body, codec.write, array.ndim, index)
+        extent = tuple(min(c, n - i * c) for n, c, i in zip(array.shape, read.chunk_shape,
+                                                              index))
+        block = decode_block(body, spec, read.chunk_shape, array.dtype)
+    except integrity.PlaceError as exc:
+        raise codec.error(f"{whence} is not this chunk: {exc}") from None
+    except (ChunkpressError, ValueError) as exc:
+        raise codec.error(f"{whence} cannot be read; the stored bytes are damaged: {exc}") \
+            from exc
+    if block.shape != extent:
+        if any(b < e for b, e in zip(block.shape, extent)):
+            raise codec.error(f"{whence} cannot be read: the stream holds a block of shape "
+                              f"{block.shape}, the chunk has {extent} values")
+        block = block[tuple(slice(0, e) for e in extent)]
+    return block
+
+
+def chunk_key(array: zarr.Array, read: Layout, index) -> str:
+    """The object that holds chunk ``index``: its own key, or its shard's (with the index in
+    the shard)."""
+    if read.sharding is None:
+        return array.metadata.encode_chunk_key(tuple(index))
+    per = [s // c for s, c in zip(array.shards, read.chunk_shape)]
+    shard = tuple(i // p for i, p in zip(index, per))
+    inner = tuple(i % p for i, p in zip(index, per))
+    return f"{array.metadata.encode_chunk_key(shard)}[{', '.join(map(str, inner))}]"
+
+
+def _selection(shape, chunk_shape, index):
+    return tuple(slice(i * c, min(n, (i + 1) * c)) for n, c, i in zip(shape, chunk_shape, index))
+
+
+def arrays_of(node) -> list:
+    """Return [(name, array)] of a zarr array or every array under a group, sorted."""
+    if isinstance(node, zarr.Array):
+        return [(node.path or "/", node)]
+    out = []
+    for name, member in sorted(node.members(max_depth=None)):
+        if isinstance(member, zarr.Array):
+            out.append((name, member))
+    return out
+
+
+def info(store, *, storage_options=None) -> pd.DataFrame:
+    """Return one row per array of a store: codec, parameters, sizes, ratio, error bound.
+
+    ``error_bound`` is the bound the metadata claims (the codec's configuration: anyone who
+    can edit ``zarr.json`` can change it); ``measured_error`` is the max error the writer
+    measured on every value (``verify=True``), recorded beside it, NaN where not measured.
+    ``chunkpress.verify`` checks the chunks; given the original, it measures the error anew.
+    """
+    opened = read_store(store, storage_options)
+    publish.check_complete(opened, None, storage_options)
+    try:
+        node = zarr.open(opened, mode="r")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no zarr store at {where(store, None)}") from None
+    rows = []
+    for name, array in arrays_of(node):
+        read = layout(array)
+        stored = sync(array.store_path.store.getsize_prefix(_prefix(array)))
+        raw = math.prod(array.shape) * array.dtype.itemsize
+        row = {"variable": name, "shape": array.shape,
+               "dtype": str(array.dtype), "original_bytes": raw, "stored_bytes": stored,
+               "ratio": raw / stored if stored else math.inf, "measured_error": math.nan}
+        if read.ours:
+            codec = read.codec
+            target = codec.target
+            scale = abs(float(array.attrs.get("scale_factor", 1.0)))
+            bound = _codecs.bound(codec.spec, target)
+            row.update(codec=codec.spec.name,
+                       parameters=", ".join(f"{k}={v}" for k, v in target.items()),
+                       error_bound=math.nan if bound is None else bound * scale)
+            measured = array.attrs.get(MEASURED)
+            if isinstance(measured, (int, float)) and not isinstance(measured, bool):
+                row["measured_error"] = float(measured) * scale
+        else:
+            compressors = [c.to_dict()["name"] for c in array.compressors]
+            row.update(codec="+".join(compressors) or "none", parameters="",
+                       error_bound=0.0 if array.dtype.kind != "f" or not array.filters else
+                       math.nan)
+        rows.append(row)
+    columns = ["variable", "codec", "parameters", "dtype", "shape", "original_bytes",
+               "stored_bytes", "ratio", "error_bound", "measured_error"]
+    return pd.DataFrame(rows, columns=columns).set_index("variable")
+
+
+#: the array attribute holding the max error the writer measured (verify=True), stored units
+MEASURED = "chunkpress_measured_max_error"
+
+
+def _prefix(array) -> str:
+    path = array.store_path.path
+    return f"{path}/" if path else ""
+
+
+def read_store(store, storage_options=None):
+    """Return a store to read: a read-only zip store for a ``.zip`` path, an fsspec store for
+    a URL, ``store`` itself otherwise."""
+    if isinstance(store, (str, os.PathLike)) and str(store).endswith(".zip") \
+            and "://" not in str(store):
+        if not os.path.isfile(store):
+            raise FileNotFoundError(f"no such file: {store}")
+        return ZipStore(store, mode="r")
+    if isinstance(store, str) and "://" in store:
+        from zarr.storage import FsspecStore
+
+        return FsspecStore.from_url(store, storage_options=storage_options, read_only=True)
+    if storage_options is not None and not isinstance(store, (str, os.PathLike)):
+        raise ValueError("storage_options go with a URL (s3://...), not with a store object")
+    return store
+
+
+def where(store, path) -> str:
+    where = str(store)
+    return f"{where}/{path}" if path else where

@@ -1,0 +1,184 @@
+"""Zarr v3 shards: the codec-aligned blocks are the inner chunks, each shard written whole.
+
+A shard object (``sharding_indexed``, index at the end, zarr's default) is the inner chunk
+objects one after another, then the index: for every inner chunk of the shard, in C order,
+its offset and length (uint64 little-endian; both all ones: absent), then the index's
+CRC-32C. One task writes one shard, so no two tasks ever write the same object. Reading an
+inner chunk reads the index, then that chunk's byte range only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+
+import numpy as np
+from zarr.abc.store import RangeByteRequest, SuffixByteRequest
+from zarr.codecs import BytesCodec, Crc32cCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+from . import integrity
+
+__all__ = ["shard_shape", "groups", "put_shard", "read_inner", "sharding_document",
+           "AUTO_SHARD_BYTES"]
+
+#: input bytes a shard of ``shards="auto"`` holds at most
+AUTO_SHARD_BYTES = 256 * 2**20
+_EMPTY = 2**64 - 1
+
+
+def shard_shape(shards, chunk_shape, shape, itemsize) -> tuple | None:
+    """Return the shard shape in elements for ``shards=`` (None: no sharding).
+
+    ``shards`` is a shape in elements (a multiple of the chunk shape, as zarr takes it),
+    ``{"chunks": shape}`` (chunks per shard), or ``"auto"``: whole chunks along the last axes
+    first, up to AUTO_SHARD_BYTES of input, never past the array.
+
+    >>> shard_shape((8, 8), (4, 4), (100, 100), 4)
+    (8, 8)
+    >>> shard_shape({"chunks": (2, 1)}, (4, 4), (100, 100), 4)
+    (8, 4)
+    >>> shard_shape("auto", (4, 4), (10, 10), 4)
+    (12, 12)
+    """
+    if shards is None:
+        return None
+    ndim = len(chunk_shape)
+    if isinstance(shards, str):
+        if shards != "auto":
+            raise ValueError(f"shards must be a shape, {{'chunks': shape}} or 'auto', "
+                             f"got {shards!r}")
+        per = [1] * ndim
+        budget = AUTO_SHARD_BYTES // max(1, math.prod(chunk_shape) * itemsize)
+        for axis in reversed(range(ndim)):
+            fits = max(1, math.ceil(shape[axis] / chunk_shape[axis]))
+            grow = max(1, min(fits, budget // max(1, math.prod(per))))
+            per[axis] = grow
+        return tuple(p * c for p, c in zip(per, chunk_shape))
+    if isinstance(shards, dict):
+        if set(shards) != {"chunks"}:
+            raise ValueError(f"shards as a dict takes one key, 'chunks' (chunks per shard), "
+                             f"got {sorted(shards)}")
+        per = _shape(shards["chunks"], ndim, "shards['chunks']")
+        return tuple(p * c for p, c in zip(per, chunk_shape))
+    elements = _shape(shards, ndim, "shards")
+    if any(e % c for e, c in zip(elements, chunk_shape)):
+        raise ValueError(f"shards {elements} (in elements) must be a multiple of the chunk shape "
+                         f"{tuple(chunk_shape)} along every axis, e.g. "
+                         f"{tuple(2 * c for c in chunk_shape)}; or give {{'chunks': shape}} or "
+                         "'auto'")
+    return elements
+
+
+def _shape(value, ndim, name) -> tuple:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value,) * ndim
+    try:
+        shape = tuple(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a tuple of {ndim} positive whole numbers, "
+                        f"got {value!r}") from None
+    if len(shape) != ndim or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
+                                     and s >= 1 for s in shape):
+        raise ValueError(f"{name} must be a tuple of {ndim} positive whole numbers, "
+                         f"got {value!r}")
+    return tuple(int(s) for s in shape)
+
+
+def groups(indices, grid, chunk_shape, shard_shape, offset) -> list:
+    """Return [(shard index, [block indices])]: the blocks of each shard, shard by shard."""
+    per = [s // c for s, c in zip(shard_shape, chunk_shape)]
+    out: dict = {}
+    for index in indices:
+        shard = tuple((i + o) // p for i, o, p in zip(index, offset, per))
+        out.setdefault(shard, []).append(index)
+    return list(out.items())
+
+
+def sharding_document(chunk_shape, inner_codecs) -> dict:
+    return {"name": "sharding_indexed",
+            "configuration": {"chunk_shape": list(chunk_shape), "codecs": list(inner_codecs),
+                              "index_codecs": [BytesCodec().to_dict(), Crc32cCodec().to_dict()],
+                              "index_location": "end"}}
+
+
+def _per_shard(metadata) -> tuple:
+    sharding = metadata.codecs[0]
+    return tuple(s // c for s, c in zip(metadata.chunk_grid.chunk_shape, sharding.chunk_shape))
+
+
+def put_shard(sink, shard, streams, chunk_shape) -> int:
+    """Write the shard ``shard`` whole: ``streams`` are (grid index, stream) of its chunks."""
+    per = _per_shard(sink.metadata)
+    index = np.full((*per, 2), _EMPTY, "<u8")
+    parts, position = [], 0
+    for place, stream in sorted(streams):
+        pieces = integrity.parts(stream, place, sink.write)
+        size = sum(len(p) for p in pieces)
+        index[tuple(p % n for p, n in zip(place, per))] = (position, size)
+        parts += pieces
+        position += size
+    table = index.tobytes()
+    parts += [table, integrity.crc(table)]
+    return sink.put(sink.key(shard), parts)
+
+
+def _index_size(per) -> int:
+    return 16 * math.prod(per) + 4
+
+
+def read_inner(array, read, index):
+    """Return the stored bytes of inner chunk ``index`` (its global grid index), None if the
+    chunk or its shard is absent."""
+    sharding = read.sharding
+    config = sharding.to_dict()["configuration"]
+    codecs = [c["name"] for c in config.get("index_codecs", [])]
+    if codecs != ["bytes", "crc32c"]:
+        raise ValueError(f"shard index codecs {codecs} are not read by chunkpress (it reads "
+                         "zarr's default: bytes then crc32c)")
+    per = tuple(s // c for s, c in zip(array.shards, read.chunk_shape))
+    shard = tuple(i // p for i, p in zip(index, per))
+    inner = tuple(i % p for i, p in zip(index, per))
+    key = array.metadata.encode_chunk_key(shard)
+    size = _index_size(per)
+    at_end = config.get("index_location", "end") == "end"
+    if read.local_root is not None:
+        try:
+            with open(os.path.join(read.local_root, key), "rb") as file:
+                if at_end:
+                    file.seek(-size, os.SEEK_END)
+                raw = file.read(size)
+                entry = _entry(raw, per, inner)
+                if entry is None:
+                    return None
+                file.seek(entry[0])
+                return file.read(entry[1])
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:  # seek before the start: a shard shorter than its index
+            raise ValueError(f"shard {key!r} is truncated ({exc})") from None
+    node = array.store_path / key
+    request = SuffixByteRequest(size) if at_end else RangeByteRequest(0, size)
+    buffer = sync(node.get(default_buffer_prototype(), byte_range=request))
+    if buffer is None:
+        return None
+    entry = _entry(buffer.to_bytes(), per, inner)
+    if entry is None:
+        return None
+    buffer = sync(node.get(default_buffer_prototype(),
+                           byte_range=RangeByteRequest(entry[0], entry[0] + entry[1])))
+    return None if buffer is None else buffer.to_bytes()
+
+
+def _entry(raw: bytes, per, inner):
+    """Return (offset, length) of an inner chunk from a shard's index, None if absent."""
+    if len(raw) != _index_size(per) or integrity.crc(raw[:-4]) != raw[-4:]:
+        raise ValueError("shard index checksum mismatch (crc32c): the shard is damaged or "
+                         "truncated")
+    position = int(np.ravel_multi_index(inner, per))
+    offset, length = struct.unpack_from("<QQ", raw, 16 * position)
+    if offset == _EMPTY and length == _EMPTY:
+        return None
+    return offset, length

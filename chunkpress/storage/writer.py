@@ -1,0 +1,435 @@
+"""to_zarr: compressed blocks written straight into a Zarr v3 store, published when complete.
+
+Each block is encoded once, by the task that writes it: the array's metadata names the
+chunkpress codec (then zarr's crc32c), and each block's kernel stream, its place record and a
+CRC-32C behind it (see ``integrity``), is put into the store as the chunk object of that block
+(or, with ``shards=``, as an inner chunk of the shard its task writes whole). An edge block's
+stream holds its real extent only; the Zarr codec pads it when decoding.
+
+Nothing is visible at the target until the write is complete: the chunks go where no reader
+looks and the metadata is written last (see ``publish``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+
+import dask
+import dask.array as da
+import numpy as np
+import zarr
+from dask._task_spec import List, Task, TaskRef  # dask has no public API for a graph of tasks
+from dask.base import tokenize                    # whose arguments are other tasks' results
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
+from zarr.codecs import Crc32cCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+from zarr.storage import LocalStore, MemoryStore
+
+from .. import api
+from ..graph import _codecs, build
+from ..graph.compressed import CompressedArray
+from . import integrity, publish, shards as _shards
+from .codecs import zarr_codec
+from .reader import MEASURED
+
+__all__ = ["to_zarr", "compress_for_zarr", "ArrayWrite", "ChunkSink", "write_blocks",
+           "regular_chunks", "WriteJob"]
+
+_PARAMS = ("tolerance", "rate", "precision", "mode", "quality", "level")
+
+
+def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=None, mode=None,
+            quality=None, level=None, chunks="auto", verify=False, path=None, overwrite=False,
+            compute=True, attributes=None, dimension_names=None, storage_options=None,
+            shards=None, region=None):
+    """Compress ``data`` block by block straight into a Zarr v3 array in ``store``.
+
+    ``data`` is anything ``chunkpress.compress`` takes (compressed here with ``codec``, default
+    "zfp", and its parameters) or a CompressedArray (written as it is; its codec and parameters
+    are fixed). ``store`` is a path (``.zip``: a zip file), a URL (``s3://...``, with
+    ``storage_options``), a zarr store, or an Icechunk session's store. Every block becomes one
+    chunk object, encoded once, in parallel, by the task that writes it; ``shards=`` (a shape
+    in chunks, or ``"auto"``) groups them into Zarr v3 shards, each written whole by one task.
+
+    An existing array is refused unless ``overwrite=True``, which replaces it only once the new
+    one is complete: a write that fails or is killed leaves the old array as it was (see
+    ``chunkpress.storage.publish``). ``overwrite`` never deletes anything that is not the
+    Zarr store it replaces. ``region=`` (a tuple of slices, aligned to the chunks) rewrites
+    part of an existing chunkpress array with its own codec and target.
+
+    ``compute=False`` returns a ``dask.delayed`` that does the work, like
+    ``dask.array.to_zarr``; otherwise the blocks are written now and the zarr array returned.
+    """
+    params = dict(zip(_PARAMS, (tolerance, rate, precision, mode, quality, level)))
+    if region is not None:
+        from .append import write_region
+
+        return write_region(data, store, region, path=path, codec=codec, params=params,
+                            verify=verify, compute=compute, storage_options=storage_options)
+    compressed = compress_for_zarr(data, codec, chunks, verify, params)
+    destination = publish.open_destination(store, path, overwrite=overwrite,
+                                           storage_options=storage_options)
+    try:
+        plan = ArrayWrite(destination, "", compressed, attributes=attributes,
+                          dimension_names=dimension_names, shards=shards)
+        writes = [plan.writes()]
+    except BaseException:
+        destination.abort()
+        destination.close()
+        raise
+    job = WriteJob(writes, destination, [plan],
+                   lambda: zarr.open_array(_reopen(store, storage_options, destination),
+                                           path=path, mode="r"))
+    return job if not compute else job.compute()
+
+
+class WriteJob(Delayed):
+    """A write not yet run, as a ``dask.delayed``: computing it writes every chunk on the
+    scheduler, then publishes the write in this process (the one that checks what the
+    store holds), and its value is what ``opener()`` returns (the array written).
+
+    Its own ``compute()`` also removes what a failed write left unpublished; a write computed
+    with ``dask.compute`` that fails leaves that to the next write of the same target.
+    """
+
+    __slots__ = ("destination", "plans", "opener")
+
+    def __init__(self, writes: list, destination: publish.Destination, plans, opener):
+        collected = dask.delayed(_results, pure=True)(
+            writes, dask_key_name="chunkpress-written-" + tokenize([w.key for w in writes]))
+        super().__init__(collected.key, collected.dask)
+        self.destination = destination
+        self.plans = plans
+        self.opener = opener
+
+    def __dask_postcompute__(self):
+        return _publish, (self.destination, self.plans, self.opener)
+
+    def compute(self, **kwargs):
+        try:
+            return super().compute(**kwargs)
+        except BaseException:
+            self.destination.abort()
+            self.destination.close()
+            raise
+
+
+def _results(results) -> list:
+    return list(results)
+
+
+def _publish(results, destination, plans, opener):
+    """Record what was measured, hand the documents over, publish (see ``WriteJob``)."""
+    (results,) = results
+    try:
+        for plan, (_, measured) in zip(plans, results):
+            plan.record_measured(measured)
+            plan.hand_over()
+        destination.publish()
+    except BaseException:
+        destination.abort()
+        raise
+    finally:
+        destination.close()
+    return opener()
+
+
+def _reopen(store, storage_options, destination):
+    """The target as a store to read the published array from."""
+    if isinstance(store, (str, os.PathLike)) and "://" not in str(store):
+        if str(store).endswith(".zip"):
+            return zarr.storage.ZipStore(store, mode="r")
+        return os.fspath(store)
+    if isinstance(store, str):
+        return destination.store
+    return store
+
+
+class ChunkSink:
+    """Where a write task puts chunk objects: the destination's store, under the array's keys.
+
+    Local directories are written with plain file writes (zarr's store API would hand each
+    one to its event loop and back), each under a temporary name then renamed, so that an
+    object is whole or absent.
+    """
+
+    def __init__(self, store, path: str, metadata, write: str | None):
+        self.store = store
+        self.path = path
+        self.metadata = metadata
+        self.write = write
+        self.local = os.path.join(str(store.root), path) if isinstance(store, LocalStore) \
+            else None
+
+    def key(self, index) -> str:
+        return self.metadata.encode_chunk_key(tuple(index))
+
+    def put_chunk(self, index, stream) -> int:
+        """Store one block's stream as the chunk object ``index``; return its size."""
+        return self.put(self.key(index), integrity.parts(stream, index, self.write))
+
+    def put(self, key: str, parts) -> int:
+        size = sum(len(p) for p in parts)
+        if self.local is not None:
+            path = os.path.join(self.local, key)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            partial = f"{path}.{os.getpid()}-{threading.get_ident()}.partial"
+            with open(partial, "wb") as file:
+                for part in parts:
+                    file.write(part)
+            os.replace(partial, path)
+        else:
+            data = b"".join(parts)
+            buffer = default_buffer_prototype().buffer.from_bytes(data)
+            sync(self.store.set(f"{self.path}/{key}" if self.path else key, buffer))
+        return size
+
+
+class ArrayWrite:
+    """One chunkpress array of a write: its metadata document and the tasks that write it."""
+
+    def __init__(self, destination: publish.Destination, node: str,
+                 compressed: CompressedArray, *, attributes=None, dimension_names=None,
+                 shards=None, missing=None, document: dict | None = None):
+        self.destination = destination
+        self.node = node
+        self.compressed = compressed
+        self.write = destination.write
+        self.chunk_shape = tuple(max(1, axis[0]) for axis in compressed.chunks)
+        self.shard_shape = _shards.shard_shape(shards, self.chunk_shape, compressed.shape,
+                                               compressed.dtype.itemsize)
+        choice = getattr(compressed, "choice", None)
+        if choice is not None:  # what codec="auto" chose and why, for `chunkpress info`
+            from .. import auto
+
+            attributes = {**(attributes or {}), auto.ATTRIBUTE: auto.attribute(choice)}
+        codec = zarr_codec(compressed.codec, compressed.params, write=self.write,
+                           missing=missing)
+        if document is None:
+            document, metadata = self._document(codec, attributes, dimension_names)
+        else:  # given (xarray made it): the codec and key encoding set here
+            document, metadata = self._adopt(document, codec)
+        self.document = document
+        self.metadata = metadata
+
+    def _document(self, codec, attributes, dimension_names):
+        memory = MemoryStore()
+        array = zarr.create_array(
+            memory, shape=self.compressed.shape, chunks=self.chunk_shape,
+            shards=self.shard_shape, dtype=self.compressed.dtype, serializer=codec,
+            compressors=[Crc32cCodec()], filters=None, attributes=attributes,
+            dimension_names=dimension_names, zarr_format=3,
+            chunk_key_encoding=self.destination.key_encoding(self.node),
+        )
+        return json.loads(sync(memory.get("zarr.json", default_buffer_prototype()))
+                          .to_bytes()), array.metadata
+
+    def _adopt(self, document, codec):
+        document = dict(document)
+        inner = [codec.to_dict(), Crc32cCodec().to_dict()]
+        if self.shard_shape is not None:
+            document["chunk_grid"] = {"name": "regular",
+                                      "configuration": {"chunk_shape": list(self.shard_shape)}}
+            document["codecs"] = [_shards.sharding_document(self.chunk_shape, inner)]
+        else:
+            document["chunk_grid"] = {"name": "regular",
+                                      "configuration": {"chunk_shape": list(self.chunk_shape)}}
+            document["codecs"] = inner
+        document["chunk_key_encoding"] = self.destination.key_encoding(self.node)
+        memory = MemoryStore()
+        sync(memory.set("zarr.json", default_buffer_prototype().buffer.from_bytes(
+            json.dumps(document).encode())))
+        return document, zarr.open_array(memory, mode="r").metadata
+
+    def sink(self) -> ChunkSink:
+        return ChunkSink(self.destination.store, self.destination.path(self.node),
+                         self.metadata, self.write)
+
+    def expected_keys(self) -> list:
+        grid = self.shard_shape or self.chunk_shape
+        counts = [math.ceil(n / c) if n else 0 for n, c in zip(self.compressed.shape, grid)]
+        return [self.metadata.encode_chunk_key(i) for i in np.ndindex(*counts)]
+
+    def writes(self) -> Delayed:
+        """The delayed that writes every chunk (or shard); its value: (bytes, max error)."""
+        return write_blocks(self.compressed, self.sink(), self.shard_shape)
+
+    def record_measured(self, measured: float) -> None:
+        if self.compressed.verified and math.isfinite(measured):
+            attributes = dict(self.document.get("attributes") or {})
+            attributes[MEASURED] = float(measured)
+            self.document["attributes"] = attributes
+
+    def hand_over(self) -> None:
+        """Give the destination the document, and the chunk objects it must find."""
+        self.destination.add_document(self.node, self.document, self.expected_keys())
+
+
+def regular_chunks(chunks) -> bool:
+    """Whether a dask chunking is a zarr chunk grid: equal blocks along each axis, but the last.
+
+    >>> regular_chunks(((4, 4, 2), (3,)))
+    True
+    >>> regular_chunks(((4, 2, 4),))
+    False
+    """
+    return all(all(c == axis[0] for c in axis[:-1]) and axis[-1] <= axis[0] for axis in chunks)
+
+
+def write_blocks(compressed: CompressedArray, sink: ChunkSink, shard_shape=None,
+                 offset=None) -> Delayed:
+    """Return a delayed that writes every block of ``compressed`` through ``sink``.
+
+    Its value is (bytes written, max error measured or NaN). Each task writes a group of
+    neighbouring blocks (a few MiB of input, a few groups per worker), or one whole shard:
+    the scheduler handles tens of tasks, not one per block. While the blocks are lazy
+    (``compressed.recipe``), the task that writes a block encodes it, straight from the input,
+    the way ``compress`` would: nothing is encoded twice and no block is kept. Blocks that
+    already exist (persisted) are written as they are. ``offset``: the grid index of block
+    (0, ...) in the array (appends and regions).
+    """
+    recipe = compressed.recipe
+    name = "chunkpress-write-" + tokenize(compressed.name, sink.path, sink.write,
+                                          str(sink.store), shard_shape, offset)
+    grid = compressed.numblocks
+    indices = list(np.ndindex(*grid)) if grid else [()]
+    offset = tuple(offset or (0,) * len(grid))
+    if shard_shape is not None:
+        groups = _shards.groups(indices, grid, compressed.chunksize, shard_shape, offset)
+    else:
+        block_bytes = math.prod(compressed.chunksize) * compressed.dtype.itemsize \
+            if compressed.ndim else compressed.dtype.itemsize
+        size = _group_size(len(indices), block_bytes, api._workers())
+        groups = [(None, indices[s:s + size]) for s in range(0, len(indices), size)]
+    starts = None if recipe is None else [np.cumsum((0,) + axis) for axis in recipe.x.chunks]
+    layer = {}
+    for number, (shard, group) in enumerate(groups):
+        key = (name, number)
+        if recipe is None:
+            blocks = List(*(TaskRef((compressed.name, *index)) for index in group))
+            layer[key] = Task(key, _write_group, blocks, group, None, None, None, sink, shard,
+                              offset, compressed.chunksize)
+        else:
+            layer[key] = Task(key, _write_group, _inputs(recipe, group, starts), group,
+                              recipe.codec, [build.block_kwargs(recipe, i) for i in group],
+                              (recipe.verify_bound, recipe.max_mse), sink, shard, offset,
+                              compressed.chunksize)
+    layer[name] = Task(name, _total, List(*(TaskRef(k) for k in layer)))
+    source = recipe.x if recipe is not None and recipe.numpy is None else \
+        (compressed if recipe is None else None)
+    graph = HighLevelGraph.from_collections(name, layer,
+                                            dependencies=[source] if source is not None else ())
+    return Delayed(name, graph)
+
+
+#: input bytes a write task takes at most (several blocks, when they are small)
+GROUP_BYTES = 16 * 2**20
+
+
+def _group_size(blocks: int, block_bytes: int, workers: int) -> int:
+    """Return how many blocks one write task takes: up to GROUP_BYTES of input, and at least
+    four tasks per worker so that the work stays balanced.
+
+    >>> _group_size(256, 2**20, 2)
+    16
+    >>> _group_size(256, 2**20, 32)
+    2
+    >>> _group_size(10, 64 * 2**20, 2)
+    1
+    """
+    by_bytes = max(1, GROUP_BYTES // max(1, block_bytes))
+    by_balance = max(1, blocks // (4 * max(1, workers)))
+    return min(by_bytes, by_balance)
+
+
+def _inputs(recipe, group, starts):
+    """Return the input of each block of ``group``: views of a numpy array, or task references.
+
+    ``starts`` holds, per axis, where each block begins (and the extent, last).
+    """
+    if recipe.numpy is not None:
+        return [recipe.numpy[tuple(slice(s[i], s[i + 1]) for s, i in zip(starts, index))]
+                for index in group]
+    return List(*(TaskRef((recipe.x.name, *index)) for index in group))
+
+
+def _write_group(blocks, indices, codec, kwargs, verify, sink: ChunkSink, shard, offset,
+                 chunk_shape) -> tuple:
+    """Encode (unless ``codec`` is None: already encoded) and store a group of blocks."""
+    streams, worst = [], math.nan
+    for number, (block, index) in enumerate(zip(blocks, indices)):
+        if codec is not None:
+            block = build.encode_block(block, codec, kwargs[number], verify[0], verify[1],
+                                       index)
+        if not math.isnan(block.max_error):
+            worst = block.max_error if math.isnan(worst) else max(worst, block.max_error)
+        place = tuple(i + o for i, o in zip(index, offset))
+        if shard is None:
+            sink.put_chunk(place, block.data)
+            streams.append(len(block.data))
+        else:
+            streams.append((place, block.data))
+    if shard is not None:
+        return _shards.put_shard(sink, shard, streams, chunk_shape), worst
+    return sum(streams), worst
+
+
+def _total(results) -> tuple:
+    written = sum(r[0] for r in results)
+    errors = [r[1] for r in results if not math.isnan(r[1])]
+    return int(written), (max(errors) if errors else math.nan)
+
+
+# --- what is written ---------------------------------------------------------------------------
+
+
+def compress_for_zarr(data, codec, chunks, verify, params) -> CompressedArray:
+    """Return ``data`` compressed in blocks that make a zarr chunk grid (or checked to)."""
+    given = {k: v for k, v in params.items() if v is not None}
+    if isinstance(data, CompressedArray):
+        if given or codec is not None:
+            raise ValueError("data is already compressed (a CompressedArray): its codec and "
+                             f"parameters are fixed; drop {', '.join(given) or 'codec'}")
+        if not regular_chunks(data.chunks):
+            raise ValueError(
+                f"the blocks of this CompressedArray (chunks {data.chunks}) are not a zarr "
+                "chunk grid (equal blocks along each axis, the last one smaller); compress "
+                "with chunks= one block shape, or pass the array to to_zarr")
+        if data.codec not in _codecs.CODECS and _ragged(data.shape, data.chunks):
+            raise ValueError(
+                f"{data.codec}: its streams do not record their shape, so its edge blocks must "
+                "be whole chunks; pass the array to to_zarr (it pads them) or compress with "
+                "chunks that divide the shape")
+        return data
+    codec = "zfp" if codec is None else codec
+    spec = _codecs.get_codec(codec)
+    compressed = api.compress(data, codec, chunks=chunks, verify=verify, **given)
+    if not regular_chunks(compressed.chunks):
+        compressed = api.compress(data, codec, chunks=compressed.chunksize, verify=verify,
+                                  **given)
+    if spec.name not in _codecs.CODECS and _ragged(compressed.shape, compressed.chunks):
+        # a chain's stream does not hold its shape: its edge blocks are padded to whole chunks
+        x = da.asarray(data) if not isinstance(data, da.Array) else data
+        size = compressed.chunksize
+        pad = [(0, -n % c) for n, c in zip(x.shape, size)]
+        padded = da.pad(x, pad, mode="constant").rechunk(size)
+        blocks = api.compress(padded, codec, chunks=size, verify=verify, **given)
+        compressed = CompressedArray(_cut(blocks.blocks, x.shape), blocks.dtype, blocks._codec,
+                                     blocks.params, blocks.verified)
+    return compressed
+
+
+def _ragged(shape, chunks) -> bool:
+    return any(n % axis[0] for n, axis in zip(shape, chunks) if axis[0])
+
+
+def _cut(blocks: da.Array, shape) -> da.Array:
+    """Return the padded blocks relabelled with the chunks of the unpadded ``shape``."""
+    chunks = tuple(
+        tuple(min(c, n - i) for i in range(0, n, c)) for n, c in zip(shape, blocks.chunksize))
+    return da.Array(blocks.dask, blocks.name, chunks, meta=blocks._meta)
