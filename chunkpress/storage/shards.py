@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import struct
 
 import numpy as np
 from zarr.abc.store import RangeByteRequest, SuffixByteRequest
@@ -22,7 +21,7 @@ from zarr.core.sync import sync
 from . import integrity
 
 __all__ = ["shard_shape", "groups", "put_shard", "read_inner", "sharding_document",
-           "AUTO_SHARD_BYTES"]
+           "ShardFormat", "parse_index", "AUTO_SHARD_BYTES"]
 
 #: input bytes a shard of ``shards="auto"`` holds at most
 AUTO_SHARD_BYTES = 256 * 2**20
@@ -129,28 +128,69 @@ def _index_size(per) -> int:
     return 16 * math.prod(per) + 4
 
 
+class ShardFormat:
+    """How a sharded array's shard objects are laid out: chunks per shard, index place."""
+
+    def __init__(self, array, read):
+        config = read.sharding.to_dict()["configuration"]
+        codecs = [c["name"] for c in config.get("index_codecs", [])]
+        if codecs != ["bytes", "crc32c"]:
+            raise ValueError(f"shard index codecs {codecs} are not read by chunkpress (it reads "
+                             "zarr's default: bytes then crc32c)")
+        self.per = tuple(s // c for s, c in zip(array.shards, read.chunk_shape))
+        self.index_size = _index_size(self.per)
+        self.at_end = config.get("index_location", "end") == "end"
+
+    def shard_of(self, index) -> tuple:
+        """(shard index, index of the inner chunk within it) of inner chunk ``index``."""
+        return (tuple(i // p for i, p in zip(index, self.per)),
+                tuple(i % p for i, p in zip(index, self.per)))
+
+    def inner_chunks(self, shard, grid) -> list:
+        """The grid indices of the inner chunks of ``shard`` that lie inside the array."""
+        ranges = [range(s * p, min(g, (s + 1) * p)) for s, p, g in zip(shard, self.per, grid)]
+        return [tuple(r[i] for r, i in zip(ranges, number))
+                for number in np.ndindex(*(len(r) for r in ranges))]
+
+    def index_of(self, data) -> np.ndarray:
+        """The (offset, length) table of a whole shard object, checked (ValueError if not)."""
+        size = self.index_size
+        if len(data) < size:
+            raise ValueError(f"it is {len(data)} bytes, shorter than its index ({size} bytes): "
+                             "the shard is truncated")
+        raw = data[len(data) - size:] if self.at_end else data[:size]
+        table = parse_index(raw, self.per)
+        body = (0, len(data) - size) if self.at_end else (size, len(data))
+        present = ~np.all(table == _EMPTY, axis=-1)
+        starts, lengths = table[..., 0][present], table[..., 1][present]
+        if np.any(starts < body[0]) or np.any(starts + lengths > body[1]):
+            raise ValueError("its index points outside the shard's chunk bytes: the shard is "
+                             "damaged or truncated")
+        return table
+
+
+def parse_index(raw, per) -> np.ndarray:
+    """The (offset, length) table (shape ``per + (2,)``) of a shard index, CRC checked."""
+    if len(raw) != _index_size(per) or integrity.crc(raw[:-4]) != bytes(raw[-4:]):
+        raise ValueError("shard index checksum mismatch (crc32c): the shard is damaged or "
+                         "truncated")
+    return np.frombuffer(raw, "<u8", count=2 * math.prod(per)).reshape(*per, 2)
+
+
 def read_inner(array, read, index):
     """Return the stored bytes of inner chunk ``index`` (its global grid index), None if the
     chunk or its shard is absent."""
-    sharding = read.sharding
-    config = sharding.to_dict()["configuration"]
-    codecs = [c["name"] for c in config.get("index_codecs", [])]
-    if codecs != ["bytes", "crc32c"]:
-        raise ValueError(f"shard index codecs {codecs} are not read by chunkpress (it reads "
-                         "zarr's default: bytes then crc32c)")
-    per = tuple(s // c for s, c in zip(array.shards, read.chunk_shape))
-    shard = tuple(i // p for i, p in zip(index, per))
-    inner = tuple(i % p for i, p in zip(index, per))
+    shape = ShardFormat(array, read)
+    shard, inner = shape.shard_of(index)
     key = array.metadata.encode_chunk_key(shard)
-    size = _index_size(per)
-    at_end = config.get("index_location", "end") == "end"
+    size = shape.index_size
     if read.local_root is not None:
         try:
             with open(os.path.join(read.local_root, key), "rb") as file:
-                if at_end:
+                if shape.at_end:
                     file.seek(-size, os.SEEK_END)
                 raw = file.read(size)
-                entry = _entry(raw, per, inner)
+                entry = _entry(raw, shape.per, inner)
                 if entry is None:
                     return None
                 file.seek(entry[0])
@@ -160,11 +200,11 @@ def read_inner(array, read, index):
         except OSError as exc:  # seek before the start: a shard shorter than its index
             raise ValueError(f"shard {key!r} is truncated ({exc})") from None
     node = array.store_path / key
-    request = SuffixByteRequest(size) if at_end else RangeByteRequest(0, size)
+    request = SuffixByteRequest(size) if shape.at_end else RangeByteRequest(0, size)
     buffer = sync(node.get(default_buffer_prototype(), byte_range=request))
     if buffer is None:
         return None
-    entry = _entry(buffer.to_bytes(), per, inner)
+    entry = _entry(buffer.to_bytes(), shape.per, inner)
     if entry is None:
         return None
     buffer = sync(node.get(default_buffer_prototype(),
@@ -174,11 +214,8 @@ def read_inner(array, read, index):
 
 def _entry(raw: bytes, per, inner):
     """Return (offset, length) of an inner chunk from a shard's index, None if absent."""
-    if len(raw) != _index_size(per) or integrity.crc(raw[:-4]) != raw[-4:]:
-        raise ValueError("shard index checksum mismatch (crc32c): the shard is damaged or "
-                         "truncated")
-    position = int(np.ravel_multi_index(inner, per))
-    offset, length = struct.unpack_from("<QQ", raw, 16 * position)
+    table = parse_index(raw, per)
+    offset, length = (int(v) for v in table[inner])
     if offset == _EMPTY and length == _EMPTY:
         return None
     return offset, length
