@@ -5,6 +5,7 @@
     chunkpress compress IN OUT.zarr --codec auto --tolerance 0.01      # chosen on samples
     chunkpress decompress IN.zarr OUT.nc
     chunkpress info STORE
+    chunkpress verify STORE [--against ORIGINAL] [--json]              # exits 3 if damaged
     chunkpress evaluate IN [--var t] [--codecs zfp,sz3] [--tolerances 0.1,0.01] [--plot rd.png]
     chunkpress demo [--out DIR]
 
@@ -23,6 +24,7 @@ import tempfile
 
 EXIT_USER_ERROR = 1
 EXIT_USAGE = 2
+EXIT_PROBLEMS = 3  # verify found problems in the store
 
 
 class UserError(Exception):
@@ -95,8 +97,49 @@ def _decompress(args) -> int:
 
 def _info(args) -> int:
     _check_input(args.store)
-    _print_table(_info_table(args.store))
+    table = _info_table(args.store)
+    _print_table(table.rename(columns=_INFO_COLUMNS))
+    print(f"\n{_INFO_COLUMNS['error_bound']}: the max error the metadata (zarr.json) claims; "
+          f"{_INFO_COLUMNS['measured_error']}: the max error the writer measured on every "
+          "value (written with verify=True; NaN: not measured)")
+    claimed, measured = table["error_bound"], table["measured_error"]
+    for name in table.index[measured > claimed]:
+        print(f"{name}: the measured error {measured[name]:.4g} exceeds the claimed bound "
+              f"{claimed[name]:.4g}: the metadata claims a bound the data does not meet")
+    missing = table["missing_chunks"].fillna(0)
+    for name in table.index[missing > 0]:
+        print(f"{name}: {missing[name]} chunk object(s) missing")
+    if (measured > claimed).any() or (missing > 0).any():
+        print(f"run `chunkpress verify {args.store}` to name every damaged chunk (with "
+              "--against ORIGINAL: measure the error anew)")
     return 0
+
+
+_INFO_COLUMNS = {"error_bound": "claimed_bound", "measured_error": "measured_error"}
+
+
+def _verify(args) -> int:
+    import json
+
+    from .storage.verify import summary, verify
+
+    _check_input(args.store)
+    if args.against is not None:
+        _check_input(args.against)
+    problems = verify(args.store, against=args.against)
+    if args.json:
+        arrays = problems.attrs["arrays"]
+        print(json.dumps({
+            "problems": [{**row, "chunk": None if row["chunk"] is None else list(row["chunk"])}
+                         for row in problems.to_dict("records")],
+            "arrays": json.loads(arrays.to_json(orient="records")),
+            "summary": problems.attrs["summary"]}, indent=1))
+    else:
+        for row in problems.itertuples():
+            where = "" if row.chunk is None else f" chunk {row.chunk}"
+            print(f"{row.array}:{where} ({row.object or 'metadata'}): {row.problem}")
+        print(summary(problems))
+    return EXIT_PROBLEMS if len(problems) else 0
 
 
 def _evaluate(args) -> int:
@@ -406,6 +449,15 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("info", _info, "per variable: codec, parameters, ratio, error bound, size")
     sub.add_argument("store", metavar="STORE")
+
+    sub = command("verify", _verify, "check every chunk of a store: present, at its place, "
+                  "checksum good (no decoding); with --against, decode and measure the max "
+                  f"error against the recorded bound. Exits {EXIT_PROBLEMS} on any problem")
+    sub.add_argument("store", metavar="STORE")
+    sub.add_argument("--against", metavar="ORIGINAL", help="the original data (netCDF or "
+                     "Zarr) to compare every decoded chunk with")
+    sub.add_argument("--json", action="store_true", help="print the problems, the arrays "
+                     "checked and the summary as JSON")
 
     sub = command("evaluate", _evaluate, "every codec at every tolerance on your data: ratio, "
                   "errors, speeds; rate-distortion pictures")

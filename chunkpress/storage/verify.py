@@ -162,12 +162,17 @@ def _check_chunk_object(array, read, index, write, name) -> tuple:
     if data is None:
         if write is None:  # zarr left out a chunk of fill
             return [], {"absent_chunks": 1}
-        return [_row(name, index, key, _MISSING)], {}
-    return _check_chunk(data, index, write, array.ndim, name, key)
+        return [_row(name, index, _full(array, key), _MISSING)], {}
+    return _check_chunk(data, index, write, array.ndim, name, _full(array, key))
+
+
+def _full(array, key) -> str:
+    """The key of an array's object in the whole store."""
+    return f"{array.store_path.path}/{key}" if array.store_path.path else key
 
 
 _MISSING = ("missing: every chunk of a chunkpress array is written, so the store is damaged "
-            "or its write did not finish (it would read as fill)")
+            "or its write did not finish (plain zarr would read it as fill)")
 
 
 def _check_chunk(data, index, write, ndim, name, key) -> tuple:
@@ -189,6 +194,7 @@ def _check_shard(array, read, layout, shard, grid, write, name) -> tuple:
     key = array.metadata.encode_chunk_key(shard)
     inner = layout.inner_chunks(shard, grid)
     data = _get(array, read, key)
+    key = _full(array, key)
     if data is None:
         if write is None:
             return [], {"absent_chunks": len(inner)}
@@ -265,7 +271,7 @@ def _consolidated_problems(node, members) -> list:
     for name, array in members:
         claimed = consolidated.get(name)
         if claimed is not None and claimed.to_dict() != array.metadata.to_dict():
-            problems.append(_row(name, None, "zarr.json", "the root's consolidated metadata "
+            problems.append(_row(name, None, f"{array.store_path.path}/zarr.json", "the root's consolidated metadata "
                                  "(what xr.open_zarr reads) differs from the array's own "
                                  "zarr.json: one of them was edited"))
     return problems
@@ -362,7 +368,8 @@ def _compare(name, array, original, bad, stats, pool) -> list:
     bound = stats["error_bound"]
     for index, (error, allowed, differ, failure) in zip(indices, results):
         if failure is not None:
-            problems.append(_row(name, index, reader.chunk_key(array, read, index), failure))
+            problems.append(_row(name, index, _full(array, reader.chunk_key(array, read, index)),
+                                 failure))
             continue
         if differ:
             mismatched.append((index, differ))
@@ -372,14 +379,15 @@ def _compare(name, array, original, bad, stats, pool) -> list:
             over += 1
     stats["max_error"] = worst if indices else math.nan
     if over:
-        problems.append(_row(name, worst_at, reader.chunk_key(array, read, worst_at),
+        problems.append(_row(name, worst_at, _full(array, reader.chunk_key(array, read,
+                                                                          worst_at)),
                              f"max error {worst:.4g} exceeds the bound {bound:.4g} the "
                              f"metadata records ({read.codec.spec.name} "
                              f"{_params(read.codec.target)}); {over} of {len(indices)} chunks "
                              "exceed it"))
     if mismatched:
         index, count = mismatched[0]
-        problems.append(_row(name, index, reader.chunk_key(array, read, index),
+        problems.append(_row(name, index, _full(array, reader.chunk_key(array, read, index)),
                              f"{sum(c for _, c in mismatched)} values are missing or "
                              f"non-finite in one of the store and the original but not in "
                              f"the other ({count} in this chunk, {len(mismatched)} chunks)"))
