@@ -22,7 +22,7 @@ from xarray.conventions import decode_cf_variable, encode_cf_variable
 
 from . import api, auto as _auto
 from .graph import _codecs
-from .storage import dataset as _dataset, writer as _writer
+from .storage import append as _append, dataset as _dataset, writer as _writer
 
 __all__ = ["encode", "CompressedDataset", "ChunkpressAccessor"]
 
@@ -37,9 +37,13 @@ def encode(obj, codec="zfp", *, tolerance=None, rate=None, precision=None, mode=
     ``codec`` and each parameter are one value for every variable or a dict from variable name
     to value (``tolerance={"t": 0.01, "u": 0.1}``): a float variable missing from a dict given
     is kept exact. ``variables`` lists the variables to compress (default: every float data
-    variable). Nothing is compressed until the result is computed, written or reported.
+    variable). ``chunks``: ``"auto"``, one block shape for every variable, or a dict from
+    dimension name to block extent, as xarray takes it (``{"time": 4, "lat": 48}``; a
+    dimension not named is one block). Nothing is compressed until the result is computed,
+    written or reported.
     """
     dataset, name = _as_dataset(obj)
+    _check_chunks(dataset, chunks)
     given = dict(zip(_PARAMS, (tolerance, rate, precision, mode, quality, level)))
     per_var = {k: v for k, v in given.items() if isinstance(v, dict)}
     if isinstance(codec, dict):
@@ -146,7 +150,7 @@ class CompressedDataset:
         return table.astype({"compressed_bytes": "Int64"})
 
     def to_zarr(self, store, *, overwrite=False, compute=True, storage_options=None,
-                shards=None):
+                shards=None, append_dim=None, region=None):
         """Write it to a Zarr v3 store that plain ``xr.open_zarr`` reads back.
 
         xarray makes the metadata and writes the exact variables; the compressed blocks go
@@ -155,7 +159,22 @@ class CompressedDataset:
         chunk is written: a write that stops halfway leaves no node a reader opens, and
         ``overwrite=True`` replaces an existing store only then. ``compute=False`` returns a
         ``dask.delayed`` that does the writing.
+
+        ``append_dim="time"`` appends to the dataset in ``store`` along that dimension, and
+        ``region={"time": slice(8, 12)}`` rewrites those chunks; both use the store's codec,
+        target and chunks (this dataset's must agree) and need whole chunks (see
+        ``chunkpress.storage.append``).
         """
+        if append_dim is not None or region is not None:
+            _check_update(overwrite, shards, append_dim, region)
+            options = dict(compressed={n: e.compressed for n, e in self._entries.items()},
+                           codec={n: e.compressed.codec for n, e in self._entries.items()},
+                           params=_entry_params(self._entries),
+                           verify=any(e.compressed.verified for e in self._entries.values()),
+                           compute=compute, storage_options=storage_options)
+            if append_dim is not None:
+                return _append.append_dataset(self._source, store, append_dim, **options)
+            return _append.region_dataset(self._source, store, region, **options)
         variables = {name: _dataset.Variable(e.compressed, _missing(e.attrs))
                      for name, e in self._entries.items()}
         attributes = {}
@@ -186,10 +205,30 @@ class ChunkpressAccessor:
         """Return the CompressedDataset (see :func:`chunkpress.xarray.encode`)."""
         return encode(self._obj, codec, **kwargs)
 
-    def to_zarr(self, store, codec="zfp", *, overwrite=False, compute=True,
-                storage_options=None, shards=None, **kwargs):
-        """Compress and write to a Zarr v3 store in one go (see CompressedDataset.to_zarr)."""
-        return encode(self._obj, codec, **kwargs).to_zarr(
+    def to_zarr(self, store, codec=None, *, overwrite=False, compute=True,
+                storage_options=None, shards=None, append_dim=None, region=None, **kwargs):
+        """Compress and write to a Zarr v3 store in one go (see CompressedDataset.to_zarr).
+
+        ``codec`` defaults to "zfp"; with ``append_dim`` or ``region`` to the store's codec,
+        and a codec or parameter given must be the store's.
+        """
+        if append_dim is not None or region is not None:
+            _check_update(overwrite, shards, append_dim, region)
+            dataset, _ = _as_dataset(self._obj)
+            unknown = set(kwargs) - set(_PARAMS) - {"verify", "chunks", "variables"}
+            if unknown:
+                raise TypeError(f"to_zarr got unexpected arguments {sorted(unknown)}")
+            if kwargs.get("chunks", "auto") != "auto" or kwargs.get("variables") is not None:
+                raise ValueError("an append or region write uses the store's chunks and "
+                                 "compresses the variables the store compresses: drop chunks= "
+                                 "and variables=")
+            options = dict(codec=codec, params={k: kwargs.get(k) for k in _PARAMS},
+                           verify=kwargs.get("verify", False), compute=compute,
+                           storage_options=storage_options)
+            if append_dim is not None:
+                return _append.append_dataset(dataset, store, append_dim, **options)
+            return _append.region_dataset(dataset, store, region, **options)
+        return encode(self._obj, "zfp" if codec is None else codec, **kwargs).to_zarr(
             store, overwrite=overwrite, compute=compute, storage_options=storage_options,
             shards=shards)
 
@@ -228,6 +267,42 @@ def _check_names(dataset, names, what):
                            f"dataset (its data variables: {known})")
 
 
+def _check_chunks(dataset, chunks) -> None:
+    """A dict of chunks names dimensions of the dataset (xarray's way)."""
+    if isinstance(chunks, dict):
+        known = list(dataset.dims)
+        for dim in chunks:
+            if dim not in dataset.dims:
+                raise ValueError(f"chunks: {dim!r} is not a dimension of the dataset (its "
+                                 f"dimensions: {', '.join(map(str, known))})")
+
+
+def _variable_chunks(chunks, dims):
+    """The chunks of one variable: a dict by dimension name becomes one by axis."""
+    if isinstance(chunks, dict):
+        return {axis: chunks[dim] for axis, dim in enumerate(dims) if dim in chunks}
+    return chunks
+
+
+def _check_update(overwrite, shards, append_dim, region) -> None:
+    if append_dim is not None and region is not None:
+        raise ValueError("give append_dim or region, not both")
+    if overwrite:
+        raise ValueError("overwrite=True replaces a store; append_dim and region add to or "
+                         "rewrite part of one: give one or the other")
+    if shards is not None:
+        raise ValueError("an append or region write uses the store's shards: drop shards=")
+
+
+def _entry_params(entries) -> dict:
+    """The parameters each entry was compressed with, per variable, in the variable's units."""
+    out = {}
+    for name, entry in entries.items():
+        for key, value in entry.params.items():
+            out.setdefault(key, {})[name] = value
+    return out
+
+
 def _is_float(var: xr.Variable, name) -> bool:
     dtype = np.dtype(var.encoding.get("dtype", var.dtype))
     if "scale_factor" in var.encoding or "add_offset" in var.encoding:
@@ -255,7 +330,8 @@ def _compress_variable(dataset, name, codec, params, chunks, verify, explicit):
     if "tolerance" in stored_params and scale != 1.0:
         stored_params["tolerance"] = float(stored_params["tolerance"]) / scale
     try:
-        compressed = _writer.compress_for_zarr(data, codec, chunks, verify, stored_params)
+        compressed = _writer.compress_for_zarr(data, codec, _variable_chunks(chunks, var.dims),
+                                               verify, stored_params)
     except (ValueError, TypeError) as exc:
         raise type(exc)(f"variable {name!r}: {exc}") from exc
     return _Entry(compressed, var.dims, dict(encoded.attrs), given, scale)

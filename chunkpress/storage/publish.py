@@ -23,6 +23,7 @@ one target: the second is refused (a lock beside a local target, or in the store
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -38,7 +39,8 @@ from zarr.storage import LocalStore, StorePath, ZipStore
 from . import integrity
 
 __all__ = ["open_destination", "Destination", "check_complete", "repair",
-           "IncompleteStoreError", "WriterBusyError", "staging_name"]
+           "IncompleteStoreError", "WriterBusyError", "staging_name", "check_replaceable",
+           "replacing_file"]
 
 #: the key a node's zarr.json was kept under while its chunks were written (older versions)
 WRITING = "zarr.json.writing"
@@ -148,16 +150,26 @@ class _Lock:
     def __init__(self, root: str):
         self.path = staging_name(root, "lock")
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip()
+        while True:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip()
+                os.close(self.fd)
+                self.fd = None
+                raise WriterBusyError(
+                    f"{root}: another chunkpress write to it is running "
+                    f"({holder or 'unknown'}); wait for it to finish, or write elsewhere"
+                ) from None
+            # the holder before us unlinks the file as it lets go: locked, it must still be
+            # the file at the path, else a third writer could lock the new one beside us
+            try:
+                if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             os.close(self.fd)
-            self.fd = None
-            raise WriterBusyError(
-                f"{root}: another chunkpress write to it is running ({holder or 'unknown'}); "
-                "wait for it to finish, or write elsewhere") from None
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"pid {os.getpid()} on {socket.gethostname()} since "
                            f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
@@ -238,44 +250,71 @@ def _ensure_groups(root: str, node: str) -> None:
                 json.dump({"zarr_format": 3, "node_type": "group", "attributes": {}}, file)
 
 
-def repair(root: str) -> str | None:
-    """Finish or undo a swap that a crash interrupted at ``root``; say what was done."""
+def repair(root: str, node: str | None = None, *, locked: bool = False) -> str | None:
+    """Finish or undo a swap that a crash interrupted at ``root`` (its ``node``); say what
+    was done. ``locked``: the caller holds the lock of ``root``; otherwise it is taken here,
+    and nothing is done while a live writer holds it."""
     root = os.path.abspath(root)
-    if os.path.lexists(root) or _held(root):
+    top = os.path.join(root, node.strip("/")) if node and node.strip("/") else root
+    if not _swap_interrupted(top):
         return None
-    parent, name = os.path.split(root)
-    try:
-        entries = os.listdir(parent)
-    except OSError:
+    if not locked:
+        try:
+            lock = _Lock(root)
+        except (WriterBusyError, OSError):  # a live writer (it repairs), or a read-only place
+            return None
+        try:
+            return repair(root, node, locked=True)
+        finally:
+            lock.release()
+    old = _swap_interrupted(top)
+    if not old:
         return None
-    olds = [e for e in entries if e.startswith(f".{name}.chunkpress-old-")]
-    if not olds:
-        return None
-    write = olds[0].rsplit("-", 1)[1]
+    write = old.rsplit("-", 1)[1]
     staging = staging_name(root, "staging", write)
-    old = os.path.join(parent, olds[0])
     if os.path.exists(os.path.join(staging, "zarr.json")):
-        os.rename(staging, root)
+        os.rename(staging, top)
         shutil.rmtree(old, ignore_errors=True)
-        return f"{root}: finished a write that was interrupted while it was put in place"
-    os.rename(old, root)
-    return f"{root}: put back the store that an interrupted write was replacing"
+        return f"{top}: finished a write that was interrupted while it was put in place"
+    os.rename(old, top)
+    return f"{top}: put back the store that an interrupted write was replacing"
 
 
-def _cleanup(root: str) -> None:
-    """Remove staging directories of writers that died (no one holds the lock)."""
-    parent, name = os.path.split(os.path.abspath(root))
+def _swap_interrupted(top: str) -> str | None:
+    """The old directory a swap at ``top`` renamed aside, if nothing took its place."""
+    if os.path.lexists(top):
+        return None
+    parent, name = os.path.split(top)
     try:
-        entries = os.listdir(parent)
+        entries = sorted(os.listdir(parent))
     except OSError:
-        return
-    for entry in entries:
-        if entry.startswith(f".{name}.chunkpress-staging-"):
-            path = os.path.join(parent, entry)
-            if os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                os.remove(path)
+        return None
+    olds = [e for e in entries if _OURS.match(e) and _OURS.match(e)["name"] == name
+            and _OURS.match(e)["kind"] == "old"]
+    return os.path.join(parent, olds[0]) if olds else None
+
+
+def _cleanup(root: str, node: str = "") -> None:
+    """Remove what writers that died left (called with the lock held): their staging
+    directories or files, and old directories a finished swap had not deleted yet."""
+    root = os.path.abspath(root)
+    top = os.path.join(root, node) if node else root
+    for place, kinds in ((root, ("staging",)), (top, ("old",))):
+        parent, name = os.path.split(place)
+        if kinds == ("old",) and not os.path.lexists(place):
+            continue  # the old one is all there is: repair() puts it back, never delete it
+        try:
+            entries = os.listdir(parent)
+        except OSError:
+            continue
+        for entry in entries:
+            match = _OURS.match(entry)
+            if match and match["name"] == name and match["kind"] in kinds and match["id"]:
+                path = os.path.join(parent, entry)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.remove(path)
 
 
 class ZipDestination(Destination):
@@ -289,11 +328,11 @@ class ZipDestination(Destination):
 
     def publish(self) -> None:
         super().publish()
-        self.store.close()
+        _close_zip(self.store)
         os.replace(self.temporary, self.zip_path)
 
     def abort(self) -> None:
-        self.store.close()
+        _close_zip(self.store)
         if os.path.exists(self.temporary):
             os.remove(self.temporary)
 
@@ -301,14 +340,26 @@ class ZipDestination(Destination):
         self.lock.release()
 
 
+def _close_zip(store: ZipStore) -> None:
+    if store._is_open:  # zarr opens a zip store on first use; closing one never opened fails
+        store.close()
+
+
 def _refuse_foreign(root: str, node: str) -> None:
     """Raise unless the directory ``root`` (its ``node``) holds a Zarr store and nothing else."""
     top = os.path.join(root, node) if node else root
-    if not os.path.isdir(top):
-        raise FileExistsError(f"{top} is a file, not a Zarr store; chunkpress does not replace "
+    if not os.path.isdir(top) or os.path.islink(top):
+        what = "a symbolic link" if os.path.islink(top) else "a file"
+        raise FileExistsError(f"{top} is {what}, not a Zarr store; chunkpress does not replace "
                               "it: choose another name, or remove it yourself")
     arrays = []
     for directory, dirs, files in os.walk(top):
+        for name in dirs + files:
+            if os.path.islink(os.path.join(directory, name)):
+                raise FileExistsError(
+                    f"{top} holds {os.path.join(directory, name)!r}, a symbolic link, which "
+                    "chunkpress did not write; overwrite=True replaces only a Zarr store and "
+                    "never deletes what it did not write: choose another path")
         if "zarr.json" in files or ".zarray" in files:
             kind = "array" if ".zarray" in files else _node_type(directory)
             if kind == "array":
@@ -382,22 +433,25 @@ def open_destination(store, path=None, *, overwrite=False, storage_options=None,
 
         return icechunk_destination(store, node, overwrite, write)
     if isinstance(store, ZipStore):
-        raise ValueError("give a .zip path rather than an open ZipStore: chunkpress writes "
-                         "a temporary zip file and renames it into place when complete")
+        return _open_zip_destination(store, node, write)
     from .objectstore import in_place_destination
 
     return in_place_destination(store, node, overwrite, write)
 
 
 def _local_destination(root: str, node: str, overwrite: bool, write: str) -> Destination:
-    message = repair(root)
-    if message:
-        import warnings
-
-        warnings.warn(message, stacklevel=3)
+    if os.path.islink(root):
+        raise FileExistsError(f"{root} is a symbolic link (to {os.readlink(root)}); give the "
+                              "path of the store itself: chunkpress replaces a store by "
+                              "renames, which would replace the link")
     lock = _Lock(root)
     try:
-        _cleanup(root)
+        message = repair(root, node, locked=True)
+        if message:
+            import warnings
+
+            warnings.warn(message, stacklevel=3)
+        _cleanup(root, node)
         top = os.path.join(root, node) if node else root
         if os.path.lexists(top) and not (os.path.isdir(top) and not os.listdir(top)):
             if not overwrite:
@@ -418,6 +472,9 @@ def _zip_destination(target: str, node: str, overwrite: bool, write: str) -> Des
     lock = _Lock(target)
     try:
         _cleanup(target)
+        if os.path.isdir(target):
+            raise FileExistsError(f"{target} is a directory, not a zip file; chunkpress does "
+                                  "not replace it: choose another name")
         if os.path.lexists(target):
             if not overwrite:
                 raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
@@ -426,6 +483,21 @@ def _zip_destination(target: str, node: str, overwrite: bool, write: str) -> Des
     except BaseException:
         lock.release()
         raise
+
+
+def _open_zip_destination(store: ZipStore, node: str, write: str) -> Destination:
+    """An open ZipStore: written into as it is (a zip file is unreadable until closed, and
+    opening it with mode "w" already emptied it); a ``.zip`` path is the safe way to replace
+    one."""
+    if store.read_only:
+        raise ValueError(f"{store} is read-only; open it with mode='w' to write to it")
+    if not store._is_open:  # zarr opens a store on first use; listing needs it open now
+        sync(store._open())
+    if sync(_first(store.list_prefix(f"{node}/" if node else ""))) is not None:
+        raise FileExistsError(f"{store} already holds {node or 'a store'}; a zip file cannot "
+                              "replace entries in place: give its .zip path with "
+                              "overwrite=True, which writes a new file and renames it")
+    return Destination(store, node, write, str(store))
 
 
 def _refuse_foreign_zip(target: str) -> None:
@@ -442,6 +514,42 @@ def _refuse_foreign_zip(target: str) -> None:
                               "at its root); chunkpress does not replace it")
 
 
+def check_replaceable(target: str) -> None:
+    """Raise FileExistsError, saying what is there, unless the existing local path
+    ``target`` is a Zarr store (a directory, or a ``.zip`` file) that overwrite=True replaces."""
+    target = os.path.abspath(target)
+    if target.endswith(".zip") and not os.path.isdir(target):
+        _refuse_foreign_zip(target)
+    else:
+        _refuse_foreign(target, "")
+
+
+@contextlib.contextmanager
+def replacing_file(path: str):
+    """Yield a temporary path beside ``path`` to write a whole file at (a netCDF file, say);
+    renamed over ``path`` when the block ends without error, removed if it raises. A write
+    killed halfway leaves ``path`` as it was, and its temporary file to the next write."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a directory; chunkpress replaces only a file there: "
+                                "give the name of a file")
+    lock = _Lock(path)
+    try:
+        _cleanup(path)
+        temporary = staging_name(path, "staging", integrity.new_write_id())
+        try:
+            yield temporary
+            if os.path.exists(path):  # the file it replaces keeps its permissions
+                os.chmod(temporary, os.stat(path).st_mode & 0o7777)
+            os.replace(temporary, path)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+            raise
+    finally:
+        lock.release()
+
+
 # --- what readers check -------------------------------------------------------------------
 
 
@@ -450,18 +558,24 @@ def check_complete(store, path=None, storage_options=None) -> None:
 
     For a local directory, also repair a swap that a crash interrupted (see :func:`repair`).
     """
+    from .append import finish_pending  # an append cut off between its metadata puts
+
+    try:
+        finish_pending(store)
+    except OSError:
+        pass
     if isinstance(store, (str, os.PathLike)) and "://" not in str(store):
         root = os.path.abspath(os.fspath(store))
         if not root.endswith(".zip"):
-            try:
-                repair(root)
-            except OSError:
-                pass
+            _repair_quietly(root, path)
             _local_unfinished(root, path)
         return
     if isinstance(store, LocalStore):
+        _repair_quietly(str(store.root), path)
         _local_unfinished(str(store.root), path)
         return
+    if isinstance(store, ZipStore):
+        return  # a zip file is put in place whole (see ZipDestination)
     try:
         node = sync(_store_path(store, path))
         unfinished = sync((node / WRITING).exists())
@@ -474,6 +588,15 @@ def check_complete(store, path=None, storage_options=None) -> None:
         raise IncompleteStoreError(
             f"{store}/{path or ''} is incomplete: it was being written and the writer stopped "
             "before it was finished; write it again with overwrite=True")
+
+
+def _repair_quietly(root: str, path) -> None:
+    try:
+        repair(root)
+        if path:
+            repair(root, path)
+    except OSError:  # another reader repaired it first, or the place is read-only
+        pass
 
 
 def _local_unfinished(root: str, path) -> None:
