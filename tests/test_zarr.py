@@ -21,7 +21,7 @@ from zarr.storage import MemoryStore, ZipStore
 import chunkpress
 from chunkpress.storage import codecs as cpzarr
 from chunkpress.graph import _codecs
-from chunkpress.storage import from_zarr, info, to_zarr
+from chunkpress.storage import from_zarr, info, integrity, to_zarr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -89,6 +89,9 @@ def test_codec_config_round_trips_and_is_namespaced(tmp_path, codec, params, bou
     path = str(tmp_path / "a.zarr")
     to_zarr(field(), path, codec=codec, chunks=(16, 12, 8), **params)
     stored = json.load(open(os.path.join(path, "zarr.json")))["codecs"]
+    # the write's identifier rides with the target: every chunk's place record names it
+    write = stored[0]["configuration"].pop("write")
+    assert len(write) == 16 and int(write, 16) >= 0
     assert stored == [config, {"name": "crc32c"}]
 
 
@@ -199,9 +202,13 @@ def test_the_chunks_written_are_the_blocks_compress_makes(tmp_path, make, codec,
         delayed = chunkpress.compress(x, codec, chunks=(8, 8, 8), **params).blocks.to_delayed()
         blocks = dask.compute(*delayed.flat)
     assert delayed.shape == (3, 3, 2)
+    write = json.load(open(os.path.join(path, "zarr.json")))["codecs"][0]["configuration"][
+        "write"]
     for index, block in zip(np.ndindex(*delayed.shape), blocks):
         stored = open(os.path.join(path, "c", *map(str, index)), "rb").read()
-        assert stored[:-4] == block.data, index
+        # the block's stream, then the place record naming this index and write, then a CRC
+        stream, place = integrity.split(integrity.unseal(stored), write, 3, index)
+        assert bytes(stream) == block.data and place == index, index
 
 
 def test_a_compressed_array_is_written_without_encoding_again(tmp_path, monkeypatch):

@@ -81,7 +81,12 @@ def _prepare(source, variables, destination, shards, attributes):
             encoding[name] = {**cf, "serializer": zarr_codec(c.codec, c.params),
                               "compressors": [Crc32cCodec()], "filters": None,
                               "chunks": chunk_shape}
-        encoding.setdefault(name, {})["chunk_key_encoding"] = destination.key_encoding(name)
+            encoding[name]["chunk_key_encoding"] = destination.key_encoding(name)
+        else:  # its own encoding kept (an encoding= entry would replace all of it)
+            var = placeholders.variables[name]
+            placeholders[name] = var.copy(deep=False)
+            placeholders[name].encoding = {**var.encoding,
+                                           "chunk_key_encoding": destination.key_encoding(name)}
     lazy = [n for n, v in source.variables.items()
             if n not in variables and dask.is_dask_collection(v.data)]
     with warnings.catch_warnings():
@@ -138,7 +143,9 @@ class _ExactNodes:
         for name in lazy:
             encoded = encode_cf_variable(source.variables[name], name=name)
             document = _document(self.memory, name)
-            sources.append(encoded.data)
+            # one task per zarr chunk: two tasks never write the same chunk object
+            grid = tuple(document["chunk_grid"]["configuration"]["chunk_shape"])
+            sources.append(da.asarray(encoded.data).rechunk(grid))
             targets.append(unpublished_array(store, self.destination.path(name), document))
         if not sources:
             return dask.delayed(_nothing, pure=True)()

@@ -127,6 +127,10 @@ def read_chunk(array: zarr.Array, index, read: Layout) -> np.ndarray:
     key = chunk_key(array, read, index)
     whence = f"{name}: chunk {index} (object {key!r}) of {where(array.store_path, None)}"
     data = chunk_object(array, read, index)
+    if data is None and codec.write is None:  # written by zarr, which leaves out chunks of
+        extent = tuple(min(c, n - i * c) for n, c, i in zip(array.shape, read.chunk_shape,
+                                                              index))  # fill only
+        return np.full(extent, array.metadata.fill_value, array.dtype)
     if data is None:
         raise codec.error(f"{whence} is missing: every chunk of a chunkpress array is written, "
                           "so the store is damaged or its write did not finish")
@@ -182,22 +186,31 @@ def info(store, *, storage_options=None) -> pd.DataFrame:
     ``error_bound`` is the bound the metadata claims (the codec's configuration: anyone who
     can edit ``zarr.json`` can change it); ``measured_error`` is the max error the writer
     measured on every value (``verify=True``), recorded beside it, NaN where not measured.
-    ``chunkpress.verify`` checks the chunks; given the original, it measures the error anew.
+    ``missing_chunks`` counts the chunk objects (shards) of a chunkpress-written array that
+    are not in the store. ``chunkpress.verify`` checks every chunk; given the original, it
+    measures the error anew. Each array is read from its own ``zarr.json``, as ``from_zarr``
+    reads it, not from the root's consolidated copy.
     """
     opened = read_store(store, storage_options)
     publish.check_complete(opened, None, storage_options)
     try:
-        node = zarr.open(opened, mode="r")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no zarr store at {where(store, None)}") from None
+        node = zarr.open_array(opened, mode="r")
+    except (FileNotFoundError, ValueError, TypeError, KeyError):
+        try:
+            node = zarr.open_group(opened, mode="r", use_consolidated=False)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no zarr store at {where(store, None)}") from None
     rows = []
     for name, array in arrays_of(node):
         read = layout(array)
-        stored = sync(array.store_path.store.getsize_prefix(_prefix(array)))
+        prefix = f"{array.store_path.path}/" if array.store_path.path else ""
+        keys = sync(_keys(array.store_path.store, prefix))
+        stored = _stored_bytes(array)
         raw = math.prod(array.shape) * array.dtype.itemsize
         row = {"variable": name, "shape": array.shape,
                "dtype": str(array.dtype), "original_bytes": raw, "stored_bytes": stored,
-               "ratio": raw / stored if stored else math.inf, "measured_error": math.nan}
+               "ratio": raw / stored if stored else math.inf, "measured_error": math.nan,
+               "missing_chunks": pd.NA}
         if read.ours:
             codec = read.codec
             target = codec.target
@@ -209,6 +222,12 @@ def info(store, *, storage_options=None) -> pd.DataFrame:
             measured = array.attrs.get(MEASURED)
             if isinstance(measured, (int, float)) and not isinstance(measured, bool):
                 row["measured_error"] = float(measured) * scale
+            if codec.write is not None:  # chunkpress wrote every chunk: none may be absent
+                grid = array.shards if read.sharding is not None else read.chunk_shape
+                counts = [math.ceil(n / c) if n else 0 for n, c in zip(array.shape, grid)]
+                expected = {prefix + array.metadata.encode_chunk_key(i)
+                            for i in np.ndindex(*counts)}
+                row["missing_chunks"] = len(expected - keys)
         else:
             compressors = [c.to_dict()["name"] for c in array.compressors]
             row.update(codec="+".join(compressors) or "none", parameters="",
@@ -216,17 +235,25 @@ def info(store, *, storage_options=None) -> pd.DataFrame:
                        math.nan)
         rows.append(row)
     columns = ["variable", "codec", "parameters", "dtype", "shape", "original_bytes",
-               "stored_bytes", "ratio", "error_bound", "measured_error"]
-    return pd.DataFrame(rows, columns=columns).set_index("variable")
+               "stored_bytes", "ratio", "error_bound", "measured_error", "missing_chunks"]
+    table = pd.DataFrame(rows, columns=columns).set_index("variable")
+    return table.astype({"missing_chunks": "Int64"})
+
+
+async def _keys(store, prefix) -> set:
+    return {key async for key in store.list_prefix(prefix)}
 
 
 #: the array attribute holding the max error the writer measured (verify=True), stored units
 MEASURED = "chunkpress_measured_max_error"
 
 
-def _prefix(array) -> str:
-    path = array.store_path.path
-    return f"{path}/" if path else ""
+def _stored_bytes(array) -> int:
+    """The bytes of an array's chunk objects (everything under it but its zarr.json)."""
+    store, path = array.store_path.store, array.store_path.path
+    prefix = f"{path}/" if path else ""
+    total = sync(store.getsize_prefix(prefix))
+    return total - sync(store.getsize(f"{prefix}zarr.json"))
 
 
 def read_store(store, storage_options=None):

@@ -83,8 +83,7 @@ def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=Non
         destination.close()
         raise
     job = WriteJob(writes, destination, [plan],
-                   lambda: zarr.open_array(_reopen(store, storage_options, destination),
-                                           path=path, mode="r"))
+                   lambda: _open_written(store, storage_options, destination, path))
     return job if not compute else job.compute()
 
 
@@ -137,6 +136,12 @@ def _publish(results, destination, plans, opener):
     finally:
         destination.close()
     return opener()
+
+
+def _open_written(store, storage_options, destination, path) -> zarr.Array:
+    target = _reopen(store, storage_options, destination)
+    read_only = isinstance(target, str) or getattr(target, "read_only", True)
+    return zarr.open_array(target, path=path, mode="r" if read_only else "r+")
 
 
 def _reopen(store, storage_options, destination):
