@@ -63,7 +63,7 @@ def _compress(args) -> int:
     import chunkpress.accessor  # noqa: F401 - the accessor
 
     _check_input(args.input)
-    _check_output(args.output, args.overwrite)
+    _check_output(args.output, args.overwrite)  # a store replaced only once the new one is whole
     params = {"tolerance": args.tolerance, "rate": args.rate, "precision": args.precision,
               "level": args.level}
     params = {k: v for k, v in params.items() if v is not None}
@@ -73,7 +73,10 @@ def _compress(args) -> int:
                                    **params)
         if args.verify:
             enc = _run(enc.persist, "compressing")
-        _run(enc.to_zarr(args.output, overwrite=args.overwrite, compute=False), "writing")
+        job = enc.to_zarr(args.output, overwrite=args.overwrite, compute=False)
+        # computed here (a callable, not the delayed): this process sees every chunk in the
+        # store before it publishes the write, also with --scheduler
+        _run(job.compute, "writing")
         report = enc.report() if args.verify else _info_table(args.output)
     _print_table(report)
     return 0
@@ -82,15 +85,16 @@ def _compress(args) -> int:
 def _decompress(args) -> int:
     import xarray as xr
 
+    from .storage.publish import replacing_file
+
     _check_input(args.input)
-    _check_output(args.output, args.overwrite)
+    _check_output(args.output, args.overwrite, kind="file")
     with _scheduler(args):
         ds = _open(args.input, xr)
         for var in ds.variables.values():  # the zarr codecs mean nothing to netCDF
             var.encoding = {k: v for k, v in var.encoding.items() if k in _NETCDF_ENCODINGS}
-        if args.overwrite and os.path.exists(args.output):
-            os.remove(args.output)
-        _run(ds.to_netcdf(args.output, compute=False), "writing")
+        with replacing_file(args.output) as temporary:  # OUT is replaced once whole
+            _run(ds.to_netcdf(temporary, compute=False), "writing")
     print(f"wrote {args.output}")
     return 0
 
@@ -123,9 +127,8 @@ def _verify(args) -> int:
 
     from .storage.verify import summary, verify
 
-    _check_input(args.store)
-    if args.against is not None:
-        _check_input(args.against)
+    if args.against is not None:  # the store is not checked here: an unfinished write
+        _check_input(args.against)  # leaves none, and verify says so
     problems = verify(args.store, against=args.against)
     if args.json:
         arrays = problems.attrs["arrays"]
@@ -243,8 +246,21 @@ def _check_input(path):
                         "that exists")
 
 
-def _check_output(path, overwrite):
-    if os.path.exists(path) and not overwrite:
+def _check_output(path, overwrite, kind="zarr"):
+    """Refuse, before any work, an OUT that exists (without --overwrite), or that --overwrite
+    would not replace: a Zarr store replaces only a Zarr store, a file only a file."""
+    if "://" in str(path) or not os.path.lexists(path):
+        return
+    if kind == "file":
+        if os.path.isdir(path):
+            raise UserError(f"{path} is a directory; give the name of the file to write")
+    elif not (os.path.isdir(path) and not os.listdir(path)):  # an empty directory: written
+        from .storage.publish import check_replaceable
+
+        check_replaceable(path)  # says what is there when it is not a Zarr store
+    else:
+        return
+    if not overwrite:
         raise UserError(f"{path} exists; choose another name or pass --overwrite")
 
 
