@@ -179,10 +179,20 @@ def parse_index(raw, per) -> np.ndarray:
 
 def read_inner(array, read, index):
     """Return the stored bytes of inner chunk ``index`` (its global grid index), None if the
-    chunk or its shard is absent."""
+    chunk or its shard is absent. A damaged shard (index) is an error naming the chunk."""
     shape = ShardFormat(array, read)
     shard, inner = shape.shard_of(index)
     key = array.metadata.encode_chunk_key(shard)
+    try:
+        return _read_inner(array, read, shape, key, inner)
+    except ValueError as exc:
+        error = read.codec.error if read.codec is not None else ValueError
+        name = read.codec.spec.name if read.codec is not None else "zarr"
+        raise error(f"{name}: chunk {tuple(index)} (object {key!r}[{', '.join(map(str, inner))}]"
+                    f") of {array.store_path} cannot be read: {exc}") from None
+
+
+def _read_inner(array, read, shape, key, inner):
     size = shape.index_size
     if read.local_root is not None:
         try:
@@ -198,7 +208,7 @@ def read_inner(array, read, index):
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:  # seek before the start: a shard shorter than its index
-            raise ValueError(f"shard {key!r} is truncated ({exc})") from None
+            raise ValueError(f"the shard is truncated ({exc.strerror})") from None
     node = array.store_path / key
     request = SuffixByteRequest(size) if shape.at_end else RangeByteRequest(0, size)
     buffer = sync(node.get(default_buffer_prototype(), byte_range=request))
