@@ -111,7 +111,10 @@ class WriteJob(Delayed):
 
     def compute(self, **kwargs):
         try:
-            return super().compute(**kwargs)
+            # the writes only: dask runs a collection's finalizer as a task (on a worker, with
+            # distributed), and publishing must happen in this process
+            (results,) = dask.compute(Delayed(self.key, self.dask), **kwargs)
+            return _publish((results,), self.destination, self.plans, self.opener)
         except BaseException:
             self.destination.abort()
             self.destination.close()
