@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import struct
 
 import numpy as np
 import pytest
