@@ -333,7 +333,9 @@ def _compress_variable(dataset, name, codec, params, chunks, verify, explicit):
         compressed = _writer.compress_for_zarr(data, codec, _variable_chunks(chunks, var.dims),
                                                verify, stored_params)
     except (ValueError, TypeError) as exc:
-        raise type(exc)(f"variable {name!r}: {exc}") from exc
+        axes = f" (axes {', '.join(f'{i}: {d}' for i, d in enumerate(var.dims))})" \
+            if isinstance(chunks, dict) else ""
+        raise type(exc)(f"variable {name!r}{axes}: {exc}") from exc
     return _Entry(compressed, var.dims, dict(encoded.attrs), given, scale)
 
 

@@ -1,0 +1,369 @@
+"""Appends and region writes: the store's codec and target, whole chunks only, and a store
+that is as it was whenever an update stops halfway."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import zarr
+
+import chunkpress
+import chunkpress.accessor  # noqa: F401 - registers the accessor
+from chunkpress.storage import append as _append
+
+CHUNKS = {"TIME": 4, "COADSY": 24, "COADSX": 92}
+FILL = np.float32(-1e34)
+
+pytestmark = pytest.mark.filterwarnings("ignore:Consolidated metadata")
+
+
+def coads(months=12, ny=48, nx=92, seed=0) -> xr.Dataset:
+    """A COADS-like monthly SST: a smooth field with a seasonal cycle, NaN over land, the CF
+    ``_FillValue`` -1e34 in its encoding, and a time axis in hours since year 1."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(-89, 89, ny)
+    x = np.linspace(21, 379, nx)
+    lat = np.deg2rad(y)[:, None]
+    base = 28 * np.cos(lat) ** 2 - 1 + 2 * np.sin(np.deg2rad(x))[None, :]
+    months_ = np.arange(months)
+    season = 4 * np.sin(2 * np.pi * (months_ + 0.5) / 12)[:, None, None] * np.sin(lat)[None]
+    sst = (base[None] + season + 0.3 * rng.standard_normal((months, ny, nx))).astype("f4")
+    land = (np.sin(np.deg2rad(3 * x))[None, :] + np.cos(np.deg2rad(4 * y))[:, None]) > 1.0
+    sst[:, land] = np.nan
+    time_ = pd.date_range("1980-01-01", periods=months, freq="MS") + pd.Timedelta(days=14)
+    ds = xr.Dataset(
+        {"SST": (("TIME", "COADSY", "COADSX"), sst, {"units": "Deg C",
+                                                      "long_name": "SEA SURFACE TEMPERATURE"})},
+        coords={"TIME": ("TIME", time_), "COADSY": ("COADSY", y, {"units": "degrees_north"}),
+                "COADSX": ("COADSX", x, {"units": "degrees_east"})})
+    ds.SST.encoding = {"_FillValue": FILL, "dtype": "float32"}
+    ds.TIME.encoding = {"units": "hours since 0001-01-01 00:00:00", "calendar": "standard",
+                        "dtype": "float64"}
+    return ds
+
+
+def chunk_bytes(store, name="SST") -> int:
+    """The bytes of an array's chunk objects."""
+    top = os.path.join(store, name)
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(top)
+               for f in files if f != "zarr.json")
+
+
+def snapshot(store) -> dict:
+    """Every file of a store directory and its bytes."""
+    out = {}
+    for directory, _, files in os.walk(store):
+        for name in files:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as file:
+                out[os.path.relpath(path, store)] = file.read()
+    return out
+
+
+def opened(store) -> xr.Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return xr.open_zarr(store).load()
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return coads()
+
+
+# --- appends -----------------------------------------------------------------------------------
+
+
+def test_append_equals_one_write_and_keeps_nan_and_cf(ds, tmp_path):
+    whole, parts = str(tmp_path / "whole.zarr"), str(tmp_path / "parts.zarr")
+    ds.chunkpress.to_zarr(whole, tolerance=0.01, chunks=CHUNKS)
+    ds.isel(TIME=slice(0, 8)).chunkpress.to_zarr(parts, tolerance=0.01, chunks=CHUNKS)
+    ds.isel(TIME=slice(8, 12)).chunkpress.to_zarr(parts, append_dim="TIME")
+
+    # no more bytes than one write of all 12 months with the same chunks (<= 5% more)
+    assert chunk_bytes(parts) <= 1.05 * chunk_bytes(whole)
+    back = opened(parts)
+    np.testing.assert_array_equal(back.TIME.values, ds.TIME.values)
+    assert back.SST.shape == ds.SST.shape
+    assert np.array_equal(np.isnan(back.SST.values), np.isnan(ds.SST.values))
+    assert float(np.nanmax(np.abs(back.SST.values - ds.SST.values))) <= 0.01
+    # NaN in the chunks, not the CF fill value; the encoding still says -1e34
+    stored = chunkpress.from_zarr(parts, path="SST").compute()
+    assert np.array_equal(np.isnan(stored), np.isnan(ds.SST.values))
+    assert back.SST.encoding["_FillValue"] == pytest.approx(float(FILL))
+    assert chunkpress.verify(parts).empty
+    # ... and round-trips to netCDF with it
+    nc = str(tmp_path / "back.nc")
+    back.to_netcdf(nc)
+    with xr.open_dataset(nc) as again:
+        assert again.SST.encoding["_FillValue"] == pytest.approx(float(FILL))
+        assert np.array_equal(np.isnan(again.SST.values), np.isnan(ds.SST.values))
+    with xr.open_dataset(nc, mask_and_scale=False) as raw:
+        assert np.count_nonzero(raw.SST.values == FILL) == np.isnan(ds.SST.values).sum()
+
+
+def test_xarray_own_append_keeps_missing_cells(ds, tmp_path):
+    ours, theirs = str(tmp_path / "ours.zarr"), str(tmp_path / "theirs.zarr")
+    for store in (ours, theirs):
+        ds.isel(TIME=slice(0, 8)).chunkpress.to_zarr(store, tolerance=0.01, chunks=CHUNKS)
+    ds.isel(TIME=slice(8, 12)).chunkpress.to_zarr(ours, append_dim="TIME")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.isel(TIME=slice(8, 12)).to_zarr(theirs, append_dim="TIME")
+    stored = chunkpress.from_zarr(theirs, path="SST").compute()  # the codec's own values
+    assert np.array_equal(np.isnan(stored), np.isnan(ds.SST.values))  # not -1e34
+    assert chunk_bytes(theirs) <= 1.05 * chunk_bytes(ours)
+    back = opened(theirs)
+    assert float(np.nanmax(np.abs(back.SST.values - ds.SST.values))) <= 0.01
+
+
+def test_encode_then_append_and_conflicts_name_both(ds, tmp_path):
+    store = str(tmp_path / "s.zarr")
+    ds.isel(TIME=slice(0, 4)).chunkpress.to_zarr(store, "sz3", tolerance=0.05, chunks=CHUNKS)
+    before = snapshot(store)
+    with pytest.raises(ValueError, match=r"chunkpress\.sz3 with tolerance=0\.05.*"
+                                         r"tolerance=0\.01"):
+        ds.isel(TIME=slice(4, 8)).chunkpress.to_zarr(store, append_dim="TIME", tolerance=0.01)
+    with pytest.raises(ValueError, match=r"chunkpress\.sz3.*codec='zfp'"):
+        ds.isel(TIME=slice(4, 8)).chunkpress.encode("zfp", tolerance=0.05,
+                                                    chunks=CHUNKS).to_zarr(
+            store, append_dim="TIME")
+    with pytest.raises(ValueError, match="append_dim='time' is not a dimension.*TIME"):
+        ds.isel(TIME=slice(4, 8)).chunkpress.to_zarr(store, append_dim="time")
+    assert snapshot(store) == before
+    # what the store has, given again, is fine; chunks as a dict by dimension name too
+    ds.isel(TIME=slice(4, 8)).chunkpress.encode("sz3", tolerance=0.05, chunks=CHUNKS).to_zarr(
+        store, append_dim="TIME")
+    ds.isel(TIME=slice(8, 12)).chunkpress.to_zarr(store, append_dim="TIME", codec="sz3",
+                                                  verify=True)
+    back = opened(store)
+    assert float(np.nanmax(np.abs(back.SST.values - ds.SST.values))) <= 0.05
+    np.testing.assert_array_equal(back.TIME.values, ds.TIME.values)
+
+
+def test_append_inside_a_partial_chunk_is_refused(ds, tmp_path):
+    store = str(tmp_path / "s.zarr")
+    ds.isel(TIME=slice(0, 6)).chunkpress.to_zarr(store, tolerance=0.01, chunks=CHUNKS)
+    before = snapshot(store)
+    with pytest.raises(ValueError, match=r"6 elements along 'TIME'.*chunk \(size 4\).*"
+                                         r"never decodes and re-encodes"):
+        ds.isel(TIME=slice(6, 12)).chunkpress.to_zarr(store, append_dim="TIME")
+    assert snapshot(store) == before
+
+
+def _failing(ds, months):
+    """``ds`` with a dask SST whose second block of months fails when it is read."""
+    def read(block, block_info=None):
+        if block_info[0]["chunk-location"][0] == 1:
+            raise RuntimeError("input block 1 could not be read")
+        return block
+
+    sst = da.from_array(ds.SST.values, chunks=(4, -1, -1)).map_blocks(read, dtype="f4")
+    bad = ds.copy()
+    bad["SST"] = xr.Variable(ds.SST.dims, sst, ds.SST.attrs, ds.SST.encoding)
+    return bad.isel(TIME=slice(*months))
+
+
+def test_append_that_fails_leaves_the_store_as_it_was(ds, tmp_path):
+    store = str(tmp_path / "s.zarr")
+    ds.isel(TIME=slice(0, 4)).chunkpress.to_zarr(store, tolerance=0.01, chunks=CHUNKS)
+    before = snapshot(store)
+    with pytest.raises(RuntimeError, match="input block 1"):
+        _failing(ds, (4, 12)).chunkpress.to_zarr(store, append_dim="TIME")
+    assert snapshot(store) == before  # the chunk written before the failure is gone too
+    assert not os.path.exists(tmp_path / ".s.zarr.chunkpress-journal")
+    ds.isel(TIME=slice(4, 12)).chunkpress.to_zarr(store, append_dim="TIME")  # not locked
+    np.testing.assert_array_equal(opened(store).TIME.values, ds.TIME.values)
+
+
+CHILD = """
+import os, sys, time
+sys.path.insert(0, {tests!r})
+import dask.array as da, xarray as xr
+import chunkpress.accessor
+from test_append import coads
+ds = coads()
+def slow(block, block_info=None):
+    if block_info[0]["chunk-location"][0] == 2:  # months 8..11, once 4..7 are in the store
+        while not os.path.exists({chunk!r}):
+            time.sleep(0.01)
+        open({marker!r}, "w").close()
+        time.sleep(60)  # killed meanwhile
+    return block
+sst = da.from_array(ds.SST.values, chunks=(4, -1, -1)).map_blocks(slow, dtype="f4")
+ds["SST"] = xr.Variable(ds.SST.dims, sst, ds.SST.attrs, ds.SST.encoding)
+ds.isel(TIME=slice(4, 12)).chunkpress.to_zarr({store!r}, append_dim="TIME")
+"""
+
+
+def test_append_killed_leaves_the_store_as_it_was(ds, tmp_path):
+    store = str(tmp_path / "s.zarr")
+    ds.isel(TIME=slice(0, 4)).chunkpress.to_zarr(store, tolerance=0.01, chunks=CHUNKS)
+    old = opened(store)
+    new_chunk = os.path.join(store, "SST", "c", "1", "0", "0")  # months 4..7, beyond the shape
+    marker = str(tmp_path / "writing")
+    script = CHILD.format(tests=os.path.dirname(__file__), store=store, chunk=new_chunk,
+                          marker=marker)
+    child = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 60
+    while not os.path.exists(marker) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.path.exists(marker), "the child did not start writing"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    back = opened(store)
+    assert back.SST.shape == old.SST.shape
+    np.testing.assert_array_equal(back.SST.values, old.SST.values)
+    assert chunkpress.from_zarr(store, path="SST").shape == old.SST.shape
+    assert chunkpress.verify(store).empty
+    ds.isel(TIME=slice(4, 12)).chunkpress.to_zarr(store, append_dim="TIME")
+    np.testing.assert_array_equal(opened(store).TIME.values, ds.TIME.values)
+
+
+KILLED_BETWEEN_PUTS = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+import chunkpress.accessor
+from chunkpress.storage import append
+from test_append import coads
+put = append._put
+def put_then_die(where, key, data):
+    put(where, key, data)
+    if key == "SST/zarr.json":  # the first document after the journal
+        os.kill(os.getpid(), signal.SIGKILL)
+append._put = put_then_die
+coads().isel(TIME=slice(4, 8)).chunkpress.to_zarr({store!r}, append_dim="TIME")
+"""
+
+
+def test_crash_between_metadata_puts_is_finished_by_the_next_reader(ds, tmp_path):
+    store = str(tmp_path / "s.zarr")
+    ds.isel(TIME=slice(0, 4)).chunkpress.to_zarr(store, tolerance=0.01, chunks=CHUNKS)
+    script = KILLED_BETWEEN_PUTS.format(tests=os.path.dirname(__file__), store=store)
+    result = subprocess.run([sys.executable, "-c", script])
+    assert result.returncode == -signal.SIGKILL
+    assert os.path.exists(tmp_path / ".s.zarr.chunkpress-journal")
+    # xarray reads the root's consolidated metadata, written last: the old dataset, whole
+    assert opened(store).sizes["TIME"] == 4
+    # chunkpress's readers finish the append first: the new dataset, whole
+    assert chunkpress.from_zarr(store, path="TIME").shape == (8,)
+    assert not os.path.exists(tmp_path / ".s.zarr.chunkpress-journal")
+    back = opened(store)
+    np.testing.assert_array_equal(back.TIME.values, ds.TIME.values[:8])
+    assert float(np.nanmax(np.abs(back.SST.values - ds.SST.values[:8]))) <= 0.01
+
+
+def test_storage_options_go_with_urls_only(ds):
+    memory = zarr.storage.MemoryStore()
+    ds.isel(TIME=slice(0, 4)).chunkpress.to_zarr(memory, tolerance=0.01, chunks=CHUNKS)
+    with pytest.raises(ValueError, match="storage_options go with a URL"):
+        ds.isel(TIME=slice(4, 8)).chunkpress.to_zarr(memory, append_dim="TIME",
+                                                     storage_options={"anon": True})
+    ds.isel(TIME=slice(4, 8)).chunkpress.to_zarr(memory, append_dim="TIME")  # a memory store
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        back = xr.open_zarr(memory).load()
+    assert float(np.nanmax(np.abs(back.SST.values - ds.SST.values[:8]))) <= 0.01
+
+
+# --- regions ------------------------------------------------------------------------------
+
+
+def test_dataset_region_rewrites_those_chunks_only(ds, tmp_path):
+    store = str(tmp_path / "s.zarr")
+    ds.chunkpress.to_zarr(store, tolerance=0.01, chunks=CHUNKS)
+    before = snapshot(store)
+    warmer = ds.isel(TIME=slice(4, 8)).copy()
+    warmer["SST"] = warmer.SST + 1
+    warmer.chunkpress.to_zarr(store, region={"TIME": slice(4, 8)})
+    after = snapshot(store)
+    changed = {k for k in after if after[k] != before.get(k)}
+    assert changed and all(k.startswith(os.path.join("SST", "c", "1")) or
+                           k.startswith("TIME") for k in changed)
+    assert set(after) == set(before)  # no staged file left
+    back = opened(store)
+    expected = ds.SST.values.copy()
+    expected[4:8] += 1
+    assert float(np.nanmax(np.abs(back.SST.values - expected))) <= 0.01
+    np.testing.assert_array_equal(back.TIME.values, ds.TIME.values)
+    with pytest.raises(ValueError, match=r"region 5:8 along 'TIME'.*chunk size is 4.*e\.g\. 4:8"):
+        ds.isel(TIME=slice(5, 8)).chunkpress.to_zarr(store, region={"TIME": slice(5, 8)})
+
+
+def test_array_region_aligned_failed_and_misaligned(tmp_path):
+    rng = np.random.default_rng(1)
+    x = np.cumsum(rng.standard_normal((32, 64, 64)), axis=2).astype("f4")
+    store = str(tmp_path / "a.zarr")
+    chunkpress.to_zarr(x, store, tolerance=0.01, chunks=(8, 32, 32))
+    y = x[8:16] * 2
+    chunkpress.to_zarr(y, store, region=(slice(8, 16), slice(None), slice(None)))
+    expected = x.copy()
+    expected[8:16] = y
+    back = chunkpress.from_zarr(store).compute()
+    assert np.max(np.abs(back - expected)) <= 0.01
+    before = snapshot(store)
+    with pytest.raises(ValueError, match=r"tolerance=0\.01.*tolerance=0\.1"):
+        chunkpress.to_zarr(y, store, region=(slice(8, 16), slice(None), slice(None)),
+                           tolerance=0.1)
+    with pytest.raises(ValueError, match=r"region 4:12 along axis 0 .*chunk size is 8.*0:16"):
+        chunkpress.to_zarr(x[4:12], store, region=(slice(4, 12), slice(None), slice(None)))
+
+    def read(block, block_info=None):
+        if block_info[0]["chunk-location"][1] == 1:
+            raise RuntimeError("input block could not be read")
+        return block
+
+    failing = da.from_array(x[16:32] + 5, chunks=(8, 32, 32)).map_blocks(read, dtype="f4")
+    with pytest.raises(RuntimeError, match="input block"):
+        chunkpress.to_zarr(failing, store, region=(slice(16, 32), slice(None), slice(None)))
+    assert snapshot(store) == before  # old chunks, and no staged file left
+
+
+# --- chunks= by dimension name ---------------------------------------------------------------
+
+
+def test_chunks_by_dimension_name(ds):
+    encoded = ds.chunkpress.encode("zfp", tolerance=0.01, chunks={"TIME": 4, "COADSY": 24})
+    assert encoded.arrays["SST"].chunks == ((4, 4, 4), (24, 24), (92,))
+    with pytest.raises(ValueError, match="'time' is not a dimension.*TIME, COADSY, COADSX"):
+        ds.chunkpress.encode("zfp", tolerance=0.01, chunks={"time": 4})
+
+
+def test_journal_left_by_a_replaced_store_is_ignored(ds, tmp_path):
+    """A journal whose documents no longer match the store (it was overwritten meanwhile)
+    changes nothing."""
+    store = str(tmp_path / "s.zarr")
+    ds.isel(TIME=slice(0, 4)).chunkpress.to_zarr(store, tolerance=0.01, chunks=CHUNKS)
+    stale = {"write": "0" * 16, "renames": [], "documents": [
+        {"key": "SST/zarr.json", "old": "0" * 64, "new": json.dumps({"bogus": True})}]}
+    with open(tmp_path / ".s.zarr.chunkpress-journal", "w") as file:
+        json.dump(stale, file)
+    before = snapshot(store)
+    assert _append.finish_pending(store) is None
+    assert snapshot(store) == before
+    assert not os.path.exists(tmp_path / ".s.zarr.chunkpress-journal")
+
+
+# --- last: the module's cluster stays the default scheduler after it ---------------------------
+
+
+def test_append_on_a_cluster(ds, tmp_path, client):
+    store = str(tmp_path / "s.zarr")
+    ds.isel(TIME=slice(0, 8)).chunk({"TIME": 4}).chunkpress.to_zarr(store, tolerance=0.01,
+                                                                     chunks=CHUNKS)
+    ds.isel(TIME=slice(8, 12)).chunk({"TIME": 4}).chunkpress.to_zarr(store, append_dim="TIME")
+    back = opened(store)
+    assert float(np.nanmax(np.abs(back.SST.values - ds.SST.values))) <= 0.01
+    assert chunkpress.verify(store).empty
