@@ -768,17 +768,8 @@ def _dataset_plans(update, source, append_dim, region, codec, params, compressed
             data = _encoded(var, encoding, name)
             plans.append(_ExactPlan(update, array, data.data, selection, new_shape))
             continue
-        if append_dim is not None and array.shape[axis] % (
-                array.grid_shape[axis] if array.sharded else array.chunk_shape[axis]):
-            step = array.grid_shape[axis] if array.sharded else array.chunk_shape[axis]
-            raise ValueError(
-                f"{name}: the store holds {array.shape[axis]} elements along {append_dim!r}, "
-                f"which ends inside a {'shard' if array.sharded else 'chunk'} (size {step}): "
-                "an append must start on a chunk boundary, and chunkpress never decodes and "
-                "re-encodes lossy values (their error could reach twice the bound). Write the "
-                f"store with chunks of a size that divides each append along {append_dim!r} "
-                f"(e.g. {math.gcd(array.shape[axis], step) or 1}, or the length of every "
-                "append), or append the rest of this chunk's worth first to a new store")
+        if append_dim is not None:
+            _check_append_aligned(name, array, axis, append_dim)
         if append_dim is None:
             _check_chunk_aligned(array, selection, array.dims, name)
         scale = abs(float(encoding.get("scale_factor", 1.0))) or 1.0
@@ -798,6 +789,27 @@ def _dataset_plans(update, source, append_dim, region, codec, params, compressed
         plans.append(_compressed_plan(update, array, data, selection, new_shape, verify,
                                       staged=append_dim is None))
     return plans
+
+
+def _check_append_aligned(name, array: StoreArray, axis: int, dim) -> None:
+    """An append starts on a chunk (shard) boundary, or is refused saying what aligns."""
+    step = array.grid_shape[axis] if array.sharded else array.chunk_shape[axis]
+    old = array.shape[axis]
+    if old % step == 0:
+        return
+    what = "shard" if array.sharded else "chunk"
+    fits = math.gcd(old, step)
+    align = array.codec.spec.block_align(len(array.shape))[axis]
+    advice = f"chunks of {fits} along {dim!r} (or of the length of every append)"
+    if fits % align:
+        advice = (f"chunks along {dim!r} that divide every append; {array.codec.spec.name} "
+                  f"needs multiples of {align} there, so append {align} or a multiple of "
+                  f"{align} at a time, or choose sz3, sperr or lerc, which take any chunk")
+    raise ValueError(
+        f"{name}: the store holds {old} elements along {dim!r}, which ends inside a {what} "
+        f"(size {step}): an append must start on a {what} boundary, and chunkpress never "
+        "decodes and re-encodes lossy values (their error could reach twice the bound). "
+        f"Write the store from the original data with {advice}")
 
 
 def _fits(compressed, array: StoreArray) -> bool:
