@@ -172,6 +172,20 @@ def test_damage_in_a_dataset_names_the_array(tmp_path, capsys):
     assert code == EXIT_PROBLEMS and "u: chunk (0, 0, 0) (u/c/0/0/0)" in out
 
 
+def test_a_chunk_copied_from_another_variable_of_the_dataset_is_caught(tmp_path, capsys):
+    # the two arrays of one write have their own write identifiers: the same grid index of
+    # another variable is not this chunk
+    x = field()
+    ds = xr.Dataset({"t": (("z", "y", "x"), x), "u": (("z", "y", "x"), 2 * x)})
+    store = str(tmp_path / "d.zarr")
+    ds.chunkpress.to_zarr(store, tolerance=TOLERANCE, chunks=CHUNKS)
+    shutil.copyfile(chunk(store, (1, 2, 0), "t"), chunk(store, (1, 2, 0), "u"))
+    assert "another array" in read_error(store, (1, 2, 0), path="u")
+    assert set(problems_of(chunkpress.verify(store))) == {("u", (1, 2, 0))}
+    with pytest.raises(chunkpress.ZfpError, match="another array"):
+        zarr.open_array(store, path="u", mode="r")[:]  # zarr's own reader: the codec checks it
+
+
 # --- an interrupted dataset write hides every array ------------------------------------------
 
 

@@ -22,14 +22,15 @@ stream in front stays the codec's own (ZFP, SPERR and LERC decoders ignore what 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 
 import google_crc32c
 import numpy as np
 
-__all__ = ["MAGIC", "UNPLACED", "new_write_id", "record", "split", "parts", "seal", "unseal",
-           "PlaceError"]
+__all__ = ["MAGIC", "UNPLACED", "new_write_id", "array_write", "record", "split", "parts",
+           "seal", "unseal", "PlaceError"]
 
 MAGIC = b"CPKP"
 VERSION = 1
@@ -45,6 +46,12 @@ class PlaceError(ValueError):
 def new_write_id() -> str:
     """Return a fresh write identifier: 16 hex digits."""
     return os.urandom(8).hex()
+
+
+def array_write(write: str, node: str) -> str:
+    """The write identifier of the array at ``node`` of write ``write``: each array of a
+    dataset has its own, so a chunk copied between two arrays of one write is caught too."""
+    return hashlib.blake2b(f"{write}/{node.strip('/')}".encode(), digest_size=8).hexdigest()
 
 
 def record(index, write: str) -> bytes:

@@ -129,9 +129,10 @@ def _publish(results, destination, plans, opener):
     """Record what was measured, hand the documents over, publish (see ``WriteJob``)."""
     (results,) = results
     try:
-        for plan, (_, measured) in zip(plans, results):
+        for plan, (_, measured, *returned) in zip(plans, results):
             plan.record_measured(measured)
             plan.hand_over()
+            destination.collect(returned[0] if returned else [])
         destination.publish()
     except BaseException:
         destination.abort()
@@ -173,6 +174,7 @@ class ChunkSink:
         self.write = write
         self.local = os.path.join(str(store.root), path) if isinstance(store, LocalStore) \
             else None
+        self.returns = None  # what a task gives back to publish (see Destination.returns)
 
     def key(self, index) -> str:
         return self.metadata.encode_chunk_key(tuple(index))
@@ -207,7 +209,7 @@ class ArrayWrite:
         self.destination = destination
         self.node = node
         self.compressed = compressed
-        self.write = destination.write
+        self.write = integrity.array_write(destination.write, node)
         self.chunk_shape = tuple(max(1, axis[0]) for axis in compressed.chunks)
         self.shard_shape = _shards.shard_shape(shards, self.chunk_shape, compressed.shape,
                                                compressed.dtype.itemsize)
@@ -224,6 +226,8 @@ class ArrayWrite:
             document, metadata = self._adopt(document, codec)
         self.document = document
         self.metadata = metadata
+        if destination.documents_first:  # a store that refuses chunks of unknown arrays
+            self.hand_over()
 
     def _document(self, codec, attributes, dimension_names):
         memory = MemoryStore()
@@ -255,8 +259,10 @@ class ArrayWrite:
         return document, zarr.open_array(memory, mode="r").metadata
 
     def sink(self) -> ChunkSink:
-        return ChunkSink(self.destination.store, self.destination.path(self.node),
+        sink = ChunkSink(self.destination.store, self.destination.path(self.node),
                          self.metadata, self.write)
+        sink.returns = self.destination.returns
+        return sink
 
     def expected_keys(self) -> list:
         grid = self.shard_shape or self.chunk_shape
@@ -382,15 +388,17 @@ def _write_group(blocks, indices, codec, kwargs, verify, sink: ChunkSink, shard,
             streams.append(len(block.data))
         else:
             streams.append((place, block.data))
+    returned = [] if sink.returns is None else [sink.returns(sink.store)]
     if shard is not None:
-        return _shards.put_shard(sink, shard, streams, chunk_shape), worst
-    return sum(streams), worst
+        return _shards.put_shard(sink, shard, streams, chunk_shape), worst, returned
+    return sum(streams), worst, returned
 
 
 def _total(results) -> tuple:
     written = sum(r[0] for r in results)
     errors = [r[1] for r in results if not math.isnan(r[1])]
-    return int(written), (max(errors) if errors else math.nan)
+    returned = [item for r in results for item in r[2]]
+    return int(written), (max(errors) if errors else math.nan), returned
 
 
 # --- what is written ---------------------------------------------------------------------------
