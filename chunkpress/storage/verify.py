@@ -129,8 +129,12 @@ def _check_array(name, array, pool) -> tuple:
         work = [pool.submit(_check_shard, array, read, layout, s, grid, codec.write, name)
                 for s in objects]
     else:
-        work = [pool.submit(_check_chunk_object, array, read, i, codec.write, name)
-                for i in np.ndindex(*grid)]
+        # a few batches per reader, not a task per chunk: the CRC holds the GIL (chunks are
+        # under google_crc32c's 1 MiB), so per-chunk hand-overs cost more than they overlap
+        chunks = list(np.ndindex(*grid))
+        size = max(1, -(-len(chunks) // (4 * READERS)))
+        work = [pool.submit(_check_chunk_objects, array, read, chunks[s:s + size],
+                            codec.write, name) for s in range(0, len(chunks), size)]
     problems = []
     for future in work:
         found, counts = future.result()
@@ -154,6 +158,16 @@ def _get(array, read, key):
             return None
     buffer = sync((array.store_path / key).get(default_buffer_prototype()))
     return None if buffer is None else buffer.to_bytes()
+
+
+def _check_chunk_objects(array, read, indices, write, name) -> tuple:
+    problems, counts = [], {}
+    for index in indices:
+        found, chunk_counts = _check_chunk_object(array, read, index, write, name)
+        problems += found
+        for key, value in chunk_counts.items():
+            counts[key] = counts.get(key, 0) + value
+    return problems, counts
 
 
 def _check_chunk_object(array, read, index, write, name) -> tuple:
