@@ -52,7 +52,10 @@ def scheduler(request):
     """Run the test on the local threaded scheduler, then on the LocalCluster."""
     if request.param == "cluster":
         request.getfixturevalue("client")
-    yield request.param
+        yield request.param
+    else:  # the module's cluster may be up (an earlier test): not used here
+        with dask.config.set(scheduler="threads"):
+            yield request.param
 
 
 def test_write_read_info_accessor_and_xarray(s3, scheduler):

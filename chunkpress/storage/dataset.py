@@ -136,6 +136,8 @@ class _ExactNodes:
     def writes(self, source, lazy):
         """Copy the in-memory chunks now; return the delayed that writes the dask ones."""
         store = self.destination.store
+        if self.destination.documents_first:  # a store that refuses chunks of unknown arrays
+            self.hand_over()
         for key in self.chunks:
             data = sync(self.memory.get(key, default_buffer_prototype()))
             sync(store.set(self.destination.path(key), data))
@@ -149,6 +151,10 @@ class _ExactNodes:
             targets.append(unpublished_array(store, self.destination.path(name), document))
         if not sources:
             return dask.delayed(_nothing, pure=True)()
+        if self.destination.returns is not None:  # each task's store comes back (Icechunk)
+            from .icechunk import store_returning
+
+            return store_returning(sources, targets, self.destination.returns)
         stored = da.store(sources, targets, lock=False, compute=False)
         return dask.delayed(_nothing, pure=True)(stored)
 

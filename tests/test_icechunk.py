@@ -1,0 +1,148 @@
+"""chunkpress into a real Icechunk repository: writes go into the session's transaction, the
+user commits; a failed write leaves nothing of itself in the session."""
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+import chunkpress
+
+icechunk = pytest.importorskip("icechunk")
+
+TOL = 0.01
+CHUNKS = (16, 16, 16)
+
+
+def field(seed=0, shape=(64, 64, 32)):
+    rng = np.random.default_rng(seed)
+    return np.cumsum(rng.standard_normal(shape), axis=0).astype("float32")
+
+
+def failing(x, bad=(2, 1, 1)):
+    def block(b, block_info=None):
+        if tuple(block_info[0]["chunk-location"]) == bad:
+            raise RuntimeError("input block (2, 1, 1) could not be read")
+        return b
+    return da.from_array(x, chunks=CHUNKS).map_blocks(block, dtype=x.dtype)
+
+
+def dataset(x, offset=0):
+    return xr.Dataset({"sst": (("t", "y", "x"), x),
+                       "n": ("t", da.arange(64, chunks=16, dtype="int32") + offset)},
+                      coords={"t": np.arange(64.0) + offset})
+
+
+@pytest.fixture(params=["threads", "cluster"])
+def scheduler(request):
+    """Run the test on the local threaded scheduler, then on the LocalCluster."""
+    if request.param == "cluster":
+        request.getfixturevalue("client")
+        yield request.param
+    else:  # the module's cluster may be up (an earlier test): not used here
+        with dask.config.set(scheduler="threads"):
+            yield request.param
+
+
+def test_write_commit_read(icechunk_repo, scheduler):
+    x = field()
+    session = icechunk_repo.writable_session("main")
+    chunkpress.to_zarr(x, session.store, path="sst", tolerance=TOL, chunks=CHUNKS)
+    session.commit("sst")
+    read = icechunk_repo.readonly_session("main").store
+    back = chunkpress.from_zarr(read, path="sst").compute()
+    assert np.abs(back - x).max() <= TOL
+    np.testing.assert_array_equal(zarr.open_array(read, path="sst", mode="r")[...], back)
+    assert chunkpress.info(read).loc["sst", "error_bound"] == TOL
+
+    session = icechunk_repo.writable_session("main")
+    ds = dataset(x).chunk({"t": 16, "y": 16, "x": 16})
+    ds.chunkpress.to_zarr(session.store, tolerance=TOL, overwrite=True)
+    session.commit("dataset")
+    opened = xr.open_zarr(icechunk_repo.readonly_session("main").store).load()
+    assert np.abs(opened.sst.values - x).max() <= TOL
+    np.testing.assert_array_equal(opened.n.values, np.arange(64))
+    np.testing.assert_array_equal(opened.t.values, np.arange(64.0))
+    read = icechunk_repo.readonly_session("main").store
+    np.testing.assert_array_equal(chunkpress.from_zarr(read, path="sst").compute(),
+                                  opened.sst.values)
+
+
+def test_failed_write_leaves_the_session_clean(icechunk_repo, scheduler):
+    session = icechunk_repo.writable_session("main")
+    with pytest.raises(RuntimeError, match=r"block \(2, 1, 1\)"):
+        chunkpress.to_zarr(failing(field(1)), session.store, path="sst", tolerance=TOL)
+    assert not session.has_uncommitted_changes
+    with pytest.raises(icechunk.IcechunkError, match="no changes"):
+        session.commit("nothing")
+    session = icechunk_repo.writable_session("main")
+    with pytest.raises(RuntimeError, match=r"block \(2, 1, 1\)"):
+        dataset(failing(field(1))).chunkpress.to_zarr(session.store, tolerance=TOL)
+    assert not session.has_uncommitted_changes
+
+
+def test_failed_overwrite_keeps_the_committed_array(icechunk_repo, scheduler):
+    old = field(0)
+    session = icechunk_repo.writable_session("main")
+    chunkpress.to_zarr(old, session.store, path="sst", tolerance=TOL, chunks=CHUNKS)
+    session.commit("old")
+    expected = chunkpress.from_zarr(icechunk_repo.readonly_session("main").store,
+                                    path="sst").compute()
+    session = icechunk_repo.writable_session("main")
+    with pytest.raises(RuntimeError, match=r"block \(2, 1, 1\)"):
+        chunkpress.to_zarr(failing(field(1)), session.store, path="sst", tolerance=TOL,
+                           overwrite=True)
+    assert not session.has_uncommitted_changes
+    # (a writable session does not pickle: read it here, with zarr)
+    np.testing.assert_array_equal(zarr.open_array(session.store, path="sst", mode="r")[...],
+                                  expected)
+    np.testing.assert_array_equal(
+        chunkpress.from_zarr(icechunk_repo.readonly_session("main").store,
+                             path="sst").compute(), expected)
+    # the overwrite that succeeds replaces it, once committed
+    new = field(2)
+    chunkpress.to_zarr(new, session.store, path="sst", tolerance=TOL, chunks=(32, 32, 32),
+                       overwrite=True)
+    session.commit("new")
+    back = chunkpress.from_zarr(icechunk_repo.readonly_session("main").store, path="sst")
+    assert back.chunksize == (32, 32, 32) and np.abs(back.compute() - new).max() <= TOL
+
+
+def test_session_with_changes(icechunk_repo, client):
+    """A session holding the user's uncommitted changes: written directly (local scheduler;
+    refused on a cluster); a failed write takes away only what it created; replacing an
+    existing node there is refused."""
+    session = icechunk_repo.writable_session("main")
+    zarr.create_array(session.store, name="mine", shape=(4,), dtype="int16")[:] = [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="uncommitted changes.*commit"):
+        chunkpress.to_zarr(field(1), session.store, path="sst", tolerance=TOL)
+    with dask.config.set(scheduler="threads"):
+        write_into_session_with_changes(icechunk_repo, session)
+
+
+def write_into_session_with_changes(icechunk_repo, session):
+    with pytest.raises(RuntimeError, match=r"block \(2, 1, 1\)"):
+        chunkpress.to_zarr(failing(field(1)), session.store, path="sst", tolerance=TOL)
+    assert sorted(zarr.open_group(session.store, mode="r").array_keys()) == ["mine"]
+    np.testing.assert_array_equal(zarr.open_array(session.store, path="mine")[...],
+                                  [1, 2, 3, 4])
+    x = field(3)
+    chunkpress.to_zarr(x, session.store, path="sst", tolerance=TOL, chunks=CHUNKS)
+    with pytest.raises(ValueError, match="uncommitted changes"):
+        chunkpress.to_zarr(x, session.store, path="sst", tolerance=TOL, overwrite=True)
+    session.commit("both")
+    read = icechunk_repo.readonly_session("main").store
+    assert np.abs(chunkpress.from_zarr(read, path="sst").compute() - x).max() <= TOL
+    np.testing.assert_array_equal(zarr.open_array(read, path="mine")[...], [1, 2, 3, 4])
+
+
+def test_existing_node_needs_overwrite(icechunk_repo):
+    session = icechunk_repo.writable_session("main")
+    chunkpress.to_zarr(field(0), session.store, path="sst", tolerance=TOL, chunks=CHUNKS)
+    session.commit("one")
+    session = icechunk_repo.writable_session("main")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        chunkpress.to_zarr(field(1), session.store, path="sst", tolerance=TOL)
+    assert not session.has_uncommitted_changes
