@@ -16,6 +16,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import concurrent.futures
+
 import cloudpickle
 import dask
 import dask.array as da
@@ -26,7 +28,7 @@ import zarr
 
 import chunkpress
 from chunkpress import cli
-from chunkpress.storage import IncompleteStoreError, from_zarr, to_zarr
+from chunkpress.storage import IncompleteStoreError, from_zarr, integrity, to_zarr
 
 import distributed  # noqa: E402
 
@@ -57,6 +59,24 @@ def chunk_files(path) -> dict:
     root = Path(path)
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "c").rglob("*"))
             if p.is_file()}
+
+
+def staged(path, variable="") -> dict:
+    """The chunk files a write of ``path`` has put in its staging directory so far."""
+    root = Path(path)
+    found = {}
+    for staging in root.parent.glob(f".{root.name}.chunkpress-staging-*"):
+        found.update(chunk_files(staging / variable) if (staging / variable / "c").exists()
+                     else {})
+    return found
+
+
+def streams(path) -> dict:
+    """Each chunk's codec stream (without the place record naming the write), by place."""
+    array = zarr.open_array(path, mode="r")
+    write = array.serializer.write
+    return {name: bytes(integrity.split(integrity.unseal(data), write, 3)[0])
+            for name, data in chunk_files(path).items()}
 
 
 def wait_until(condition, what, seconds=60):
@@ -93,13 +113,14 @@ def test_a_worker_killed_during_to_zarr_changes_no_byte(client, tmp_path):
     with dask.config.set(scheduler="threads"):
         to_zarr(slow_field(0.0), tmp_path / "clean.zarr", tolerance=1e-3, chunks=CHUNKS)
     path = tmp_path / "fault.zarr"
-    job = client.compute(to_zarr(slow_field(0.3), path, tolerance=1e-3, chunks=CHUNKS,
-                                 compute=False))
-    wait_until(lambda: (path / "c").exists() and len(chunk_files(path)) >= 2, "the first chunks")
-    assert not job.done(), "the job ended before the fault"
-    kill_one_worker(client)
-    job.result(timeout=120)
-    assert chunk_files(path) == chunk_files(tmp_path / "clean.zarr")
+    job = to_zarr(slow_field(0.3), path, tolerance=1e-3, chunks=CHUNKS, compute=False)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # on the cluster: the default client
+        done = pool.submit(job.compute)
+        wait_until(lambda: len(staged(path)) >= 2, "the first chunks")
+        assert not done.done(), "the job ended before the fault"
+        kill_one_worker(client)
+        done.result(timeout=120)
+    assert streams(path) == streams(tmp_path / "clean.zarr")
     np.testing.assert_array_equal(from_zarr(path).compute(),
                                   from_zarr(tmp_path / "clean.zarr").compute())
 
@@ -133,32 +154,32 @@ def kill_writer_halfway(path, kind, variable=""):
                DASK_NUM_WORKERS="2")
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(WRITER), str(path), kind],
                              env=env, cwd=ROOT, stderr=subprocess.PIPE)
-    chunks = Path(path) / variable / "c"
     try:
-        wait_until(lambda: chunks.exists() and len(chunk_files(chunks.parent)) >= 2
-                   or child.poll() is not None, "the first chunks")
+        wait_until(lambda: len(staged(path, variable)) >= 2 or child.poll() is not None,
+                   "the first chunks")
         assert child.poll() is None, f"the writer ended first: {child.stderr.read().decode()}"
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     finally:
         child.kill()
         child.wait()
-    return chunk_files(chunks.parent)
+    return staged(path, variable)
 
 
 def test_a_store_whose_writer_was_killed_is_never_read_as_whole(tmp_path):
     path = tmp_path / "a.zarr"
     written = kill_writer_halfway(path, "array")
     assert 2 <= len(written) < 12
+    assert not path.exists()  # the chunks went to the staging directory beside it
     with pytest.raises(IncompleteStoreError, match="incomplete.*overwrite=True"):
         from_zarr(path)
     with pytest.raises(FileNotFoundError):  # plain zarr finds no array: no fill values
         zarr.open_array(path, mode="r")
-    with pytest.raises(FileExistsError, match="stopped halfway.*overwrite=True"):
-        to_zarr(slow_field(0.0), path, tolerance=1e-3, chunks=CHUNKS)
     with dask.config.set(scheduler="threads"):
-        to_zarr(slow_field(0.0), path, tolerance=1e-3, chunks=CHUNKS, overwrite=True)
+        # the dead writer's lock is gone with it; its staging directory is removed
+        to_zarr(slow_field(0.0), path, tolerance=1e-3, chunks=CHUNKS)
         y = from_zarr(path).compute()
+    assert not list(path.parent.glob(".a.zarr.chunkpress-*"))
     assert np.max(np.abs(y - slow_field(0.0).compute())) <= 1e-3
     assert np.array_equal(zarr.open_array(path, mode="r")[:], y)
     assert not any(".partial" in name for name in chunk_files(path))

@@ -83,6 +83,13 @@ class Destination:
         self._expected: dict[str, list] = {}
         self._old: dict[str, dict] = {}
 
+    def __reduce__(self):
+        # publishing checks the store as this process sees it, and holds its lock here
+        raise TypeError(
+            "a chunkpress write publishes in the process that started it: run it with its own "
+            ".compute() (any scheduler, a distributed client too), or compute job.writes "
+            "(e.g. client.compute(job.writes)) and then call job.finish(result) here")
+
     # -- what the writer tells the destination ---------------------------------------------
 
     def key_encoding(self, node: str) -> dict:

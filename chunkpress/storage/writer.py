@@ -109,6 +109,16 @@ class WriteJob(Delayed):
     def __dask_postcompute__(self):
         return _publish, (self.destination, self.plans, self.opener)
 
+    @property
+    def writes(self) -> Delayed:
+        """The writing alone (its value: what :meth:`finish` takes), for a client that runs
+        it itself, e.g. ``client.compute(job.writes)`` with a progress bar."""
+        return Delayed(self.key, self.dask)
+
+    def finish(self, results):
+        """Publish the write whose :attr:`writes` gave ``results``; return the array/group."""
+        return _publish([results], self.destination, self.plans, self.opener)
+
     def compute(self, **kwargs):
         try:
             # the writes only: dask runs a collection's finalizer as a task (on a worker, with
