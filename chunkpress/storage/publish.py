@@ -46,8 +46,8 @@ __all__ = ["open_destination", "Destination", "check_complete", "repair",
 WRITING = "zarr.json.writing"
 _ZARR_FILES = {"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata", WRITING}
 _CHUNK_KEY = re.compile(r"^(c([./]\d+)*|\d+([./]\d+)*)$")
-_OURS = re.compile(r"^\.(?P<name>.+)\.chunkpress-(?P<kind>staging|old|lock)(-(?P<id>[0-9a-f]{16}))?"
-                   r"(\.zip)?$")
+_OURS = re.compile(r"^\.(?P<name>.+)\.chunkpress-(?P<kind>staging|old|lock|trash)"
+                   r"(-(?P<id>[0-9a-f]{16}))?(\.zip)?$")
 
 
 class IncompleteStoreError(FileNotFoundError):
@@ -197,22 +197,6 @@ class _Lock:
             self.fd = None
 
 
-def _held(root: str) -> bool:
-    """Whether a live writer holds the lock of ``root``."""
-    path = staging_name(root, "lock")
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 class LocalDestination(Destination):
     """A local directory store: a staging directory beside its root, then renames."""
 
@@ -234,7 +218,14 @@ class LocalDestination(Destination):
             _swap(self.staging, node_dir, self.write)
 
     def abort(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
+        # renamed first: a task still running (dask does not wait for them) writes by the
+        # staging path, which is then gone, and is never made again (see ChunkSink.put)
+        trash = staging_name(self.root, "trash", self.write)
+        try:
+            os.rename(self.staging, trash)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
 
     def close(self) -> None:
         self.lock.release()
@@ -312,7 +303,7 @@ def _cleanup(root: str, node: str = "") -> None:
     directories or files, and old directories a finished swap had not deleted yet."""
     root = os.path.abspath(root)
     top = os.path.join(root, node) if node else root
-    for place, kinds in ((root, ("staging",)), (top, ("old",))):
+    for place, kinds in ((root, ("staging", "trash")), (top, ("old",))):
         parent, name = os.path.split(place)
         if kinds == ("old",) and not os.path.lexists(place):
             continue  # the old one is all there is: repair() puts it back, never delete it
@@ -346,6 +337,8 @@ class ZipDestination(Destination):
 
     def abort(self) -> None:
         _close_zip(self.store)
+        # tasks still running put nothing more: zarr would reopen (recreate) the closed file
+        self.store._read_only = True  # zarr has no public way to make a store read-only
         if os.path.exists(self.temporary):
             os.remove(self.temporary)
 

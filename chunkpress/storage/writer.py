@@ -197,7 +197,14 @@ class ChunkSink:
         size = sum(len(p) for p in parts)
         if self.local is not None:
             path = os.path.join(self.local, key)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if not os.path.isdir(os.path.dirname(path)):
+                if not os.path.isdir(self.store.root):  # never made here: see the message
+                    raise publish.IncompleteStoreError(
+                        f"{self.store.root} (where chunk {key} goes) is not there as this "
+                        "process sees it: the write was stopped, or this worker does not see "
+                        "the file system of the process that started it; give a path on a "
+                        "file system every worker and that process share, or an object store")
+                os.makedirs(os.path.dirname(path), exist_ok=True)
             partial = f"{path}.{os.getpid()}-{threading.get_ident()}.partial"
             with open(partial, "wb") as file:
                 for part in parts:
