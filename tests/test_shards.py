@@ -272,3 +272,13 @@ def test_a_missing_shard_or_inner_chunk_is_an_error_not_fill(tmp_path, capsys):
     assert (2, 3, 1) in set(table.chunk) and len(table) == INNER + 1
     assert chunkpress.cli.main(["verify", store]) == chunkpress.cli.EXIT_PROBLEMS
     assert "chunk (2, 3, 1) (c/1/1/0[0, 1, 1]): missing" in capsys.readouterr().out
+
+
+def test_doctests_of_the_store_layer():
+    import doctest
+
+    from chunkpress.storage import shards, writer
+
+    for module in (shards, writer):
+        failures, tried = doctest.testmod(module)
+        assert tried and not failures, module.__name__

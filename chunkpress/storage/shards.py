@@ -28,19 +28,23 @@ AUTO_SHARD_BYTES = 256 * 2**20
 _EMPTY = 2**64 - 1
 
 
-def shard_shape(shards, chunk_shape, shape, itemsize) -> tuple | None:
+def shard_shape(shards, chunk_shape, shape, itemsize, workers=1) -> tuple | None:
     """Return the shard shape in elements for ``shards=`` (None: no sharding).
 
     ``shards`` is a shape in elements (a multiple of the chunk shape, as zarr takes it),
     ``{"chunks": shape}`` (chunks per shard), or ``"auto"``: whole chunks along the last axes
-    first, up to AUTO_SHARD_BYTES of input, never past the array.
+    first, up to AUTO_SHARD_BYTES of input, never past the array, and small enough that each
+    of ``workers`` gets about four shards to write (one task writes one shard: two shards for
+    two workers would leave one idle while the other finishes).
 
     >>> shard_shape((8, 8), (4, 4), (100, 100), 4)
     (8, 8)
     >>> shard_shape({"chunks": (2, 1)}, (4, 4), (100, 100), 4)
     (8, 4)
-    >>> shard_shape("auto", (4, 4), (10, 10), 4)
-    (12, 12)
+    >>> shard_shape("auto", (4, 4), (1000, 10), 4)  # 3 chunks across, a quarter of the rows
+    (208, 12)
+    >>> shard_shape("auto", (4, 4), (64, 64), 4, workers=2)  # 8 shards of 2 x 16 chunks
+    (8, 64)
     """
     if shards is None:
         return None
@@ -50,7 +54,9 @@ def shard_shape(shards, chunk_shape, shape, itemsize) -> tuple | None:
             raise ValueError(f"shards must be a shape, {{'chunks': shape}} or 'auto', "
                              f"got {shards!r}")
         per = [1] * ndim
-        budget = AUTO_SHARD_BYTES // max(1, math.prod(chunk_shape) * itemsize)
+        chunk_bytes = max(1, math.prod(chunk_shape) * itemsize)
+        balanced = math.prod(shape) * itemsize // (4 * max(1, workers))
+        budget = max(1, min(AUTO_SHARD_BYTES, balanced) // chunk_bytes)
         for axis in reversed(range(ndim)):
             fits = max(1, math.ceil(shape[axis] / chunk_shape[axis]))
             grow = max(1, min(fits, budget // max(1, math.prod(per))))

@@ -229,7 +229,7 @@ class ArrayWrite:
         self.write = integrity.array_write(destination.write, node)
         self.chunk_shape = tuple(max(1, axis[0]) for axis in compressed.chunks)
         self.shard_shape = _shards.shard_shape(shards, self.chunk_shape, compressed.shape,
-                                               compressed.dtype.itemsize)
+                                               compressed.dtype.itemsize, api._workers())
         choice = getattr(compressed, "choice", None)
         if choice is not None:  # what codec="auto" chose and why, for `chunkpress info`
             from .. import auto
