@@ -74,9 +74,7 @@ def _compress(args) -> int:
         if args.verify:
             enc = _run(enc.persist, "compressing")
         job = enc.to_zarr(args.output, overwrite=args.overwrite, compute=False)
-        # computed here (a callable, not the delayed): this process sees every chunk in the
-        # store before it publishes the write, also with --scheduler
-        _run(job.compute, "writing")
+        _run(job, "writing")  # published here: this process checks every chunk is there
         report = enc.report() if args.verify else _info_table(args.output)
     _print_table(report)
     return 0
@@ -370,12 +368,22 @@ def _run(work, label):
 
         with ProgressBar(minimum=0):
             return work.compute() if isinstance(work, Delayed) else work()
+    if isinstance(work, Delayed) and hasattr(work, "finish"):
+        # a chunkpress write: its chunks on the cluster, then published in this process
+        try:
+            future = client.compute(work.writes)
+            progress(future)
+            print()
+            results = future.result()
+        except BaseException:
+            work.abort()
+            raise
+        return work.finish(results)
     if isinstance(work, Delayed):
-        finish = getattr(work, "finish", None)  # a chunkpress write publishes here, after
-        future = client.compute(work.writes if finish else work)
+        future = client.compute(work)
         progress(future)
         print()
-        return finish(future.result()) if finish else future.result()
+        return future.result()
     result = work()
     futures = futures_of(list(getattr(result, "arrays", {}).values()))
     if futures:

@@ -119,6 +119,11 @@ class WriteJob(Delayed):
         """Publish the write whose :attr:`writes` gave ``results``; return the array/group."""
         return _publish([results], self.destination, self.plans, self.opener)
 
+    def abort(self) -> None:
+        """Remove what the write left unpublished (after :attr:`writes` failed)."""
+        self.destination.abort()
+        self.destination.close()
+
     def compute(self, **kwargs):
         try:
             # the writes only: dask runs a collection's finalizer as a task (on a worker, with
@@ -126,8 +131,7 @@ class WriteJob(Delayed):
             (results,) = dask.compute(Delayed(self.key, self.dask), **kwargs)
             return _publish((results,), self.destination, self.plans, self.opener)
         except BaseException:
-            self.destination.abort()
-            self.destination.close()
+            self.abort()
             raise
 
 
