@@ -20,7 +20,7 @@ import zarr
 
 import chunkpress
 import chunkpress.accessor  # noqa: F401 - registers the accessor
-from chunkpress.storage import append as _append
+from chunkpress.storage import journal
 
 CHUNKS = {"TIME": 4, "COADSY": 24, "COADSX": 92}
 FILL = np.float32(-1e34)
@@ -235,14 +235,14 @@ KILLED_BETWEEN_PUTS = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 import chunkpress.accessor
-from chunkpress.storage import append
+from chunkpress.storage import journal
 from test_append import coads
-put = append._put
-def put_then_die(where, key, data):
-    put(where, key, data)
+install = journal._install
+def install_then_die(where, key, data):
+    install(where, key, data)
     if key == "SST/zarr.json":  # the first document after the journal
         os.kill(os.getpid(), signal.SIGKILL)
-append._put = put_then_die
+journal._install = install_then_die
 coads().isel(TIME=slice(4, 8)).chunkpress.to_zarr({store!r}, append_dim="TIME")
 """
 
@@ -350,7 +350,7 @@ def test_journal_left_by_a_replaced_store_is_ignored(ds, tmp_path):
     with open(tmp_path / ".s.zarr.chunkpress-journal", "w") as file:
         json.dump(stale, file)
     before = snapshot(store)
-    assert _append.finish_pending(store) is None
+    assert journal.finish_pending(store) is None
     assert snapshot(store) == before
     assert not os.path.exists(tmp_path / ".s.zarr.chunkpress-journal")
 

@@ -4,6 +4,7 @@
 - ``writer``: ``to_zarr``, blocks encoded and written by the same task, published when complete;
 - ``dataset``: the same for an xarray Dataset (the accessor's ``to_zarr``), appends included;
 - ``append``: appends and region writes with the store's own codec and target;
+- ``journal``: the metadata documents of an append or region write, all or none;
 - ``publish``: where a write goes until it is complete (staging, new keys, a transaction);
 - ``shards``: Zarr v3 sharding, one task per shard;
 - ``reader``: ``from_zarr`` and ``info``, each chunk checked for its bytes and its place;

@@ -14,8 +14,9 @@ What a reader sees, while and after:
   them; then every changed ``zarr.json`` is written, arrays first and the root (with the
   consolidated metadata ``xr.open_zarr`` reads) last. Before those puts, the new documents
   are written to a *journal* (beside a local store's root, or ``.chunkpress-journal.json``
-  in an object store): a crash between the puts is finished by the next chunkpress reader or
-  writer (:func:`finish_pending`), so chunkpress never reads half an append. A write that
+  in an object store; see ``journal``): a crash between the puts is finished by the next
+  chunkpress reader or writer (:func:`journal.finish_pending`), so chunkpress never reads half
+  an append. A write that
   stops before the journal leaves the store as it was.
 - region: on a local directory the new chunks are written under temporary names beside the
   old ones and renamed over them when all are written (the renames are in the journal too):
@@ -26,7 +27,6 @@ What a reader sees, while and after:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -39,21 +39,18 @@ import xarray as xr
 import zarr
 from dask.base import tokenize
 from xarray.conventions import encode_cf_variable
-from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore, ZipStore
 
 from ..graph import _codecs
 from . import integrity, publish
 from .dataset import CF_ENCODINGS, unpublished_array
+from .journal import commit, finish_pending, ordered
 from .reader import MEASURED, Layout
 from .writer import ChunkSink, WriteJob, compress_for_zarr, write_blocks
 
 __all__ = ["append_dataset", "region_dataset", "write_region", "finish_pending",
            "StoreArray"]
-
-#: the journal of an object store, at its root
-JOURNAL = ".chunkpress-journal.json"
 
 
 # --- the store's arrays as an update sees them -----------------------------------------------
@@ -246,17 +243,10 @@ class Update(publish.Destination):
             documents.setdefault(f"{node}/zarr.json" if node else "zarr.json",
                                  json.dumps(document, indent=2).encode())
         if self.icechunk:  # the session is the transaction: no journal (its keys are refused)
-            for key in _ordered(documents):
+            for key in ordered(documents):
                 self._put(key, documents[key])
             return
-        entries = []
-        for key in _ordered(documents):
-            old = self._get(key)
-            entries.append({"key": key, "old": _digest(old),
-                            "new": documents[key].decode()})
-        journal = {"write": self.write, "renames": self._renames, "documents": entries}
-        _write_journal(self.local_root or self.store, journal)
-        _apply(self.local_root or self.store, journal)
+        commit(self.local_root or self.store, self.write, self._renames, documents)
 
     def abort(self) -> None:
         """Remove the chunks this write put where no reader looks (never an old chunk)."""
@@ -274,9 +264,6 @@ class Update(publish.Destination):
             self.lock.release()
             self.lock = None
 
-    def _get(self, key: str) -> bytes | None:
-        return _get(self.local_root or self.store, key)
-
 
 class StagedSink(ChunkSink):
     """A sink that puts each chunk (or shard) under a temporary name beside its key."""
@@ -293,127 +280,6 @@ class StagedSink(ChunkSink):
 
     def key(self, index) -> str:
         return self.staged(super().key(index))
-
-
-def _ordered(documents) -> list:
-    """Keys of documents: deepest first, the root's last (what ``xr.open_zarr`` reads)."""
-    return sorted(documents, key=lambda k: (k == "zarr.json", -k.count("/"), k))
-
-
-def _digest(data: bytes | None) -> str | None:
-    return None if data is None else hashlib.sha256(data).hexdigest()
-
-
-# --- the journal ----------------------------------------------------------------------------
-
-
-def _journal_key(where) -> str:
-    return publish.staging_name(where, "journal") if isinstance(where, str) else JOURNAL
-
-
-def _get(where, key: str) -> bytes | None:
-    if isinstance(where, str):
-        try:
-            with open(os.path.join(where, key), "rb") as file:
-                return file.read()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-    buffer = sync(where.get(key, default_buffer_prototype()))
-    return None if buffer is None else buffer.to_bytes()
-
-
-def _put(where, key: str, data: bytes) -> None:
-    if isinstance(where, str):
-        path = os.path.join(where, key)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        partial = f"{path}.{os.getpid()}.partial"
-        with open(partial, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(partial, path)
-    else:
-        sync(where.set(key, default_buffer_prototype().buffer.from_bytes(data)))
-
-
-def _write_journal(where, journal: dict) -> None:
-    data = json.dumps(journal).encode()
-    if isinstance(where, str):
-        _put(os.path.dirname(where), os.path.basename(_journal_key(where)), data)
-    else:
-        _put(where, JOURNAL, data)
-
-
-def _read_journal(where) -> dict | None:
-    if isinstance(where, str):
-        data = _get(os.path.dirname(where), os.path.basename(_journal_key(where)))
-    else:
-        data = _get(where, JOURNAL)
-    if data is None:
-        return None
-    try:
-        return json.loads(data)
-    except ValueError:  # cut off while written: the update had not begun its puts
-        return {"renames": [], "documents": []}
-
-
-def _remove_journal(where) -> None:
-    if isinstance(where, str):
-        try:
-            os.remove(_journal_key(where))
-        except FileNotFoundError:
-            pass
-    else:
-        sync(where.delete(JOURNAL))
-
-
-def _apply(where, journal: dict) -> bool:
-    """Carry out a journal (again): renames, then documents in order; False if it is stale
-    (a document is neither the one it replaces nor the new one: the store was replaced)."""
-    current = {e["key"]: _get(where, e["key"]) for e in journal["documents"]}
-    for entry in journal["documents"]:
-        now = current[entry["key"]]
-        if _digest(now) != entry["old"] and now != entry["new"].encode():
-            _remove_journal(where)
-            return False
-    for staged, final in journal["renames"]:
-        if isinstance(where, str) and os.path.exists(os.path.join(where, staged)):
-            os.replace(os.path.join(where, staged), os.path.join(where, final))
-    for entry in journal["documents"]:
-        if current[entry["key"]] != entry["new"].encode():
-            _put(where, entry["key"], entry["new"].encode())
-    _remove_journal(where)
-    return True
-
-
-def finish_pending(store) -> str | None:
-    """Finish an append or region write that stopped between its metadata puts (its journal
-    is complete, so are its chunks); say what was done. ``store``: a local root or a store."""
-    if isinstance(store, os.PathLike):
-        store = os.fspath(store)
-    if isinstance(store, str):
-        if "://" in store or store.endswith(".zip"):
-            return None
-        where = os.path.abspath(store)
-    elif isinstance(store, LocalStore):
-        where = os.path.abspath(str(store.root))
-    elif isinstance(store, ZipStore) or type(store).__module__.startswith("icechunk"):
-        return None
-    else:
-        where = store
-        if getattr(store, "read_only", False):
-            try:
-                where = store.with_read_only(False)
-            except (AttributeError, NotImplementedError, ValueError):
-                return None
-    try:
-        journal = _read_journal(where)
-    except OSError:
-        return None
-    if journal is None:
-        return None
-    done = _apply(where, journal)
-    return f"{store}: finished an interrupted append or region write" if done else None
 
 
 # --- what is written --------------------------------------------------------------------------

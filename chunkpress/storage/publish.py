@@ -564,7 +564,7 @@ def check_complete(store, path=None, storage_options=None) -> None:
 
     For a local directory, also repair a swap that a crash interrupted (see :func:`repair`).
     """
-    from .append import finish_pending  # an append cut off between its metadata puts
+    from .journal import finish_pending  # an append cut off between its metadata puts
 
     try:
         finish_pending(store)
