@@ -27,6 +27,7 @@ What a reader sees, while and after:
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -714,7 +715,13 @@ def _open_stored(update) -> xr.Dataset:
     """The store's dataset as xarray reads it (lazily: for encodings and coordinates)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return xr.open_zarr(update.store, consolidated=None, chunks=None, zarr_format=3)
+        return xr.open_zarr(update.store, consolidated=None, chunks=None, zarr_format=3,
+                            **_NO_INDEXES)
+
+
+# no indexes (xarray >= 2025.7): they would read every coordinate, which grows with each append
+_NO_INDEXES = {"create_default_indexes": False} if "create_default_indexes" in \
+    inspect.signature(xr.open_zarr).parameters else {}
 
 
 def _encoded(var: xr.Variable, encoding: dict, name, as_nan=False) -> xr.Variable:
