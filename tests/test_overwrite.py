@@ -591,3 +591,62 @@ def test_cli_decompress_refuses_a_directory_and_an_existing_file(tmp_path, capsy
     assert cli.main(["decompress", str(store), str(tmp_path / "o.nc")]) == 1
     assert "--overwrite" in capsys.readouterr().err
     assert (tmp_path / "o.nc").read_text() == "old"
+
+
+# --- found in review: paths, a dropped job, one array of a dataset -----------------------
+
+
+def test_a_path_that_leaves_the_store_is_refused_before_anything_is_written(tmp_path):
+    project = tmp_path / "project"
+    to_zarr(field(), str(project / "other.zarr"), tolerance=0.01)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    for bad in ("../other.zarr", "a/../../other.zarr", "./x"):
+        with pytest.raises(ValueError, match="'.' or '..'"):
+            to_zarr(field(1.0), str(project / "s.zarr"), path=bad, overwrite=True,
+                    tolerance=0.01)
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+    np.testing.assert_allclose(from_zarr(str(project / "other.zarr")).compute(), field(),
+                               atol=0.01)
+
+
+def test_the_working_directory_and_the_inside_of_an_array_are_refused(tmp_path, monkeypatch):
+    store = str(tmp_path / "s.zarr")
+    to_zarr(field(), store, tolerance=0.01)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="current directory"):
+        to_zarr(field(), ".", tolerance=0.01, overwrite=True)
+    with pytest.raises(ValueError, match="current directory"):
+        to_zarr(field(), str(tmp_path.parent), tolerance=0.01, overwrite=True)
+    with pytest.raises(ValueError, match="inside the Zarr array"):
+        to_zarr(field(), os.path.join(store, "inner.zarr"), tolerance=0.01)
+    assert sorted(os.listdir(store)) == ["c", "zarr.json"] and os.path.isdir(tmp_path)
+
+
+def test_a_write_dropped_without_running_lets_go_of_its_lock(tmp_path):
+    import gc
+
+    path = str(tmp_path / "a.zarr")
+    job = to_zarr(field(), path, tolerance=0.01, compute=False)
+    with pytest.raises(WriterBusyError, match="earlier write of this process.*abort"):
+        to_zarr(field(), path, tolerance=0.01)
+    del job
+    gc.collect()
+    to_zarr(field(2.0), path, tolerance=0.01)  # its lock is gone, its staging removed
+    np.testing.assert_allclose(from_zarr(path).compute(), field(2.0), atol=0.01)
+    assert leftovers(path) == []
+
+
+@pytest.mark.parametrize("where", ["directory", "memory"])
+def test_one_array_of_a_dataset_replaced_keeps_the_dataset_readable(tmp_path, where):
+    ds = xr.Dataset({"t": (("z", "y", "x"), field()), "u": (("z", "y", "x"), field(5.0))},
+                    coords={"z": np.arange(field().shape[0])})
+    ds.t.attrs["units"] = "K"
+    store = str(tmp_path / "d.zarr") if where == "directory" else \
+        f"memory://chunkpress-replace/{tmp_path.name}.zarr"
+    ds.chunkpress.to_zarr(store, tolerance=0.01)
+    to_zarr(field(1.0), store, path="t", tolerance=0.001, overwrite=True)
+    back = xr.open_zarr(store)  # the root's consolidated metadata names the new array
+    assert back.t.dims == ("z", "y", "x") and back.t.attrs["units"] == "K"
+    assert np.max(np.abs(back.t.values - field(1.0))) <= 0.001
+    assert np.max(np.abs(back.u.values - field(5.0))) <= 0.01  # its sibling as it was
+    assert chunkpress.verify(store).empty

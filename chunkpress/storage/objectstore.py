@@ -119,6 +119,8 @@ class InPlaceDestination(Destination):
             self._put_documents.add(path)
         self._published = True
         self._add_parents()
+        if self.node and self.node in self._documents:
+            _refresh_consolidated(self.store, self.node, self._documents[self.node])
         # the new store is in place: the old chunks, and old nodes it does not have, go
         for path, old in self._existing.items():
             separator = _separator(old)
@@ -506,3 +508,17 @@ class _ProcessLock:
         if self.held:
             self._release()  # runs once
             self.held = False
+
+
+def _refresh_consolidated(store, node: str, document: bytes) -> None:
+    """Put the new document of ``node`` into the root's consolidated metadata (what
+    ``xr.open_zarr`` reads first), where the root has one: one put."""
+    root = _read_json(store, "zarr.json")
+    consolidated = (root or {}).get("consolidated_metadata")
+    if not isinstance(consolidated, dict):
+        return
+    metadata = dict(consolidated.get("metadata") or {})
+    metadata[node] = json.loads(document)
+    root["consolidated_metadata"] = {**consolidated, "metadata": metadata}
+    sync(store.set("zarr.json", default_buffer_prototype().buffer.from_bytes(
+        json.dumps(root, indent=2).encode())))

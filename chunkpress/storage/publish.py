@@ -31,6 +31,7 @@ import re
 import shutil
 import socket
 import time
+import weakref
 
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
@@ -107,6 +108,11 @@ class Destination:
         if self.documents_first:
             self._put(f"{path}/zarr.json" if path else "zarr.json", document)
 
+    def existing_document(self, node: str = "") -> dict | None:
+        """The ``zarr.json`` now at ``node`` of the target (what the write replaces), if any."""
+        path = self.path(node)
+        return _read_document(self.store, f"{path}/zarr.json" if path else "zarr.json")
+
     def path(self, node: str) -> str:
         """The path in ``self.store`` of ``node`` (relative to the target's node)."""
         return "/".join(p for p in (self.node, node.strip("/")) if p)
@@ -171,6 +177,11 @@ class _Lock:
                 holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip()
                 os.close(self.fd)
                 self.fd = None
+                if holder.startswith(f"pid {os.getpid()} "):
+                    raise WriterBusyError(
+                        f"{root}: an earlier write of this process holds it: a compute=False "
+                        "write not run yet, or one whose run failed; call its .abort() (or "
+                        "drop it) first") from None
                 raise WriterBusyError(
                     f"{root}: another chunkpress write to it is running "
                     f"({holder or 'unknown'}); wait for it to finish, or write elsewhere"
@@ -186,15 +197,21 @@ class _Lock:
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"pid {os.getpid()} on {socket.gethostname()} since "
                            f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        # a write dropped without being run or aborted lets go when it is collected
+        self._release = weakref.finalize(self, _let_go, self.path, self.fd)
 
     def release(self) -> None:
         if self.fd is not None:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-            os.close(self.fd)
+            self._release()
             self.fd = None
+
+
+def _let_go(path: str, fd: int) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    os.close(fd)
 
 
 class LocalDestination(Destination):
@@ -208,6 +225,14 @@ class LocalDestination(Destination):
         self.target_node = node.strip("/")  # where the staged node goes in the root
         self.lock = lock
 
+    def existing_document(self, node: str = "") -> dict | None:
+        path = os.path.join(self.root, self.target_node, node.strip("/"), "zarr.json")
+        try:
+            with open(path, "rb") as file:
+                return json.loads(file.read())
+        except (OSError, ValueError):
+            return None
+
     def publish(self) -> None:
         super().publish()
         if not self.target_node:
@@ -216,6 +241,8 @@ class LocalDestination(Destination):
             node_dir = os.path.join(self.root, self.target_node)
             _ensure_groups(self.root, self.target_node)
             _swap(self.staging, node_dir, self.write)
+            _refresh_consolidated(os.path.join(self.root, "zarr.json"), self.target_node,
+                                  self._documents.get(""))
 
     def abort(self) -> None:
         # renamed first: a task still running (dask does not wait for them) writes by the
@@ -229,6 +256,34 @@ class LocalDestination(Destination):
 
     def close(self) -> None:
         self.lock.release()
+
+
+def _refresh_consolidated(root_document: str, node: str, document: bytes | None) -> None:
+    """Put the new document of ``node`` into the root's consolidated metadata (what
+    ``xr.open_zarr`` reads first), where the root has one: one write, then a rename."""
+    try:
+        with open(root_document, "rb") as file:
+            root = json.loads(file.read())
+    except (OSError, ValueError):
+        return
+    consolidated = root.get("consolidated_metadata")
+    if not isinstance(consolidated, dict) or document is None:
+        return
+    metadata = dict(consolidated.get("metadata") or {})
+    metadata[node] = json.loads(document)
+    root["consolidated_metadata"] = {**consolidated, "metadata": metadata}
+    partial = f"{root_document}.{os.getpid()}.partial"
+    with open(partial, "w") as file:
+        json.dump(root, file, indent=2)
+    os.replace(partial, root_document)
+
+
+def _read_document(store, key: str) -> dict | None:
+    try:
+        buffer = sync(store.get(key, default_buffer_prototype()))
+        return None if buffer is None else json.loads(buffer.to_bytes())
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _swap(staging: str, target: str, write: str) -> None:
@@ -418,15 +473,17 @@ def open_destination(store, path=None, *, overwrite=False, storage_options=None,
     target that is not a Zarr store or holds anything else; a target another writer holds.
     """
     write = write or integrity.new_write_id()
-    node = (path or "").strip("/")
+    node = node_path(path)
     if isinstance(store, (str, os.PathLike)) and "://" not in str(store):
         target = os.path.abspath(os.fspath(store))
+        _refuse_around(target)
         if target.endswith(".zip"):
             return _zip_destination(target, node, overwrite, write)
         return _local_destination(target, node, overwrite, write)
     if isinstance(store, LocalStore):
         if store.read_only:
             raise ValueError(f"{store} is read-only; open it writable to write to it")
+        _refuse_around(os.path.abspath(str(store.root)))
         return _local_destination(str(store.root), node, overwrite, write)
     if isinstance(store, str):
         from zarr.storage import FsspecStore
@@ -443,6 +500,35 @@ def open_destination(store, path=None, *, overwrite=False, storage_options=None,
     from .objectstore import in_place_destination
 
     return in_place_destination(store, node, overwrite, write)
+
+
+def node_path(path) -> str:
+    """``path=`` as a node path (``a/b``), refusing what would leave the store."""
+    if path is None:
+        return ""
+    if not isinstance(path, str):
+        raise TypeError(f"path must be a string such as 'sst' or 'ocean/sst', got {path!r}")
+    parts = [p for p in path.split("/") if p]
+    if any(p in (".", "..") or "\\" in p for p in parts):
+        raise ValueError(f"path must name a node inside the store ('sst', 'ocean/sst'); "
+                         f"{path!r} has a '.' or '..' part")
+    return "/".join(parts)
+
+
+def _refuse_around(target: str) -> None:
+    """Refuse a local target that is the working directory (or holds it), or that lies inside
+    a Zarr array: replacing the first pulls the directory from under the shell, writing into
+    the second puts foreign files among the array's chunks."""
+    here = os.path.abspath(os.getcwd())
+    if here == target or here.startswith(target.rstrip(os.sep) + os.sep):
+        raise ValueError(f"{target} is the current directory or holds it; give the path of "
+                         "a new or existing store (e.g. out.zarr), not '.'")
+    parent = os.path.dirname(target)
+    while parent and parent != os.path.dirname(parent):
+        if _node_type(parent) == "array":
+            raise ValueError(f"{target} lies inside the Zarr array {parent}; write the store "
+                             "elsewhere")
+        parent = os.path.dirname(parent)
 
 
 def _local_destination(root: str, node: str, overwrite: bool, write: str) -> Destination:

@@ -75,6 +75,17 @@ def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=Non
     destination = publish.open_destination(store, path, overwrite=overwrite,
                                            storage_options=storage_options)
     try:
+        if path:
+            # an array of a dataset replaced on its own keeps its dimensions' names and its
+            # attributes (CF units, _FillValue, ...), unless new ones are given
+            old = destination.existing_document() or {}
+            names = old.get("dimension_names")
+            if dimension_names is None and isinstance(names, list) and \
+                    len(names) == compressed.ndim:
+                dimension_names = names
+            if attributes is None and old.get("node_type") == "array":
+                attributes = {k: v for k, v in (old.get("attributes") or {}).items()
+                              if not k.startswith("chunkpress_")}
         plan = ArrayWrite(destination, "", compressed, attributes=attributes,
                           dimension_names=dimension_names, shards=shards)
         writes = [plan.writes()]
