@@ -1,15 +1,10 @@
-"""The main job on built-in data: a sea-surface-temperature-like field with land, every codec.
-
-Runs on a fresh machine with no data of the user's: ``chunkpress`` (the command, no arguments).
-"""
+"""Built-in data for the main job (``chunkpress`` alone) and the tests: a sea-surface-
+temperature-like field with land, and a small CF dataset of it."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from . import kernels
 
 
 def ocean_field(shape=(24, 360, 720), seed=0) -> np.ndarray:
@@ -35,38 +30,30 @@ def ocean_field(shape=(24, 360, 720), seed=0) -> np.ndarray:
     return np.where(land, np.nan, sst).astype(np.float32)
 
 
-def main() -> None:
-    field = ocean_field()
-    land = np.isnan(field)
-    tolerance = 0.01
-    print(f"sea surface temperature, {field.shape} float32, {field.nbytes / 2**20:.1f} MiB, "
-          f"{land.mean():.0%} land (NaN); tolerance {tolerance} deg C where lossy\n")
-    print(f"{'codec':<10}{'setting':<22}{'ratio':>8}{'max error':>12}{'NaN kept':>10}"
-          f"{'encode MB/s':>13}{'decode MB/s':>13}")
-    runs = [
-        ("zfp", dict(tolerance=tolerance)),
-        ("sz3", dict(tolerance=tolerance)),
-        ("sperr", dict(tolerance=tolerance)),
-        ("lerc", dict(tolerance=tolerance)),
-        ("pcodec", dict(level=8)),
-        ("szip", dict(coding="nn")),
-    ]
-    for codec, params in runs:
-        encode = getattr(kernels, f"{codec}_encode")
-        decode = getattr(kernels, f"{codec}_decode")
-        start = time.perf_counter()
-        stream = encode(field, **params)
-        middle = time.perf_counter()
-        decoded = decode(stream)
-        end = time.perf_counter()
-        error = float(np.nanmax(np.abs(decoded.astype(np.float64) - field)))
-        kept = bool(np.array_equal(np.isnan(decoded), land))
-        setting = ", ".join(f"{k}={v}" for k, v in params.items())
-        mb = field.nbytes / 1e6
-        print(f"{codec:<10}{setting:<22}{field.nbytes / len(stream):>8.1f}{error:>12.2e}"
-              f"{'yes' if kept else 'NO':>10}{mb / (middle - start):>13.0f}"
-              f"{mb / (end - middle):>13.0f}")
+def demo_dataset(shape=(12, 180, 360)):
+    """Return a small CF dataset: sea-surface temperature with land missing, wind, times."""
+    import pandas as pd
+    import xarray as xr
 
-
-if __name__ == "__main__":
-    main()
+    sst = ocean_field(shape)
+    rng = np.random.default_rng(1)
+    wind = (5 + np.cumsum(rng.standard_normal(shape), axis=2) * 0.05).astype("float32")
+    nt, ny, nx = shape
+    ds = xr.Dataset(
+        {
+            "sst": (("time", "lat", "lon"), sst, {"units": "degC", "standard_name":
+                                                  "sea_surface_temperature"}),
+            "wind": (("time", "lat", "lon"), wind, {"units": "m s-1", "long_name":
+                                                    "10 m wind speed"}),
+            "land": (("lat", "lon"), np.isnan(sst[0]).astype("int8"), {"flag_values": [0, 1]}),
+        },
+        coords={
+            "time": pd.date_range("2000-01-01", periods=nt, freq="MS"),
+            "lat": ("lat", np.linspace(-89.5, 89.5, ny), {"units": "degrees_north"}),
+            "lon": ("lon", np.linspace(0.5, 359.5, nx), {"units": "degrees_east"}),
+        },
+        attrs={"title": "chunkpress demo ocean", "Conventions": "CF-1.8"},
+    )
+    ds.sst.encoding = {"_FillValue": -999.0, "dtype": "float32"}
+    ds.time.encoding = {"units": "days since 2000-01-01", "calendar": "standard"}
+    return ds

@@ -371,7 +371,7 @@ def test_two_writers_at_once_leave_one_writers_store(tmp_path):
 def test_a_second_writer_in_the_same_process_is_refused(tmp_path):
     path = tmp_path / "a.zarr"
     first = to_zarr(field(1), path, tolerance=TOL, chunks=CHUNKS, compute=False)
-    with pytest.raises(WriterBusyError, match="another chunkpress write"):
+    with pytest.raises(WriterBusyError, match="earlier write of this process"):
         to_zarr(field(2), path, tolerance=TOL, chunks=CHUNKS, compute=False)
     with dask.config.set(scheduler="threads"):
         first.compute()
@@ -615,7 +615,7 @@ def test_the_working_directory_and_the_inside_of_an_array_are_refused(tmp_path, 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="current directory"):
         to_zarr(field(), ".", tolerance=0.01, overwrite=True)
-    with pytest.raises(ValueError, match="current directory"):
+    with pytest.raises((ValueError, FileExistsError), match="current directory|not write"):
         to_zarr(field(), str(tmp_path.parent), tolerance=0.01, overwrite=True)
     with pytest.raises(ValueError, match="inside the Zarr array"):
         to_zarr(field(), os.path.join(store, "inner.zarr"), tolerance=0.01)

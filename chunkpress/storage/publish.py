@@ -521,6 +521,8 @@ def _refuse_around(target: str) -> None:
     the second puts foreign files among the array's chunks."""
     here = os.path.abspath(os.getcwd())
     if here == target or here.startswith(target.rstrip(os.sep) + os.sep):
+        if os.path.isdir(target) and os.listdir(target):
+            _refuse_foreign(target, "")  # what is there, named, where it is not a store
         raise ValueError(f"{target} is the current directory or holds it; give the path of "
                          "a new or existing store (e.g. out.zarr), not '.'")
     parent = os.path.dirname(target)
