@@ -618,3 +618,23 @@ def check_frozen_format(codec: Codec):
         assert_same_kind(original, decoded, what)
         assert_nonfinite_kept(original, decoded, what)
         assert_within(original, decoded, entry["tolerance"], what)
+
+
+# --- stores: a field and an input that fails ----------------------------------------------
+
+
+def walk_field(seed=0, shape=(64, 64, 32)) -> np.ndarray:
+    """A float32 random walk along the first axis: smooth enough to compress, all different."""
+    rng = np.random.default_rng(seed)
+    return np.cumsum(rng.standard_normal(shape), axis=0).astype("float32")
+
+
+def failing_blocks(x, chunks, bad=(2, 1, 1)):
+    """A dask array of ``x`` whose block ``bad`` raises, as an input that cannot be read."""
+    import dask.array as da
+
+    def block(b, block_info=None):
+        if tuple(block_info[0]["chunk-location"]) == bad:
+            raise RuntimeError(f"input block {bad} could not be read")
+        return b
+    return da.from_array(x, chunks=chunks).map_blocks(block, dtype=x.dtype)

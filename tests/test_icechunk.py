@@ -9,6 +9,7 @@ import xarray as xr
 import zarr
 
 import chunkpress
+from common import failing_blocks, walk_field
 
 icechunk = pytest.importorskip("icechunk")
 
@@ -17,16 +18,12 @@ CHUNKS = (16, 16, 16)
 
 
 def field(seed=0, shape=(64, 64, 32)):
-    rng = np.random.default_rng(seed)
-    return np.cumsum(rng.standard_normal(shape), axis=0).astype("float32")
+    return walk_field(seed, shape)
 
 
 def failing(x, bad=(2, 1, 1)):
-    def block(b, block_info=None):
-        if tuple(block_info[0]["chunk-location"]) == bad:
-            raise RuntimeError("input block (2, 1, 1) could not be read")
-        return b
-    return da.from_array(x, chunks=CHUNKS).map_blocks(block, dtype=x.dtype)
+    """A dask array of ``x`` whose block ``bad`` raises."""
+    return failing_blocks(x, CHUNKS, bad)
 
 
 def dataset(x, offset=0):

@@ -3,7 +3,6 @@ that fail or are killed, two writers, foreign objects — the same guarantees as
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ import xarray as xr
 import zarr
 
 import chunkpress
+from common import failing_blocks, walk_field
 from chunkpress.storage import IncompleteStoreError, WriterBusyError
 from chunkpress.storage.objectstore import LOCK
 
@@ -25,17 +25,12 @@ CHUNKS = (16, 16, 16)
 
 
 def field(seed=0, shape=(64, 64, 32)):
-    rng = np.random.default_rng(seed)
-    return np.cumsum(rng.standard_normal(shape), axis=0).astype("float32")
+    return walk_field(seed, shape)
 
 
 def failing(x, bad=(2, 1, 1)):
     """A dask array of ``x`` whose block ``bad`` raises."""
-    def block(b, block_info=None):
-        if tuple(block_info[0]["chunk-location"]) == bad:
-            raise RuntimeError("input block (2, 1, 1) could not be read")
-        return b
-    return da.from_array(x, chunks=CHUNKS).map_blocks(block, dtype=x.dtype)
+    return failing_blocks(x, CHUNKS, bad)
 
 
 def keys(s3, prefix):

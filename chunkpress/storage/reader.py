@@ -29,8 +29,8 @@ from ..kernels import ChunkpressError
 from . import integrity, publish, shards
 from .codecs import ChunkpressCodec, decode_block
 
-__all__ = ["from_zarr", "info", "Layout", "layout", "read_chunk", "chunk_object", "open_array",
-           "arrays_of", "MissingChunkError"]
+__all__ = ["from_zarr", "info", "Layout", "layout", "read_chunk", "chunk_object",
+           "object_bytes", "open_array", "arrays_of", "MissingChunkError"]
 
 
 class MissingChunkError(ChunkpressError, KeyError):
@@ -104,9 +104,13 @@ def chunk_object(array: zarr.Array, read: Layout, index):
     """Return the stored bytes of chunk ``index`` (an inner chunk of a shard), None if absent."""
     if read.sharding is not None:
         return shards.read_inner(array, read, index)
-    key = array.metadata.encode_chunk_key(tuple(index))
+    return object_bytes(array, read, array.metadata.encode_chunk_key(tuple(index)))
+
+
+def object_bytes(array: zarr.Array, read: Layout, key: str):
+    """The bytes of object ``key`` of ``array`` (a chunk or a shard), None if absent."""
     if read.local_root is not None:  # a plain file read: zarr's store API would add a round
-        try:  # trip to its event loop per chunk
+        try:  # trip to its event loop per object
             with open(os.path.join(read.local_root, key), "rb") as file:
                 return file.read()
         except (FileNotFoundError, NotADirectoryError):

@@ -24,8 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import zarr
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
 
 from ..graph import _codecs
 from ..kernels import ChunkpressError
@@ -148,16 +146,7 @@ def _grid(shape, chunk_shape) -> tuple:
     return tuple(math.ceil(n / c) if n else 0 for n, c in zip(shape, chunk_shape))
 
 
-def _get(array, read, key):
-    """The bytes of object ``key`` of ``array``, None if absent."""
-    if read.local_root is not None:  # a plain file read (zarr would add an event-loop trip)
-        try:
-            with open(os.path.join(read.local_root, key), "rb") as file:
-                return file.read()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-    buffer = sync((array.store_path / key).get(default_buffer_prototype()))
-    return None if buffer is None else buffer.to_bytes()
+
 
 
 def _check_chunk_objects(array, read, indices, write, name) -> tuple:
@@ -172,7 +161,7 @@ def _check_chunk_objects(array, read, indices, write, name) -> tuple:
 
 def _check_chunk_object(array, read, index, write, name) -> tuple:
     key = array.metadata.encode_chunk_key(index)
-    data = _get(array, read, key)
+    data = reader.object_bytes(array, read, key)
     if data is None:
         if write is None:  # zarr left out a chunk of fill
             return [], {"absent_chunks": 1}
@@ -207,7 +196,7 @@ def _check_chunk(data, index, write, ndim, name, key) -> tuple:
 def _check_shard(array, read, layout, shard, grid, write, name) -> tuple:
     key = array.metadata.encode_chunk_key(shard)
     inner = layout.inner_chunks(shard, grid)
-    data = _get(array, read, key)
+    data = reader.object_bytes(array, read, key)
     key = _full(array, key)
     if data is None:
         if write is None:
