@@ -33,6 +33,7 @@ import socket
 import time
 import weakref
 
+from dask.tokenize import normalize_token
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore, StorePath, ZipStore
@@ -399,6 +400,18 @@ class ZipDestination(Destination):
 
     def close(self) -> None:
         self.lock.release()
+
+
+@normalize_token.register(ZipStore)
+def _tokenize_zip(store: ZipStore):
+    # dask tokenizes the zarr arrays a write stores into; its fallback pickles them, and
+    # unpickling a ZipStore reopens its file in mode "w", truncating what is written so far
+    return ("zarr.storage.ZipStore", os.path.abspath(store.path), store._zmode)
+
+
+@normalize_token.register(StorePath)
+def _tokenize_store_path(store_path: StorePath):
+    return ("zarr.storage.StorePath", normalize_token(store_path.store), store_path.path)
 
 
 def _close_zip(store: ZipStore) -> None:
