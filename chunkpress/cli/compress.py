@@ -1,30 +1,49 @@
-"""``chunkpress compress IN OUT.zarr``: compress a netCDF file or Zarr store into Zarr v3."""
+"""``chunkpress compress IN... OUT.zarr``: compress netCDF files or Zarr stores into Zarr v3."""
 
 from __future__ import annotations
 
-from ._common import add_scheduler, print_table, scheduler, tolerance
+import argparse
+
+from . import bounds
+from ._common import add_scheduler, check_output, print_table, scheduler
 from .info import info_table
-from .inputs import check_input, open
-from ._common import check_output
+from .inputs import add_arguments as add_input_arguments
+from .inputs import check_input, expand, open_inputs, remote_errors, storage_options
 from .progress import run
 
-HELP = "compress a netCDF file or Zarr store into Zarr v3"
+HELP = "compress netCDF files or Zarr stores into Zarr v3"
+
+EXAMPLES = """\
+examples:
+  chunkpress compress sst.nc sst.zarr --tolerance 0.01
+  chunkpress compress 'model_*.nc' out.zarr --codec sz3 --tolerance 0.1%% --tolerance SLP=0.05
+  chunkpress compress a.nc b.nc c.nc out.zarr --config bounds.toml --workers 8
+  chunkpress compress coads.cdf out.zarr --no-decode-times --codec sperr --mode psnr --quality 60
+  chunkpress compress s3://bucket/in.zarr s3://bucket/out.zarr --tolerance 0.01 \\
+      --storage-option endpoint_url=https://host --storage-option anon=false
+
+Several inputs (or a quoted glob) are put together along their record dimension (the netCDF
+unlimited dimension, or time). Times xarray cannot decode (e.g. 'hours since 0000-01-01')
+are kept as the numbers stored, with their units, and a note says so (as --no-decode-times).
+A setting given as VAR=VALUE is for that variable, a bare one for the rest; the most specific
+wins: VAR= on the command line, [variables.VAR] in --config, a bare value, [defaults]. A
+percentage tolerance is of the variable's range (max - min), measured in one pass first.
+"""
 
 
 def add_arguments(sub) -> None:
-    sub.add_argument("input", metavar="IN", help="anything xarray opens (netCDF, Zarr)")
-    sub.add_argument("output", metavar="OUT.zarr")
-    sub.add_argument("--codec", default="zfp", help="zfp (default), sperr, sz3, lerc, szip, "
-                     "pcodec, floatpred+zstd, ...; auto: chosen on samples of each variable, "
-                     "per block where that wins (auto-array: one codec a variable)")
-    sub.add_argument("--tolerance", type=tolerance, help="max absolute error, in the "
-                     "variables' units")
-    sub.add_argument("--rate", type=float, help="bits per value (zfp, sperr)")
-    sub.add_argument("--precision", type=int, help="bit planes (zfp)")
-    sub.add_argument("--level", type=int, help="level of a lossless codec")
+    sub.epilog = EXAMPLES
+    sub.formatter_class = argparse.RawDescriptionHelpFormatter
+    sub.add_argument("input", nargs="+", metavar="IN",
+                     help="netCDF files or Zarr stores (or a quoted glob such as 'sst_*.nc'), "
+                          "put together along their record dimension")
+    sub.add_argument("output", metavar="OUT.zarr", help="the Zarr v3 store to write (the last "
+                     "name given)")
+    bounds.add_arguments(sub)
     sub.add_argument("--var", action="append", metavar="NAME",
                      help="compress this variable (repeat; default: every float variable); "
                           "the others are kept exact")
+    add_input_arguments(sub)
     sub.add_argument("--verify", action="store_true",
                      help="decode every block as it is made and report the measured max error")
     sub.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
@@ -32,23 +51,36 @@ def add_arguments(sub) -> None:
 
 
 def main(args) -> int:
-    import xarray as xr
-
     import chunkpress.accessor  # noqa: F401 - the accessor
 
-    check_input(args.input)
+    options = storage_options(args)
+    config = bounds.load_config(args.config) if args.config else None
+    paths = expand(args.input, options)
+    for path in paths:
+        check_input(path, options)
     check_output(args.output, args.overwrite)  # a store replaced only once the new one is whole
-    params = {"tolerance": args.tolerance, "rate": args.rate, "precision": args.precision,
-              "level": args.level}
-    params = {k: v for k, v in params.items() if v is not None}
-    with scheduler(args):
-        ds = open(args.input, xr)
-        enc = ds.chunkpress.encode(args.codec, variables=args.var or None, verify=args.verify,
-                                   **params)
+    with remote_errors([*paths, args.output]), scheduler(args):
+        ds = open_inputs(paths, decode_times=args.decode_times, engine=args.engine,
+                         storage_options=options)
+        chosen = bounds.resolve(ds, bounds.from_args(args), config, args.var, args.config)
+        chosen = bounds.absolute(ds, chosen)  # percentages: one pass over the data
+        line = bounds.describe_relative(chosen)
+        if line:
+            print(line)
+        enc = ds.chunkpress.encode(verify=args.verify, **bounds.encode_arguments(chosen))
         if args.verify:
             enc = run(enc.persist, "compressing")
-        job = enc.to_zarr(args.output, overwrite=args.overwrite, compute=False)
+        job = enc.to_zarr(args.output, overwrite=args.overwrite, compute=False,
+                          storage_options=options or None)
         run(job, "writing")  # published here: this process checks every chunk is there
-        report = enc.report() if args.verify else info_table(args.output)
+        report = enc.report() if args.verify else _table(args.output, options)
     print_table(report)
     return 0
+
+
+def _table(output, options):
+    if "://" not in str(output):
+        return info_table(output)  # with what codec="auto" chose
+    from ..storage import info
+
+    return info(output, storage_options=options or None)

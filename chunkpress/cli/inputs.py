@@ -1,8 +1,24 @@
-"""Opening what the user gives: netCDF files and Zarr stores, lazily, with dask."""
+"""Opening what the user gives: netCDF files and Zarr stores, one or several, local or remote,
+lazily, with dask.
+
+Several inputs (``a.nc b.nc``, or a glob ``'sst_*.nc'`` that the shell did not expand) are
+opened one by one and put together along their record dimension: by the values of its
+coordinate (``xr.combine_by_coords``), or, when it has none, in the order given along the
+netCDF file's unlimited dimension. Other coordinates must agree exactly.
+
+Times whose units xarray cannot decode (``hours since 0000-01-01 00:00:00`` in the COADS
+climatology: there is no year 0) are kept as numbers with their units, as with
+``--no-decode-times``, and a note says so: the stored values are the file's, unchanged.
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import glob
+import json
 import os
+import sys
 
 from ._common import UserError
 
@@ -10,8 +26,92 @@ NETCDF_ENCODINGS = ("dtype", "_FillValue", "missing_value", "scale_factor", "add
                      "units", "calendar")
 
 
-def check_input(path):
-    if "://" in str(path):
+def is_remote(path) -> bool:
+    return "://" in str(path)
+
+
+def is_zarr(path) -> bool:
+    text = str(path).rstrip("/")
+    return text.endswith((".zarr", ".zarr.zip")) or (not is_remote(path) and os.path.isdir(path))
+
+
+# --- arguments -------------------------------------------------------------------------------
+
+
+def storage_option(text):
+    """``KEY=VALUE``: the value read as JSON where it parses (true, 8, {"region_name": "x"}),
+    else as text."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(
+            f"must be KEY=VALUE, e.g. anon=true or endpoint_url=https://host, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.strip(), value
+
+
+def add_arguments(sub) -> None:
+    """--no-decode-times, --engine, --storage-option."""
+    sub.add_argument("--no-decode-times", dest="decode_times", action="store_false",
+                     help="keep times as the numbers stored, with their units (what is done, "
+                          "with a note, when xarray cannot decode them)")
+    sub.add_argument("--engine", metavar="NAME",
+                     help="the xarray backend that reads the input (netcdf4, h5netcdf, scipy, "
+                          "zarr; default: chosen by xarray)")
+    sub.add_argument("--storage-option", dest="storage_options", action="append",
+                     type=storage_option, metavar="KEY=VALUE", default=[],
+                     help="for s3://... (and other fsspec) inputs and outputs, repeatable: "
+                          "key=..., secret=..., endpoint_url=..., anon=true, "
+                          "client_kwargs='{\"region_name\": \"eu-west-1\"}'; a value is JSON "
+                          "where it parses, else text (quote a text that looks like a number: "
+                          "key='\"1234\"')")
+
+
+def storage_options(args) -> dict:
+    return dict(getattr(args, "storage_options", None) or [])
+
+
+# --- finding and checking --------------------------------------------------------------------
+
+
+def expand(patterns, storage_options=None) -> list:
+    """The inputs, each glob (``'sst_*.nc'``) replaced by the paths it matches, in order."""
+    paths = []
+    for pattern in patterns:
+        text = str(pattern)
+        if not glob.has_magic(text) or (not is_remote(text) and os.path.exists(text)):
+            paths.append(text)
+            continue
+        if is_remote(text):
+            import fsspec
+
+            with remote_errors([text]):
+                fs, _, found = fsspec.get_fs_token_paths(text, storage_options=storage_options)
+            protocol = text.split("://", 1)[0]
+            found = [f"{protocol}://{p}" for p in found]
+        else:
+            found = glob.glob(text)
+        if not found:
+            raise UserError(f"no file matches {text!r}; check the pattern (quote it so that the "
+                            "shell leaves it to chunkpress)")
+        paths += sorted(found)
+    return paths
+
+
+def check_input(path, storage_options=None):
+    if is_remote(path):
+        if storage_options is None:
+            return
+        import fsspec
+
+        with remote_errors([path]):
+            fs, _, (where,) = fsspec.get_fs_token_paths(str(path),
+                                                        storage_options=storage_options)
+            if not fs.exists(where):
+                raise UserError(f"{path}: no such object or store; give a netCDF file or "
+                                "Zarr store that exists")
         return
     if not os.path.exists(path):
         from ..storage.publish import check_complete
@@ -22,19 +122,143 @@ def check_input(path):
                         "that exists")
 
 
-def open(path, xr):
+# --- opening ---------------------------------------------------------------------------------
+
+
+class _TimeUnits(Exception):
+    """xarray cannot decode the times of an input (raised inside this module only)."""
+
+
+def open(path, xr, *, decode_times=True, engine=None, storage_options=None):
     """Open anything xarray opens (netCDF, Zarr), lazily, as dask arrays."""
-    is_zarr = os.path.isdir(path) or str(path).rstrip("/").endswith(".zarr")
     try:
-        if is_zarr:
-            return xr.open_zarr(path)
-        return xr.open_dataset(path, chunks={})
+        return _open_one(path, xr, decode_times, engine, storage_options)
+    except _TimeUnits as exc:
+        raise UserError(f"{path}: {exc}; pass --no-decode-times to keep the times as "
+                        "numbers with their units") from None
+
+
+def _open_one(path, xr, decode_times, engine, storage_options):
+    zarr = engine == "zarr" or (engine is None and is_zarr(path))
+    options = {"decode_times": decode_times}
+    try:
+        with remote_errors([path]):
+            if zarr:
+                return xr.open_zarr(path, storage_options=storage_options or None, **options)
+            if is_remote(path):
+                import fsspec
+
+                # the file object stays open as long as the dataset reads from it
+                handle = fsspec.open(str(path), "rb", **(storage_options or {})).open()
+                return xr.open_dataset(handle, chunks={}, engine=engine, **options)
+            return xr.open_dataset(path, chunks={}, engine=engine, **options)
     except (OSError, ValueError) as exc:
         if isinstance(exc, FileNotFoundError):
-            if is_zarr:
+            if zarr and not is_remote(path):
                 from ..storage.publish import check_complete
 
                 check_complete(path, None, None)  # a write that stopped halfway says so
             raise
-        raise UserError(f"{path}: xarray cannot open it ({exc}); give a netCDF file "
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if decode_times and "decode" in message and "time" in message:
+            raise _TimeUnits(message.split(". Try opening", 1)[0]) from exc
+        if engine is not None and "engine" in message:
+            raise UserError(f"--engine {engine}: {message}") from exc
+        raise UserError(f"{path}: xarray cannot open it ({message}); give a netCDF file "
                         "(with h5netcdf or netCDF4 installed) or a Zarr store") from exc
+
+
+def open_inputs(paths, *, decode_times=True, engine=None, storage_options=None, note=None):
+    """Open one input, or several put together along their record dimension."""
+    import xarray as xr
+
+    note = note or (lambda text: print(f"chunkpress: note: {text}", file=sys.stderr))
+    try:
+        datasets = [_open_one(p, xr, decode_times, engine, storage_options) for p in paths]
+    except _TimeUnits as exc:
+        note(f"{exc}; times are kept as the numbers stored, with their units "
+             "(as with --no-decode-times)")
+        decode_times = False
+        datasets = [_open_one(p, xr, False, engine, storage_options) for p in paths]
+    if len(datasets) == 1:
+        return datasets[0]
+    return _combine(xr, list(paths), datasets, decode_times)
+
+
+def _record_dim(datasets):
+    """The netCDF unlimited dimension of the first input, else a 'time' one, else None."""
+    first = datasets[0]
+    unlimited = sorted(first.encoding.get("unlimited_dims") or ())
+    if unlimited:
+        return unlimited[0]
+    return next((d for d in first.dims if str(d).lower() in ("time", "t")), None)
+
+
+def _combine(xr, paths, datasets, decode_times):
+    record = _record_dim(datasets)
+    if not decode_times and record is not None:
+        units = {p: d[record].attrs.get("units") for p, d in zip(paths, datasets)
+                 if record in d.coords}
+        if len(set(units.values())) > 1:
+            (a, ua), (b, ub) = list(units.items())[0], next(
+                (p, u) for p, u in units.items() if u != list(units.values())[0])
+            raise UserError(f"the inputs' {record} units differ ({a}: {ua!r}, {b}: {ub!r}), so "
+                            "their times as numbers cannot be put together; convert the files "
+                            "to one unit first")
+    options = dict(data_vars="minimal", coords="minimal", compat="override", join="exact",
+                   combine_attrs="override")
+    try:
+        if record is not None and all(record in d.coords for d in datasets):
+            return xr.combine_by_coords(datasets, **options)
+        if record is None:
+            raise ValueError("they have no record dimension (no unlimited dimension, no "
+                             "'time') to put them together along")
+        return xr.combine_nested(datasets, concat_dim=record, **options)
+    except ValueError as exc:
+        message = str(exc).splitlines()[0]
+        raise UserError(f"{len(paths)} inputs ({paths[0]} ... {paths[-1]}) cannot be put "
+                        f"together along {record or 'a record dimension'}: {message}") from exc
+
+
+# --- remote stores ---------------------------------------------------------------------------
+
+
+def _remote_exceptions() -> tuple:
+    kinds = [PermissionError, FileNotFoundError, ConnectionError, TimeoutError]
+    try:
+        from botocore import exceptions as boto
+    except ImportError:  # pragma: no cover - s3fs brings botocore
+        return tuple(kinds)
+    return tuple(kinds) + (boto.NoCredentialsError, boto.PartialCredentialsError,
+                           boto.EndpointConnectionError, boto.ConnectTimeoutError)
+
+
+@contextlib.contextmanager
+def remote_errors(paths):
+    """Turn what an object store answers (no credentials, no endpoint, no access, no bucket)
+    into one line that says what to give."""
+    remote = [str(p) for p in paths if is_remote(p)]
+    if not remote:
+        yield
+        return
+    where = remote[0].split("://", 1)[0] + "://" + remote[0].split("://", 1)[1].split("/", 1)[0]
+    try:
+        yield
+    except UserError:
+        raise
+    except _remote_exceptions() as exc:
+        name = type(exc).__name__
+        text = str(exc).splitlines()[0] if str(exc) else name
+        if "Credentials" in name:
+            raise UserError(f"{where}: no credentials ({text}); give --storage-option key=... "
+                            "--storage-option secret=... (or set AWS_ACCESS_KEY_ID and "
+                            "AWS_SECRET_ACCESS_KEY), or anon=true for a public bucket") from exc
+        if isinstance(exc, PermissionError):
+            raise UserError(f"{where}: access denied ({text}); check the credentials given "
+                            "with --storage-option key=/secret= and their rights") from exc
+        if isinstance(exc, FileNotFoundError):
+            if exc.filename:
+                raise
+            raise UserError(f"{where}: {text}; check the bucket and path") from exc
+        raise UserError(f"{where}: cannot reach the object store ({text}); check "
+                        "--storage-option endpoint_url=... and the network") from exc

@@ -1,0 +1,343 @@
+"""Bounds per variable: ``--tolerance SST=0.01 --tolerance 0.1%``, ``--codec``, ``--config FILE``.
+
+Each setting (codec, tolerance, rate, precision, level, mode, quality) is given for one
+variable (``VAR=VALUE``) or for the rest (a bare value), on the command line or in a TOML file::
+
+    [defaults]
+    codec = "sz3"
+    tolerance = "0.1%"          # of each variable's range (max - min), computed once
+    [variables.SST]
+    tolerance = 0.01
+    [variables.AIRT]
+    codec = "zfp"
+
+The most specific place wins: ``VAR=`` on the command line, then ``[variables.VAR]``, then a
+bare value on the command line, then ``[defaults]``. A variable's target (tolerance, rate,
+precision or quality) comes whole from the first of these that gives one, so a file's
+``rate = 8`` and a command line's ``--tolerance 0.1`` never meet; ``mode`` goes with
+``quality``. A value for the rest is given only to the variables whose codec takes it
+(``--codec T=floatpred+zstd --tolerance 0.01``: the tolerance is for the others).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+
+from ._common import UserError
+
+#: what a variable's compression is made of, in the order the report shows them
+KEYS = ("codec", "tolerance", "rate", "precision", "level", "mode", "quality")
+#: the target: exactly one of these says how much may be lost
+TARGETS = ("tolerance", "rate", "precision", "quality")
+MODES = ("rate", "psnr", "pwe")
+#: codec name that keeps a variable exact (not compressed), as ``chunkpress info`` shows it
+EXACT = "exact"
+DEFAULT_CODEC = "zfp"
+_NAME = re.compile(r"^([^=\s]+)=(.*)$")
+
+
+class Relative(float):
+    """A tolerance given as a fraction of the variable's range (``0.1%`` is ``Relative(0.001)``)."""
+
+    def __repr__(self):
+        return f"{float(self) * 100:g}%"
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+def tolerance(text):
+    """A max absolute error (``0.01``) or a percentage of the variable's range (``0.1%``)."""
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise ValueError(f"must be a number or a percentage such as \"0.1%\", got {text!r}")
+    raw = str(text).strip()
+    relative = raw.endswith("%")
+    try:
+        value = float(raw[:-1] if relative else raw)
+    except ValueError:
+        raise ValueError("must be a number (the max absolute error, e.g. 0.01) or a "
+                         f"percentage of the variable's range (e.g. 0.1%), got {raw!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"must be finite and > 0, got {raw}")
+    if relative:
+        if value > 100:
+            raise ValueError(f"a percentage of the variable's range must be at most 100%, "
+                             f"got {raw}")
+        return Relative(value / 100)
+    return value
+
+
+def _positive(kind):
+    def parse(text):
+        if isinstance(text, bool):
+            raise ValueError(f"must be a number, got {text!r}")
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            what = "a whole number" if kind is int else "a number"
+            raise ValueError(f"must be {what}, got {text!r}") from None
+        if kind is int and isinstance(text, float) and text != value:
+            raise ValueError(f"must be a whole number, got {text!r}")
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"must be finite and > 0, got {text}")
+        return value
+    return parse
+
+
+def _integer(text):
+    if isinstance(text, bool) or isinstance(text, float):
+        raise ValueError(f"must be a whole number, got {text!r}")
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"must be a whole number, got {text!r}") from None
+
+
+def codec(text):
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"must be a codec name such as \"zfp\", got {text!r}")
+    name = text.strip().lower()
+    if name == EXACT:
+        return name
+    from ..graph._codecs import get_codec
+
+    get_codec(name)  # says which names there are
+    return name
+
+
+def mode(text):
+    if text not in MODES:
+        raise ValueError(f"must be one of {', '.join(MODES)} (SPERR's modes), got {text!r}")
+    return text
+
+
+def _codec_name(text):
+    # checked once the variables are known, where an unknown codec is a user error (exit 1)
+    if not text.strip():
+        raise ValueError("must be a codec name such as zfp, got ''")
+    return text.strip().lower()
+
+
+#: how each setting's value is read, from the command line (text) or TOML (typed)
+PARSE = {"codec": codec, "tolerance": tolerance, "rate": _positive(float),
+         "precision": _positive(int), "level": _integer, "mode": mode,
+         "quality": _positive(float)}
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+class PerVariable(argparse.Action):
+    """``--KEY VALUE`` (for the rest) or ``--KEY VAR=VALUE``, repeatable; kept as a dict whose
+    key None is the value for the rest. A malformed value or one given twice is a usage error."""
+
+    def __call__(self, parser, namespace, text, option_string=None):
+        key = self.dest
+        match = _NAME.match(text)
+        name, raw = (match.group(1), match.group(2)) if match else (None, text)
+        try:
+            value = (_codec_name if key == "codec" else PARSE[key])(raw)
+        except ValueError as exc:
+            where = f" for {name}" if name else ""
+            parser.error(f"argument {option_string}{where}: {exc}")
+        given = dict(getattr(namespace, key, None) or {})
+        if name in given:
+            what = f"for {name}" if name else "for the rest (without VAR=)"
+            parser.error(f"argument {option_string}: given twice {what}: "
+                         f"{given[name]!r} and {value!r}")
+        given[name] = value
+        setattr(namespace, key, given)
+
+
+def add_arguments(sub) -> None:
+    """--codec, --tolerance, --rate, --precision, --level, --mode, --quality, --config."""
+    each = "; VAR=VALUE for one variable (repeat)"
+    sub.add_argument("--codec", action=PerVariable, metavar="[VAR=]CODEC",
+                     help="zfp (default), sperr, sz3, lerc, szip, pcodec, floatpred+zstd, ...; "
+                          "auto: chosen on samples of each variable, per block where that wins "
+                          "(auto-array: one codec a variable); exact: not compressed" + each)
+    sub.add_argument("--tolerance", action=PerVariable, metavar="[VAR=]TOL",
+                     help="max absolute error, in the variable's units (0.01), or a percentage "
+                          "of its range, max - min (0.1%%)" + each)
+    sub.add_argument("--rate", action=PerVariable, metavar="[VAR=]BITS",
+                     help="bits per value (zfp, sperr)" + each)
+    sub.add_argument("--precision", action=PerVariable, metavar="[VAR=]PLANES",
+                     help="bit planes (zfp)" + each)
+    sub.add_argument("--level", action=PerVariable, metavar="[VAR=]LEVEL",
+                     help="level of a lossless codec" + each)
+    sub.add_argument("--mode", action=PerVariable, metavar="[VAR=]MODE",
+                     help="SPERR's mode with --quality: psnr (quality in dB), rate (bits per "
+                          "value), pwe (max error)" + each)
+    sub.add_argument("--quality", action=PerVariable, metavar="[VAR=]Q",
+                     help="SPERR's target for --mode, e.g. --codec sperr --mode psnr "
+                          "--quality 60" + each)
+    sub.add_argument("--config", metavar="FILE.toml",
+                     help="settings per variable: [defaults] and [variables.NAME] tables of "
+                          "codec, tolerance, rate, precision, level, mode, quality; the command "
+                          "line's settings win over the file's at the same level")
+
+
+def from_args(args) -> dict:
+    """The command line's settings: {key: {None or VAR: value}}."""
+    return {k: dict(getattr(args, k, None) or {}) for k in KEYS}
+
+
+# --- the TOML file --------------------------------------------------------------------------
+
+
+def load_config(path) -> dict:
+    """Read a --config file: {key: {None or VAR: value}}, every value checked."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            document = tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file; give the TOML file of settings") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory; give the TOML file of settings") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not valid TOML (not UTF-8 text)") from None
+    unknown = sorted(set(document) - {"defaults", "variables"})
+    if unknown:
+        raise UserError(f"{path}: unknown table or key {unknown[0]!r}; the file has "
+                        "[defaults] and [variables.NAME] tables")
+    settings = {k: {} for k in KEYS}
+    tables = [(None, "[defaults]", document.get("defaults", {}))]
+    variables = document.get("variables", {})
+    if not isinstance(variables, dict):
+        raise UserError(f"{path}: 'variables' must be tables [variables.NAME], got {variables!r}")
+    tables += [(name, f"[variables.{name}]", table) for name, table in variables.items()]
+    for name, where, table in tables:
+        if not isinstance(table, dict):
+            raise UserError(f"{path}: {where} must be a table of settings, got {table!r}")
+        for key, raw in table.items():
+            if key not in PARSE:
+                raise UserError(f"{path}: {where}: unknown key {key!r}; the keys are "
+                                f"{', '.join(KEYS)}")
+            try:
+                settings[key][name] = PARSE[key](raw)
+            except ValueError as exc:
+                raise UserError(f"{path}: {where} {key}: {exc}") from None
+    return settings
+
+
+# --- one setting per variable ---------------------------------------------------------------
+
+
+def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
+            config_path=None) -> dict:
+    """Return {variable: {key: value}} for every variable to compress (tolerances may still be
+    Relative); a variable named that is not in the dataset (or not among ``variables``) is an
+    error naming where it was given."""
+    from ..accessor import _is_float
+
+    config = config or {k: {} for k in KEYS}
+    known = list(dataset.data_vars)
+    for source, settings in (("the command line", cli), (config_path, config)):
+        for key, values in settings.items():
+            for name in values:
+                if name is None:
+                    continue
+                where = (f"--{key} {name}=" if source == "the command line"
+                         else f"{source}: [variables.{name}]")
+                if name not in dataset.data_vars:
+                    raise UserError(f"{where}: {name!r} is not a data variable of the input "
+                                    f"(its data variables: {', '.join(map(str, known)) or 'none'})")
+                if variables is not None and name not in variables:
+                    raise UserError(f"{where}: {name!r} is not among the variables to compress "
+                                    f"(--var {' --var '.join(variables)}); add --var {name}")
+    if variables is None:
+        named = {n for s in (cli, config) for values in s.values() for n in values if n}
+        variables = [n for n in dataset.data_vars
+                     if n in named or _is_float(dataset[n].variable, n)]
+    # most specific first: the command line's VAR=, the file's VAR, then the rest
+    levels = lambda key, name: [(cli[key], name), (config[key], name), (cli[key], None),  # noqa
+                                (config[key], None)]
+    out = {}
+    for name in variables:
+        codec_name = next((s[n] for s, n in levels("codec", name) if n in s), DEFAULT_CODEC)
+        if codec_name == EXACT:
+            continue
+        takes = _takes(codec_name)
+        chosen = {"codec": codec_name}
+        for place in range(4):
+            targets = {}
+            for key in TARGETS:
+                settings, n = levels(key, name)[place]
+                if n in settings and (n is not None or key in takes):
+                    targets[key] = settings[n]
+            if targets:
+                chosen.update(targets)
+                break
+        for key in ("level", "mode"):
+            if key == "mode" and "quality" not in chosen:
+                continue  # a mode goes with its quality
+            for settings, n in levels(key, name):
+                if n in settings and (n is not None or key in takes):
+                    chosen[key] = settings[n]
+                    break
+        out[name] = chosen
+    return out
+
+
+def _takes(codec_name) -> tuple:
+    from ..graph._codecs import get_codec
+
+    return get_codec(codec_name).targets
+
+
+def absolute(dataset, chosen: dict) -> dict:
+    """Turn each tolerance given as a percentage into the max error in the variable's units:
+    the ranges of all such variables come from one pass over the data (one dask.compute)."""
+    import dask
+    import dask.array as da
+    import numpy as np
+
+    relative = [n for n, c in chosen.items() if isinstance(c.get("tolerance"), Relative)]
+    if not relative:
+        return chosen
+    extremes = []
+    for name in relative:
+        data = dataset[name].data
+        data = data if isinstance(data, da.Array) else da.asarray(data)
+        extremes += [da.nanmin(data), da.nanmax(data)]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
+        values = dask.compute(*extremes)
+    out = {n: dict(c) for n, c in chosen.items()}
+    for i, name in enumerate(relative):
+        low, high = float(values[2 * i]), float(values[2 * i + 1])
+        fraction = out[name]["tolerance"]
+        span = high - low
+        if not np.isfinite(span) or not span > 0:
+            what = "has no finite values" if not np.isfinite(span) else f"is constant ({low:g})"
+            raise UserError(f"--tolerance {name}={fraction!r}: {name} {what}, so a percentage "
+                            f"of its range is no bound; give an absolute --tolerance {name}=VALUE")
+        out[name].update(tolerance=float(fraction) * span, range=span, percent=fraction)
+    return out
+
+
+def encode_arguments(chosen: dict) -> dict:
+    """The keyword arguments of ``ds.chunkpress.encode``: a dict per setting, by variable."""
+    kwargs = {"variables": list(chosen),
+              "codec": {n: c["codec"] for n, c in chosen.items()}}
+    for key in KEYS[1:]:
+        values = {n: c[key] for n, c in chosen.items() if key in c}
+        if values:
+            kwargs[key] = {n: float(v) if isinstance(v, Relative) else v
+                           for n, v in values.items()}
+    return kwargs
+
+
+def describe_relative(chosen: dict) -> str | None:
+    """One line saying what each percentage became, or None when none was given."""
+    parts = [f"{n} {c['tolerance']:.4g} ({c['percent']!r} of {c['range']:.4g})"
+             for n, c in chosen.items() if "range" in c]
+    return "tolerances from percentages of the range: " + ", ".join(parts) if parts else None
