@@ -1,10 +1,12 @@
 """Built-in data for the main job (``chunkpress`` alone) and the tests: a sea-surface-
-temperature-like field with land, and a small CF dataset of it."""
+temperature-like field with land, and a small CF dataset of an ocean month by month."""
 
 from __future__ import annotations
 
 import numpy as np
 
+#: what the main job asks of each variable: the max absolute error, in its own units
+BOUNDS = {"sst": 0.01, "wind": 0.05}
 
 
 def ocean_field(shape=(24, 360, 720), seed=0) -> np.ndarray:
@@ -30,22 +32,49 @@ def ocean_field(shape=(24, 360, 720), seed=0) -> np.ndarray:
     return np.where(land, np.nan, sst).astype(np.float32)
 
 
-def demo_dataset(shape=(12, 180, 360)):
-    """Return a small CF dataset: sea-surface temperature with land missing, wind, times."""
+def weather(shape, scale_cells=8.0, slope=3.0, seed=1) -> np.ndarray:
+    """Return float64 anomalies (time, lat, lon) of unit variance, correlated in space over
+    about ``scale_cells`` cells (a power spectrum falling as k**-slope), periodic in lon."""
+    rng = np.random.default_rng(seed)
+    nt, ny, nx = shape
+    ky = np.fft.fftfreq(ny)[:, None]
+    kx = np.fft.rfftfreq(nx)[None, :]
+    k = np.hypot(ky, kx)
+    amplitude = (k + 1 / scale_cells) ** (-slope / 2)
+    amplitude[0, 0] = 0.0
+    noise = rng.standard_normal((nt, ny, nx))
+    field = np.fft.irfft2(np.fft.rfft2(noise) * amplitude, s=(ny, nx))
+    return field / field.std()
+
+
+def demo_dataset(shape=(24, 180, 360)):
+    """Return a small CF dataset of an ocean, month by month: ``sst`` (deg C, land missing),
+    ``wind`` (10 m wind speed, m s-1, everywhere), ``slp`` (sea-level pressure in hPa, packed
+    as int16 with ``scale_factor``/``add_offset`` as its producer stored it) and ``land``
+    (an int8 mask); the netCDF encodings are those of a typical archive file."""
     import pandas as pd
     import xarray as xr
 
-    sst = ocean_field(shape)
-    rng = np.random.default_rng(1)
-    wind = (5 + np.cumsum(rng.standard_normal(shape), axis=2) * 0.05).astype("float32")
     nt, ny, nx = shape
+    sst = ocean_field(shape)
+    lat = np.deg2rad(np.linspace(-89.5, 89.5, ny))[None, :, None]
+    # zonal wind: easterly trades, westerlies at mid-latitudes; storms move the rest
+    u = -6 * np.cos(3 * lat) * np.cos(lat) + 3 * weather(shape, seed=1)
+    v = 2.5 * weather(shape, seed=2)
+    wind = np.hypot(u, v).astype(np.float32)
+    # highs in the subtropics, lows at 60 degrees, weather on top; 0.1 hPa steps
+    slp = 1013 + 8 * np.cos(4 * lat) * np.cos(lat) + 6 * weather(shape, 16.0, seed=3)
+    slp = np.round((slp - 1000) / 0.1) * 0.1 + 1000
     ds = xr.Dataset(
         {
-            "sst": (("time", "lat", "lon"), sst, {"units": "degC", "standard_name":
-                                                  "sea_surface_temperature"}),
-            "wind": (("time", "lat", "lon"), wind, {"units": "m s-1", "long_name":
-                                                    "10 m wind speed"}),
-            "land": (("lat", "lon"), np.isnan(sst[0]).astype("int8"), {"flag_values": [0, 1]}),
+            "sst": (("time", "lat", "lon"), sst, {
+                "units": "degC", "standard_name": "sea_surface_temperature"}),
+            "wind": (("time", "lat", "lon"), wind, {
+                "units": "m s-1", "standard_name": "wind_speed", "long_name": "10 m wind speed"}),
+            "slp": (("time", "lat", "lon"), slp.astype(np.float32), {
+                "units": "hPa", "standard_name": "air_pressure_at_mean_sea_level"}),
+            "land": (("lat", "lon"), np.isnan(sst[0]).astype("int8"), {
+                "flag_values": [0, 1], "flag_meanings": "ocean land"}),
         },
         coords={
             "time": pd.date_range("2000-01-01", periods=nt, freq="MS"),
@@ -55,5 +84,14 @@ def demo_dataset(shape=(12, 180, 360)):
         attrs={"title": "chunkpress demo ocean", "Conventions": "CF-1.8"},
     )
     ds.sst.encoding = {"_FillValue": -999.0, "dtype": "float32"}
+    ds.slp.encoding = {"dtype": "int16", "scale_factor": 0.1, "add_offset": 1000.0,
+                       "_FillValue": -32767}
     ds.time.encoding = {"units": "days since 2000-01-01", "calendar": "standard"}
     return ds
+
+
+def netcdf_encoding(ds, level=4) -> dict:
+    """The encodings of the netCDF-4 file most archives hold: zlib (deflate) at ``level``
+    with the byte shuffle, on every data variable, keeping each variable's own encoding."""
+    return {name: {**ds[name].encoding, "zlib": True, "complevel": level, "shuffle": True}
+            for name in ds.data_vars}
