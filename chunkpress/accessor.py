@@ -327,8 +327,10 @@ def _compress_variable(dataset, name, codec, params, chunks, verify, explicit):
     scale = abs(float(encoded.attrs.get("scale_factor", 1.0))) or 1.0
     given = {k: v for k, v in params.items() if v is not None}
     stored_params = dict(given)
-    if "tolerance" in stored_params and scale != 1.0:
-        stored_params["tolerance"] = float(stored_params["tolerance"]) / scale
+    if "tolerance" in stored_params and ("scale_factor" in encoded.attrs
+                                         or "add_offset" in encoded.attrs):
+        stored_params["tolerance"] = _stored_tolerance(name, var, encoded.attrs,
+                                                       float(stored_params["tolerance"]), scale)
     try:
         compressed = _writer.compress_for_zarr(data, codec, _variable_chunks(chunks, var.dims),
                                                verify, stored_params)
@@ -337,6 +339,21 @@ def _compress_variable(dataset, name, codec, params, chunks, verify, explicit):
             if isinstance(chunks, dict) else ""
         raise type(exc)(f"variable {name!r}{axes}: {exc}") from exc
     return _Entry(compressed, var.dims, dict(encoded.attrs), given, scale)
+
+
+def _stored_tolerance(name, var, attrs, tolerance, scale) -> float:
+    """The tolerance in stored units of a packed float variable. Reading it computes stored *
+    scale + offset in the variable's dtype, rounding twice: up to a spacing of its largest
+    value each time, which the codec must leave (measured in one pass over the data)."""
+    offset = abs(float(attrs.get("add_offset", 0.0)))
+    largest = float(np.abs(var).max(skipna=True).values)
+    largest = largest if np.isfinite(largest) else 0.0  # nothing but missing cells
+    rounding = 2 * float(np.spacing(var.dtype.type(largest + offset)))
+    if tolerance <= rounding:
+        raise ValueError(f"variable {name!r}: tolerance {tolerance:g} is within what "
+                         f"{var.dtype} rounds its values to ({rounding:g} near {largest:g}); "
+                         f"give a tolerance above {rounding:g}")
+    return (tolerance - rounding) / scale
 
 
 def _missing(attrs) -> float | None:

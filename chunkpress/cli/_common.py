@@ -15,10 +15,28 @@ class UserError(Exception):
     """A mistake the user can fix; its message says how."""
 
 
+#: names of netCDF files, which compress (it writes Zarr) does not write
+NETCDF_SUFFIXES = (".nc", ".nc4", ".cdf", ".netcdf", ".h5", ".hdf5")
+
+
 def check_output(path, overwrite, kind="zarr"):
-    """Refuse, before any work, an OUT that exists (without --overwrite), or that --overwrite
-    would not replace: a Zarr store replaces only a Zarr store, a file only a file."""
-    if "://" in str(path) or not os.path.lexists(path):
+    """Refuse, before any work, an OUT of the wrong kind (a netCDF name for a Zarr store, a
+    Zarr name for a netCDF file), in a directory that is not there or not writable, that
+    exists (without --overwrite), or that --overwrite would not replace: a Zarr store
+    replaces only a Zarr store, a file only a file."""
+    text = str(path)
+    name = text.rstrip("/").lower()
+    if kind == "zarr" and name.endswith(NETCDF_SUFFIXES):
+        raise UserError(f"{path}: compress writes a Zarr store, not netCDF; name it "
+                        f"{_stem(text)}.zarr (or .zip), then run `chunkpress decompress "
+                        f"{_stem(text)}.zarr {os.path.basename(text)}` for a netCDF file")
+    if kind == "file" and name.endswith((".zarr", ".zip")):
+        raise UserError(f"{path}: decompress writes a netCDF file, not a Zarr store; name it "
+                        f"{_stem(text)}.nc")
+    if "://" in text:
+        return
+    _check_directory(os.path.dirname(os.path.abspath(text.rstrip("/") or text)))
+    if not os.path.lexists(path):
         return
     if kind == "file":
         if os.path.isdir(path):
@@ -33,12 +51,130 @@ def check_output(path, overwrite, kind="zarr"):
         raise UserError(f"{path} exists; choose another name or pass --overwrite")
 
 
-def print_table(table):
+def _stem(path: str) -> str:
+    return os.path.splitext(path.rstrip("/"))[0]
+
+
+def _check_directory(directory: str) -> None:
+    """The output is written beside its name (a temporary, then a rename): its directory must
+    be there, a directory, and writable."""
+    if not os.path.exists(directory):
+        parent = directory
+        while parent and not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if parent and not os.path.isdir(parent):
+            raise UserError(f"{parent} is a file, not a directory; choose an output path "
+                            "in a directory")
+        raise UserError(f"{directory}: no such directory; create it first (mkdir -p "
+                        f"{directory}) or choose another output path")
+    if not os.path.isdir(directory):
+        raise UserError(f"{directory} is a file, not a directory; choose an output path in "
+                        "a directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UserError(f"{directory}: permission denied (this user cannot write there); "
+                        "choose an output path in a directory you can write to")
+
+
+#: the width tables and notes fit by default
+WIDTH = 100
+#: a text column whose values run longer than this is printed below the table
+LONG_TEXT = 40
+
+
+def print_table(table, *, width=WIDTH, long=False):
+    """Print a DataFrame in at most ``width`` columns: numbers to 4 significant digits, "-"
+    where there is no value, texts wrapped in their column, and a text column longer than
+    LONG_TEXT printed below the table, row by row. ``long``: pandas' table, unwrapped."""
     import pandas as pd
 
-    with pd.option_context("display.width", 200, "display.max_columns", 20,
-                           "display.float_format", "{:.4g}".format):
-        print(table.to_string())
+    if long:
+        with pd.option_context("display.width", None, "display.max_columns", None,
+                               "display.max_colwidth", None,
+                               "display.float_format", "{:.4g}".format):
+            print(table.to_string())
+        return
+    for line in table_lines(table, width):
+        print(line)
+
+
+def table_lines(table, width=WIDTH) -> list:
+    """The lines :func:`print_table` prints."""
+    import textwrap
+
+    flat = table.reset_index() if any(n is not None for n in table.index.names) else table
+    columns = [str(c).replace("_", " ") for c in flat.columns]
+    cells = [[_cell(v) for v in row] for row in flat.itertuples(index=False)]
+    numeric = [all(_is_number(row[i]) for row in flat.itertuples(index=False))
+               for i in range(len(columns))]
+    long = [i for i in range(1, len(columns)) if not numeric[i]
+            and max((len(row[i]) for row in cells), default=0) > LONG_TEXT]
+    keep = [i for i in range(len(columns)) if i not in long]
+    widths = {i: max([len(columns[i])] + [len(row[i]) for row in cells]) for i in keep}
+    floors = {i: max([len(w) for w in columns[i].split()] +
+                     [len(row[i]) if numeric[i] else len(w) for row in cells
+                      for w in (row[i].split() or [""])]) for i in keep}
+
+    def excess():
+        return sum(widths.values()) + 2 * (len(keep) - 1) - width
+
+    while excess() > 0:
+        wrappable = [i for i in keep if widths[i] > floors[i]]
+        if not wrappable:
+            break
+        widest = max(wrappable, key=lambda i: widths[i])
+        widths[widest] = max(floors[widest], widths[widest] - excess())
+    lines = _rows([[columns[i] for i in keep]], [widths[i] for i in keep],
+                  [numeric[i] for i in keep], bottom=True)
+    lines += _rows([[row[i] for i in keep] for row in cells], [widths[i] for i in keep],
+                   [numeric[i] for i in keep])
+    for i in long:
+        lines.append("")
+        lines.append(f"{columns[i]}:")
+        names = [row[0] for row in cells if row[i] and row[i] != "-"]
+        indent = max((len(n) for n in names), default=0) + 4
+        for row in cells:
+            if row[i] and row[i] != "-":
+                lines += textwrap.wrap(row[i], width, initial_indent=f"  {row[0]}".ljust(indent),
+                                       subsequent_indent=" " * indent)
+    return lines
+
+
+def _rows(rows, widths, right, bottom=False) -> list:
+    """Lines of ``rows`` of texts, each wrapped in its column (aligned at the bottom: headers)."""
+    import textwrap
+
+    lines = []
+    for row in rows:
+        pieces = [textwrap.wrap(text, w) or [""] for text, w in zip(row, widths)]
+        height = max(len(p) for p in pieces)
+        if bottom:
+            pieces = [[""] * (height - len(p)) + p for p in pieces]
+        for n in range(height):
+            parts = [(p[n] if n < len(p) else "") for p in pieces]
+            lines.append("  ".join(t.rjust(w) if r else t.ljust(w)
+                                   for t, w, r in zip(parts, widths, right)).rstrip())
+    return lines
+
+
+def _cell(value) -> str:
+    import pandas as pd
+
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, tuple):
+        return "x".join(str(v) for v in value) if value else "()"
+    return str(value)
+
+
+def _is_number(value) -> bool:
+    import numbers
+
+    import pandas as pd
+
+    return value is None or value is pd.NA or (isinstance(value, numbers.Number)
+                                               and not isinstance(value, bool))
 
 
 @contextlib.contextmanager

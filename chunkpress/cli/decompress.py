@@ -1,33 +1,185 @@
-"""``chunkpress decompress IN.zarr OUT.nc``: a Zarr store back into netCDF."""
+"""``chunkpress decompress STORE OUT.nc``: a Zarr store back into a compressed netCDF-4 file.
+
+The store is read without decoding (``decode_cf=False``): each variable goes into the netCDF
+as the store holds it (dtype, ``_FillValue``, ``scale_factor``/``add_offset``, ``units``,
+``calendar``), so the file reads back as the store does, with no second rounding of packed
+values and times kept as their numbers and units. chunkpress's own attributes
+(``chunkpress_*``) stay behind. Zarr keeps attributes as JSON, which loses the float32 type of
+a ``scale_factor``/``add_offset``; where both are exactly float32 values they are written as
+float32, so a variable packed with float32 factors reads back as float32 (xarray's rule).
+"""
 
 from __future__ import annotations
 
-from ._common import add_scheduler, check_output, scheduler
-from .inputs import NETCDF_ENCODINGS, check_input, open
+import argparse
+import os
+
+import numpy as np
+
+from ._common import UserError, add_scheduler, check_output, scheduler
+from .inputs import check_input, remote_errors, storage_option, storage_options
 from .progress import run
 
-HELP = "decompress a Zarr store into netCDF"
+HELP = "decompress a Zarr store into a compressed netCDF-4 file"
+
+EXAMPLES = """\
+examples:
+  chunkpress decompress sst.zarr sst.nc                           # zlib level 4, shuffle
+  chunkpress decompress sst.zip sst.nc --netcdf-compression zstd --netcdf-level 3
+  chunkpress decompress s3://bucket/sst.zarr sst.nc --storage-option anon=true
+"""
+
+#: the netCDF-4 compressions --netcdf-compression offers; zstd needs netCDF-C's plugin
+COMPRESSIONS = ("zlib", "zstd", "none")
+DEFAULT_LEVEL = {"zlib": 4, "zstd": 3}
 
 
 def add_arguments(sub) -> None:
-    sub.add_argument("input", metavar="IN.zarr")
+    sub.epilog = EXAMPLES
+    sub.formatter_class = argparse.RawDescriptionHelpFormatter
+    sub.add_argument("input", metavar="STORE", help="a Zarr store: a directory, a .zip file "
+                     "or s3://...")
     sub.add_argument("output", metavar="OUT.nc")
+    sub.add_argument("--netcdf-compression", choices=COMPRESSIONS, default="zlib",
+                     help="how the netCDF-4 variables are compressed, with shuffle (default: "
+                          "zlib; zstd where netCDF-C has its plugin; none: uncompressed)")
+    sub.add_argument("--netcdf-level", type=int, metavar="N",
+                     help="the compression level (zlib 1-9, default 4; zstd 1-22, default 3)")
+    sub.add_argument("--storage-option", dest="storage_options", action="append",
+                     type=storage_option, metavar="KEY=VALUE", default=[],
+                     help="for an s3://... store, repeatable: key=..., secret=..., "
+                          "endpoint_url=..., anon=true")
     sub.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     add_scheduler(sub)
 
 
 def main(args) -> int:
-    import xarray as xr
-
     from ..storage.publish import replacing_file
 
-    check_input(args.input)
+    options = storage_options(args)
+    encoding_of = _compression(args.netcdf_compression, args.netcdf_level)
+    check_input(args.input, options or None)
     check_output(args.output, args.overwrite, kind="file")
-    with scheduler(args):
-        ds = open(args.input, xr)
-        for var in ds.variables.values():  # the zarr codecs mean nothing to netCDF
-            var.encoding = {k: v for k, v in var.encoding.items() if k in NETCDF_ENCODINGS}
+    with remote_errors([args.input]), scheduler(args):
+        ds = netcdf_dataset(_open_store(args.input, options))
+        encoding = {name: encoding_of(var) for name, var in ds.variables.items()}
         with replacing_file(args.output) as temporary:  # OUT is replaced once whole
-            run(ds.to_netcdf(temporary, compute=False), "writing")
-    print(f"wrote {args.output}")
+            try:
+                run(ds.to_netcdf(temporary, format="NETCDF4", engine="netcdf4",
+                                 encoding=encoding, compute=False), "writing")
+            except (ValueError, OSError, RuntimeError) as exc:
+                raise _damaged(args.input, options, exc) or exc
+    size = os.path.getsize(args.output)
+    print(f"wrote {args.output} ({size / 2**20:.1f} MiB, netCDF-4, "
+          f"{args.netcdf_compression}{'' if args.netcdf_compression == 'none' else ' + shuffle'})")
     return 0
+
+
+def _open_store(path, options):
+    """The store's variables as it holds them (not decoded), lazily."""
+    import xarray as xr
+
+    store = path
+    if "://" not in str(path) and str(path).endswith(".zip"):
+        from ..storage.reader import read_store
+
+        store = read_store(path)
+    try:
+        return xr.open_zarr(store, decode_cf=False, storage_options=options or None)
+    except (OSError, ValueError, KeyError) as exc:
+        if isinstance(exc, (FileNotFoundError, PermissionError)):
+            raise
+        from ..storage.publish import IncompleteStoreError, check_complete
+
+        if "://" not in str(path) and os.path.isdir(path):
+            check_complete(path, None, None)  # a write that stopped halfway says so
+        if isinstance(exc, IncompleteStoreError):
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: not a Zarr store zarr can open ({message}); give the "
+                        "store chunkpress compress wrote") from exc
+
+
+def netcdf_dataset(ds):
+    """``ds`` (not decoded) as the netCDF will hold it: attributes typed, bookkeeping gone."""
+    ds = ds.copy()
+    ds.attrs = _public(ds.attrs)
+    for name, var in ds.variables.items():
+        attrs = _public(var.attrs)
+        fill = attrs.get("_FillValue")
+        if fill is not None and var.dtype.kind in "iuf":
+            attrs["_FillValue"] = np.asarray(fill, var.dtype)[()]  # netCDF: the variable's type
+            if var.dtype.kind == "f" and np.isfinite(attrs["_FillValue"]):
+                # the codecs keep missing cells as NaN; the file holds its fill value there
+                var.data = var.fillna(attrs["_FillValue"]).data
+        factors = [k for k in ("scale_factor", "add_offset") if k in attrs]
+        if factors and all(_is_float32(attrs[k]) for k in factors):
+            for key in factors:
+                attrs[key] = np.float32(attrs[key])
+        var.attrs = attrs
+        var.encoding = {}
+    return ds
+
+
+def _public(attrs) -> dict:
+    return {k: v for k, v in attrs.items() if not str(k).startswith("chunkpress_")}
+
+
+def _is_float32(value) -> bool:
+    try:
+        return float(np.float32(value)) == float(value)
+    except (TypeError, ValueError):
+        return False
+
+
+def _compression(kind, level):
+    """The netCDF4 encoding of a variable for ``--netcdf-compression``."""
+    if level is not None:
+        if kind == "none":
+            raise UserError("--netcdf-level goes with --netcdf-compression zlib or zstd")
+        low, high = (1, 9) if kind == "zlib" else (1, 22)
+        if not low <= level <= high:
+            raise UserError(f"--netcdf-level for {kind} must be {low} to {high}, got {level}")
+    level = DEFAULT_LEVEL.get(kind) if level is None else level
+    if kind == "zstd":
+        _check_zstd()
+
+    def encoding(var):
+        if kind == "none" or var.ndim == 0 or var.size == 0 or var.dtype.kind not in "iuf":
+            return {}
+        if kind == "zlib":
+            return {"zlib": True, "complevel": level, "shuffle": True}
+        return {"compression": "zstd", "complevel": level, "shuffle": True}
+
+    return encoding
+
+
+def _check_zstd() -> None:
+    try:
+        import netCDF4
+    except ImportError:
+        raise UserError("--netcdf-compression zstd needs the netCDF4 package; use zlib") \
+            from None
+    if not getattr(netCDF4, "__has_zstandard_support__", False):
+        raise UserError("--netcdf-compression zstd: this netCDF4 (netCDF-C "
+                        f"{netCDF4.__netcdf4libversion__}) has no zstd plugin; use zlib")
+
+
+def _damaged(path, options, exc):
+    """A read that failed on damaged bytes, as one line naming the variable and chunk (found
+    by verify, which reads every chunk once); None when verify finds nothing."""
+    from ..storage.verify import verify
+
+    try:
+        problems = verify(path, storage_options=options or None)
+    except Exception:  # noqa: BLE001 - the store cannot be checked: the read's error stands
+        return None
+    if not len(problems):
+        return None
+    first = problems.iloc[0]
+    where = f"{first['array']} chunk {tuple(first['chunk'])}" if first["chunk"] is not None \
+        else first["array"]
+    more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+    return UserError(f"{path}: {where}: {first['problem']}{more}; nothing written. Run "
+                     f"`chunkpress verify {path}` to list them, and recompress from the "
+                     "original or restore the store from a copy")
