@@ -176,8 +176,8 @@ def open_inputs(paths, *, decode_times=True, engine=None, storage_options=None, 
     try:
         datasets = [_open_one(p, xr, decode_times, engine, storage_options) for p in paths]
     except _TimeUnits as exc:
-        note(f"{exc}; times are kept as the numbers stored, with their units "
-             "(as with --no-decode-times)")
+        note(f"{exc}; times are kept as the numbers stored, with their units (as with "
+             "--no-decode-times; open the result with decode_times=False)")
         decode_times = False
         datasets = [_open_one(p, xr, False, engine, storage_options) for p in paths]
     if len(datasets) == 1:

@@ -1,0 +1,367 @@
+"""`chunkpress compress` on real inputs: several monthly netCDF files or a glob, year-0 time
+units (the COADS climatology), packed int16, _FillValue -1e34, land, variables in different
+units with a bound each (absolute, % of the range, per variable, from a TOML file), s3://.
+
+Every round trip is checked value by value against the variable's own bound; every mistake is
+one line on stderr, a non-zero exit, and nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from chunkpress.cli import main
+
+NY, NX = 24, 32
+YEAR0 = "hours since 0000-01-01 00:00:00"
+
+
+def month(i, months=4):
+    """One file's worth: sea-level pressure (hPa), humidity (g/kg), packed air temperature."""
+    rng = np.random.default_rng(i)
+    y, x = np.meshgrid(np.linspace(-1, 1, NY), np.linspace(-1, 1, NX), indexing="ij")
+    land = (x - 0.3) ** 2 + (y + 0.2) ** 2 < 0.15
+    t = np.arange(months)[:, None, None] + i * months
+    slp = 1013 + 15 * np.sin(3 * x + t / 5) * np.cos(2 * y) + rng.normal(0, 0.3, (months, NY, NX))
+    hum = 9 + 6 * np.cos(2 * x - t / 7) * np.exp(-y ** 2) + rng.normal(0, 0.05, (months, NY, NX))
+    airt = 15 + 10 * np.cos(y) - t / 10 + rng.normal(0, 0.2, (months, NY, NX))
+    slp[:, land] = np.nan
+    hum[:, land] = np.nan
+    hours = (i * months + np.arange(months)) * 730.5 + 366.0  # mid-months of a climatology
+    ds = xr.Dataset(
+        {"SLP": (("TIME", "lat", "lon"), slp.astype("float32"),
+                 {"units": "hPa", "long_name": "sea level pressure"}),
+         "HUM": (("TIME", "lat", "lon"), hum.astype("float32"),
+                 {"units": "g/kg", "long_name": "specific humidity"}),
+         "AIRT": (("TIME", "lat", "lon"), airt, {"units": "degC"}),
+         "land": (("lat", "lon"), land.astype("int8"))},
+        coords={"TIME": ("TIME", hours, {"units": YEAR0, "time_origin": "1-JAN-0000 00:00:00"}),
+                "lat": ("lat", np.linspace(-60, 60, NY), {"units": "degrees_north"}),
+                "lon": ("lon", np.linspace(0, 355, NX), {"units": "degrees_east"})})
+    for name in ("SLP", "HUM"):
+        ds[name].encoding.update(_FillValue=np.float32(-1e34), dtype="float32")
+    ds["AIRT"].encoding.update(dtype="int16", scale_factor=0.01, add_offset=15.0,
+                               _FillValue=np.int16(-32767))
+    return ds
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Three monthly files named as an archive names them (coads_0.nc, coads_1.nc, ...)."""
+    folder = tmp_path_factory.mktemp("coads")
+    paths = []
+    for i in range(3):
+        path = folder / f"coads_{i}.nc"
+        month(i).to_netcdf(path, unlimited_dims=["TIME"])
+        paths.append(str(path))
+    return paths
+
+
+def opened(*paths):
+    """What the files hold, put together (times as the numbers stored)."""
+    return xr.concat([xr.open_dataset(p, decode_times=False) for p in paths], "TIME",
+                     data_vars="minimal", coords="minimal", compat="override")
+
+
+def run(capsys, *argv):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse: a malformed command line
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error(err):
+    """The one line of the error (notes aside), never a traceback."""
+    lines = [line for line in err.splitlines() if not line.startswith("chunkpress: note:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def check_bound(back, orig, bound):
+    """The bound held on every value; missing values missing exactly where they were."""
+    back, orig = np.asarray(back, "float64"), np.asarray(orig, "float64")
+    np.testing.assert_array_equal(np.isnan(back), np.isnan(orig))
+    error = np.abs(back - orig)[~np.isnan(orig)]
+    assert error.max() <= bound, (error.max(), bound)
+
+
+def value_range(a):
+    return float(np.nanmax(a) - np.nanmin(a))
+
+
+def test_a_glob_of_monthly_files_with_year_zero_times(tmp_path, capsys, files):
+    out = tmp_path / "out.zarr"
+    pattern = os.path.join(os.path.dirname(files[0]), "coads_*.nc")
+    code, stdout, err = run(capsys, "compress", pattern, out, "--tolerance", "SLP=0.05",
+                            "--tolerance", "0.1%", "--workers", "2")
+    assert code == 0, err
+    # the undecodable times: one note, naming the units and the flag; times kept as stored
+    notes = [line for line in err.splitlines() if "note" in line]
+    assert len(notes) == 1 and YEAR0 in notes[0] and "--no-decode-times" in notes[0]
+    expected = opened(*files)
+    back = xr.open_zarr(out, decode_times=False)
+    np.testing.assert_array_equal(back.TIME.values, expected.TIME.values)
+    assert back.TIME.attrs["units"] == YEAR0
+    check_bound(back.SLP, expected.SLP, 0.05)
+    hum_bound = 0.001 * value_range(expected.HUM)
+    check_bound(back.HUM, expected.HUM, hum_bound)
+    assert "0.1% of" in stdout  # what the percentage became
+    assert back.SLP.attrs["units"] == "hPa" and back.HUM.attrs["units"] == "g/kg"
+    # packed int16 kept exact (as stored), the land mask too
+    np.testing.assert_array_equal(back.AIRT.values, expected.AIRT.values)
+    np.testing.assert_array_equal(back.land.values, expected.land.values)
+    # the data are compressed, not copied
+    table = xr.open_zarr(out, decode_times=False)
+    assert table.SLP.encoding["_FillValue"] == np.float32(-1e34)
+
+
+def test_several_files_named_out_of_order_and_no_decode_times(tmp_path, capsys, files):
+    out = tmp_path / "out.zarr"
+    code, stdout, err = run(capsys, "compress", files[2], files[0], files[1], out,
+                            "--no-decode-times", "--codec", "sz3", "--tolerance", "0.02")
+    assert code == 0, err
+    assert "note" not in err  # asked for: nothing to say
+    expected = opened(*files)
+    back = xr.open_zarr(out, decode_times=False)
+    np.testing.assert_array_equal(back.TIME.values, expected.TIME.values)  # in time order
+    for name in ("SLP", "HUM"):
+        check_bound(back[name], expected[name], 0.02)
+
+
+def test_files_without_a_time_coordinate_go_along_their_unlimited_dimension(tmp_path, capsys):
+    paths = []
+    for i in range(2):
+        path = tmp_path / f"m{i}.nc"
+        month(i).drop_vars("TIME").to_netcdf(path, unlimited_dims=["TIME"])
+        paths.append(path)
+    out = tmp_path / "out.zarr"
+    code, _, err = run(capsys, "compress", *paths, out, "--tolerance", "0.05")
+    assert code == 0, err
+    back = xr.open_zarr(out, decode_times=False)
+    expected = xr.concat([month(0), month(1)], "TIME", data_vars="minimal", coords="minimal",
+                         compat="override")
+    check_bound(back.SLP, expected.SLP, 0.05)
+
+
+def test_inputs_whose_time_units_differ_are_refused_undecoded(tmp_path, capsys):
+    paths = []
+    for i in range(2):
+        ds = month(i)
+        ds.TIME.attrs["units"] = f"hours since 000{i}-01-01 00:00:00"
+        paths.append(tmp_path / f"m{i}.nc")
+        ds.to_netcdf(paths[-1], unlimited_dims=["TIME"])
+    out = tmp_path / "out.zarr"
+    code, _, err = run(capsys, "compress", *paths, out, "--tolerance", "0.05",
+                       "--no-decode-times")
+    assert code == 1 and len(err.splitlines()) == 1 and "units differ" in err
+    assert not out.exists()
+
+
+def test_codec_mode_and_quality_per_variable(tmp_path, capsys, files):
+    out = tmp_path / "out.zarr"
+    code, stdout, err = run(capsys, "compress", files[0], out, "--codec", "sz3",
+                            "--tolerance", "0.05", "--codec", "HUM=sperr", "--mode", "HUM=psnr",
+                            "--quality", "HUM=60", "--codec", "AIRT=exact")
+    assert code == 0, err
+    lines = {line.split()[0]: line for line in stdout.splitlines() if line.strip()}
+    assert "sz3" in lines["SLP"] and "sperr" in lines["HUM"]
+    expected = opened(files[0])
+    back = xr.open_zarr(out, decode_times=False)
+    check_bound(back.SLP, expected.SLP, 0.05)
+    hum, ref = back.HUM.values.astype("float64"), expected.HUM.values.astype("float64")
+    rmse = np.sqrt(np.nanmean((hum - ref) ** 2))
+    # the PSNR asked for (SPERR's PSNR mode is a target: 59.8 dB for 60 here)
+    assert 20 * np.log10(value_range(ref) / rmse) >= 59.5
+    np.testing.assert_array_equal(np.isnan(hum), np.isnan(ref))
+
+
+def test_config_file_and_the_command_line_over_it(tmp_path, capsys, files):
+    config = tmp_path / "bounds.toml"
+    config.write_text(textwrap.dedent("""\
+        [defaults]
+        codec = "sz3"
+        tolerance = "0.1%"
+        [variables.SLP]
+        tolerance = 0.01
+        [variables.HUM]
+        codec = "zfp"
+        tolerance = 0.5
+        """))
+    out = tmp_path / "out.zarr"
+    code, stdout, err = run(capsys, "compress", files[0], out, "--config", config,
+                            "--tolerance", "HUM=0.02")  # the command line wins
+    assert code == 0, err
+    lines = {line.split()[0]: line for line in stdout.splitlines() if line.strip()}
+    assert "sz3" in lines["SLP"] and "zfp" in lines["HUM"]
+    expected = opened(files[0])
+    back = xr.open_zarr(out, decode_times=False)
+    check_bound(back.SLP, expected.SLP, 0.01)
+    check_bound(back.HUM, expected.HUM, 0.02)
+    np.testing.assert_array_equal(back.AIRT.values, expected.AIRT.values)
+
+
+def test_a_percentage_for_the_rest_and_a_lossless_codec_for_one(tmp_path, capsys, files):
+    out = tmp_path / "out.zarr"
+    code, stdout, err = run(capsys, "compress", files[0], out, "--codec", "SLP=floatpred+zstd",
+                            "--tolerance", "0.5%")  # the bare tolerance is not SLP's
+    assert code == 0, err
+    expected = opened(files[0])
+    back = xr.open_zarr(out, decode_times=False)
+    np.testing.assert_array_equal(back.SLP.values, expected.SLP.values)
+    check_bound(back.HUM, expected.HUM, 0.005 * value_range(expected.HUM))
+
+
+BAD_CONFIGS = {
+    "unknown key": ("[variables.SLP]\ntolerence = 0.1\n", "unknown key 'tolerence'"),
+    "unknown variable": ("[variables.PRES]\ntolerance = 0.1\n", "'PRES' is not a data variable"),
+    "bad value": ("[defaults]\ntolerance = \"lots\"\n", "[defaults] tolerance"),
+    "negative": ("[variables.HUM]\ntolerance = -0.1\n", "> 0"),
+    "percent twice": ("[defaults]\ntolerance = \"5%%\"\n", "5%%"),
+    "unknown codec": ("[variables.HUM]\ncodec = \"zip\"\n", "codec must be one of"),
+    "unknown table": ("[default]\ntolerance = 0.1\n", "unknown table or key 'default'"),
+    "not toml": ("[defaults\n", "not valid TOML"),
+    "bad mode": ("[defaults]\nmode = \"fast\"\n", "[defaults] mode"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_a_bad_config_file_is_one_line_naming_it(tmp_path, capsys, files, case):
+    text, words = BAD_CONFIGS[case]
+    config = tmp_path / "bounds.toml"
+    config.write_text(text)
+    out = tmp_path / "out.zarr"
+    code, _, err = run(capsys, "compress", files[0], out, "--config", config, "--tolerance",
+                       "0.1")
+    assert code == 1, err
+    assert words in one_error(err) and "bounds.toml" in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, code, words", [
+    (["--tolerance", "PRES=0.1"], 1, "'PRES' is not a data variable"),
+    (["--codec", "PRES=sz3", "--tolerance", "0.1"], 1, "--codec PRES="),
+    (["--tolerance", "abc"], 2, "must be a number"),
+    (["--tolerance", "SLP=abc"], 2, "for SLP"),
+    (["--tolerance", "5%%"], 2, "5%%"),
+    (["--tolerance", "SLP=-1"], 2, "> 0"),
+    (["--tolerance", "0"], 2, "> 0"),
+    (["--tolerance", "150%"], 2, "at most 100%"),
+    (["--tolerance", "SLP=0.1", "--tolerance", "SLP=0.2"], 2, "given twice for SLP"),
+    (["--tolerance", "0.1", "--tolerance", "0.2"], 2, "given twice for the rest"),
+    (["--mode", "fast", "--quality", "60"], 2, "must be one of rate, psnr, pwe"),
+    (["--codec", "HUM=nope", "--tolerance", "0.1"], 1, "codec must be one of"),
+    (["--tolerance", "SLP=0.1"], 1, "HUM"),  # HUM: no tolerance for it
+    (["--tolerance", "0.1", "--var", "SLP", "--tolerance", "HUM=0.1"], 1, "--var HUM"),
+    (["--tolerance", "0.1", "--engine", "nope"], 1, "--engine nope"),
+    (["--tolerance", "0.1", "--storage-option", "anon"], 2, "KEY=VALUE"),
+    (["--tolerance", "0.1", "--config", "{tmp}/missing.toml"], 1, "missing.toml: no such file"),
+])
+def test_bad_bounds_are_one_line_and_nothing_is_written(tmp_path, capsys, files, argv, code,
+                                                        words):
+    out = tmp_path / "out.zarr"
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    got, _, err = run(capsys, "compress", files[0], out, *argv)
+    assert got == code, err
+    assert words in one_error(err), err
+    assert not out.exists()
+
+
+def test_a_percentage_of_a_constant_variable_is_refused(tmp_path, capsys):
+    ds = month(0)
+    ds["HUM"][:] = 7.0
+    path = tmp_path / "flat.nc"
+    ds.to_netcdf(path)
+    out = tmp_path / "out.zarr"
+    code, _, err = run(capsys, "compress", path, out, "--tolerance", "1%")
+    assert code == 1 and one_error(err)
+    assert "HUM is constant" in err and "absolute --tolerance HUM=" in err
+    assert not out.exists()
+
+
+def test_a_glob_matching_nothing(tmp_path, capsys):
+    code, _, err = run(capsys, "compress", tmp_path / "sst_*.nc", tmp_path / "o.zarr",
+                       "--tolerance", "0.1")
+    assert code == 1 and len(err.splitlines()) == 1 and "no file matches" in err
+
+
+# --- s3:// (the moto server of servers.py) ---------------------------------------------------
+
+
+def s3_options(s3):
+    return [a for key, value in s3.storage_options.items()
+            for a in ("--storage-option", f"{key}={json.dumps(value) if not isinstance(value, str) else value}")]
+
+
+def test_s3_in_and_out(tmp_path, capsys, s3, files):
+    # a local file to the bucket, then from the bucket (netCDF and Zarr) to disk
+    url = s3.path("coads.zarr")
+    code, _, err = run(capsys, "compress", files[0], url, "--tolerance", "0.05",
+                       *s3_options(s3))
+    assert code == 0, err
+    expected = opened(files[0])
+    back = xr.open_zarr(url, storage_options=s3.storage_options, decode_times=False)
+    check_bound(back.SLP, expected.SLP, 0.05)
+
+    s3.filesystem().put(files[1], s3.path("in/coads_1.nc"))
+    s3.filesystem().put(files[2], s3.path("in/coads_2.nc"))
+    out = tmp_path / "from_s3.zarr"
+    code, _, err = run(capsys, "compress", s3.path("in/coads_*.nc"), out, "--tolerance",
+                       "0.05", "--no-decode-times", *s3_options(s3))
+    assert code == 0, err
+    back = xr.open_zarr(out, decode_times=False)
+    assert back.sizes["TIME"] == 8
+    both = opened(files[1], files[2])
+    check_bound(back.HUM, both.HUM, 0.05)
+
+    again = tmp_path / "again.zarr"
+    code, _, err = run(capsys, "compress", url, again, "--codec", "sz3", "--tolerance", "0.05",
+                       *s3_options(s3))
+    assert code == 0, err
+    check_bound(xr.open_zarr(again, decode_times=False).SLP, back_slp := xr.open_zarr(
+        url, storage_options=s3.storage_options, decode_times=False).SLP, 0.05)
+    assert back_slp.sizes["TIME"] == 4
+
+
+@pytest.fixture
+def no_credentials(monkeypatch):
+    """No AWS credentials anywhere this process could find them (nor the EC2 metadata)."""
+    for key in list(os.environ):
+        if key.startswith("AWS_") or key.startswith("FSSPEC_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+
+
+def test_s3_without_credentials_is_one_line(tmp_path, capsys, s3, files, no_credentials):
+    endpoint = f"endpoint_url={s3.endpoint_url}"
+    code, _, err = run(capsys, "compress", files[0], s3.path("o.zarr"), "--tolerance", "0.1",
+                       "--storage-option", endpoint)
+    assert code == 1 and one_error(err), err
+    assert "no credentials" in err and "--storage-option key=" in err
+    assert not s3.filesystem().exists(s3.path("o.zarr"))
+    code, _, err = run(capsys, "compress", s3.path("in.zarr"), tmp_path / "o.zarr",
+                       "--tolerance", "0.1", "--storage-option", endpoint)
+    assert code == 1 and len(err.splitlines()) == 1 and "no credentials" in err, err
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_s3_unreachable_or_missing_is_one_line(tmp_path, capsys, s3, files):
+    options = ["--storage-option", "key=testing", "--storage-option", "secret=testing",
+               "--storage-option", 'config_kwargs={"retries": {"max_attempts": 1}}']
+    code, _, err = run(capsys, "compress", "s3://nowhere/in.zarr", tmp_path / "o.zarr",
+                       "--tolerance", "0.1", "--storage-option", "endpoint_url=http://127.0.0.1:9",
+                       *options)
+    assert code == 1 and one_error(err), err
+    assert "cannot reach" in err and "endpoint_url" in err
+    code, _, err = run(capsys, "compress", s3.path("none.zarr"), tmp_path / "o.zarr",
+                       "--tolerance", "0.1", *s3_options(s3))
+    assert code == 1 and len(err.splitlines()) == 1 and "no such object" in err, err
+    assert not (tmp_path / "o.zarr").exists()
