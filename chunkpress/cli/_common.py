@@ -104,8 +104,8 @@ def table_lines(table, width=WIDTH) -> list:
     flat = table.reset_index() if any(n is not None for n in table.index.names) else table
     columns = [str(c).replace("_", " ") for c in flat.columns]
     cells = [[_cell(v) for v in row] for row in flat.itertuples(index=False)]
-    numeric = [all(_is_number(row[i]) for row in flat.itertuples(index=False))
-               for i in range(len(columns))]
+    numeric = [all(_is_number(row[i]) or _is_quantity(row[i])
+                   for row in flat.itertuples(index=False)) for i in range(len(columns))]
     long = [i for i in range(1, len(columns)) if not numeric[i]
             and max((len(row[i]) for row in cells), default=0) > LONG_TEXT]
     keep = [i for i in range(len(columns)) if i not in long]
@@ -166,6 +166,14 @@ def _cell(value) -> str:
     if isinstance(value, tuple):
         return "x".join(str(v) for v in value) if value else "()"
     return str(value)
+
+
+def _is_quantity(value) -> bool:
+    """Whether a text is a number with a unit (40.5K, 3.2x, 12%): aligned as numbers."""
+    import re
+
+    return isinstance(value, str) and re.fullmatch(r"[-+]?[0-9.]+(e[-+]?[0-9]+)?[A-Za-z%]*",
+                                                   value) is not None
 
 
 def _is_number(value) -> bool:

@@ -16,6 +16,12 @@ VERIFY_HELP = ("check every chunk of a store: present, at its place, checksum go
 
 def add_info_arguments(sub) -> None:
     sub.add_argument("store", metavar="STORE")
+    shape = sub.add_mutually_exclusive_group()
+    shape.add_argument("--long", action="store_true", help="every field on one line per "
+                       "variable (exact byte counts, what codec=\"auto\" chose), however wide")
+    shape.add_argument("--json", action="store_true", help="print JSON: per variable its "
+                       "codec, parameters, sizes, ratio, claimed bound, measured error and "
+                       "auto choice")
 
 
 def add_verify_arguments(sub) -> None:
@@ -27,26 +33,121 @@ def add_verify_arguments(sub) -> None:
 
 
 def info(args) -> int:
+    import json
+
     check_input(args.store)
     table = info_table(args.store)
-    print_table(table.rename(columns=INFO_COLUMNS))
-    print(f"\n{INFO_COLUMNS['error_bound']}: the max error the metadata (zarr.json) claims; "
-          f"{INFO_COLUMNS['measured_error']}: the max error the writer measured on every "
-          "value (written with verify=True; NaN: not measured)")
+    if args.json:
+        print(json.dumps(info_json(args.store, table), indent=1))
+        return 0
+    if args.long:
+        print_table(table.rename(columns=INFO_COLUMNS), long=True)
+    else:
+        print_table(compact(table))
+    original, stored = table["original_bytes"].sum(), table["stored_bytes"].sum()
+    ratio = f" ({original / stored:.3g}x)" if stored else ""
+    notes = [f"total: {_size(original)} stored in {_size(stored)}{ratio}",
+             "claimed bound: the max error the metadata (zarr.json) claims; measured error: the "
+             "max error the writer measured on every value (written with verify=True; -: not "
+             "measured)"]
     claimed, measured = table["error_bound"], table["measured_error"]
     for name in table.index[measured > claimed]:
-        print(f"{name}: the measured error {measured[name]:.4g} exceeds the claimed bound "
-              f"{claimed[name]:.4g}: the metadata claims a bound the data does not meet")
+        notes.append(f"{name}: the measured error {measured[name]:.4g} exceeds the claimed "
+                     f"bound {claimed[name]:.4g}: the metadata claims a bound the data does "
+                     "not meet")
     missing = table["missing_chunks"].fillna(0)
     for name in table.index[missing > 0]:
-        print(f"{name}: {missing[name]} chunk object(s) missing")
+        notes.append(f"{name}: {missing[name]} chunk object(s) missing")
     if (measured > claimed).any() or (missing > 0).any():
-        print(f"run `chunkpress verify {args.store}` to name every damaged chunk (with "
-              "--against ORIGINAL: measure the error anew)")
+        notes.append(f"run `chunkpress verify {args.store}` to name every damaged chunk (with "
+                     "--against ORIGINAL: measure the error anew)")
+    print()
+    for note in notes:
+        print(_wrap(note, long=args.long))
     return 0
 
 
 INFO_COLUMNS = {"error_bound": "claimed_bound", "measured_error": "measured_error"}
+
+
+def compact(table):
+    """The info table to print in 100 columns: sizes as 1.5M, no "missing" column when no
+    chunk is missing; what codec="auto" chose goes below the table (see print_table)."""
+    out = table.drop(columns=["original_bytes", "stored_bytes", "missing_chunks"])
+    out.insert(list(out.columns).index("ratio"), "original",
+               [_size(n) for n in table["original_bytes"]])
+    out.insert(list(out.columns).index("ratio"), "stored",
+               [_size(n) for n in table["stored_bytes"]])
+    if (table["missing_chunks"].fillna(0) > 0).any():
+        out.insert(list(out.columns).index("error_bound"), "missing",
+                   table["missing_chunks"])
+    return out.rename(columns={**INFO_COLUMNS, "choice": 'what codec="auto" chose'})
+
+
+def info_json(store, table) -> dict:
+    """What ``info --json`` prints: the store, per variable its figures, the totals."""
+    variables = []
+    choices = auto_choices(store, summaries=False)
+    for name, row in table.iterrows():
+        choice = choices.get(name)
+        variables.append({
+            "name": name, "codec": row["codec"], "parameters": parameters(row["parameters"]),
+            "dtype": row["dtype"], "shape": list(row["shape"]),
+            "original_bytes": int(row["original_bytes"]),
+            "stored_bytes": int(row["stored_bytes"]), "ratio": _number(row["ratio"]),
+            "claimed_bound": _number(row["error_bound"]),
+            "measured_error": _number(row["measured_error"]),
+            "missing_chunks": _number(row["missing_chunks"]),
+            "auto": None if choice is None else
+            {"summary": choice[0], "choice": choice[1]}})
+    original = int(table["original_bytes"].sum())
+    stored = int(table["stored_bytes"].sum())
+    return {"store": str(store), "variables": variables,
+            "total": {"original_bytes": original, "stored_bytes": stored,
+                      "ratio": original / stored if stored else None}}
+
+
+def parameters(text) -> dict:
+    """``"tolerance=0.01, mode=pwe"`` as ``{"tolerance": 0.01, "mode": "pwe"}``."""
+    import json
+    import re
+
+    out = {}
+    for key, value in re.findall(r"(\w+)=(.*?)(?=, \w+=|$)", text or ""):
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _number(value):
+    import math
+
+    import pandas as pd
+
+    if value is None or value is pd.NA or not math.isfinite(float(value)):
+        return None
+    value = float(value)
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+def _size(nbytes) -> str:
+    """Bytes as ls -h prints them: 512, 40.5K, 11.9M, 3.2G."""
+    value = float(nbytes)
+    for unit in ("", "K", "M", "G", "T"):
+        if value < 1024 or unit == "T":
+            return f"{value:.0f}" if not unit else f"{value:.3g}{unit}"
+        value /= 1024
+    return str(nbytes)
+
+
+def _wrap(text, long=False) -> str:
+    import textwrap
+
+    from ._common import WIDTH
+
+    return text if long else textwrap.fill(text, WIDTH, subsequent_indent="  ")
 
 
 def verify(args) -> int:
@@ -82,8 +183,9 @@ def info_table(store):
     return table
 
 
-def auto_choices(store) -> dict:
-    """Return {variable: summary} of the arrays whose attributes record an auto choice."""
+def auto_choices(store, summaries=True) -> dict:
+    """Return {variable: summary} of the arrays whose attributes record an auto choice
+    (``summaries=False``: {variable: (summary, the recorded choice)})."""
     import json
 
     import zarr
@@ -99,7 +201,9 @@ def auto_choices(store) -> dict:
         text = array.attrs.get(ATTRIBUTE)
         if isinstance(text, str):
             try:
-                out[name or array.path or "/"] = describe(json.loads(text))
+                choice = json.loads(text)
+                summary = describe(choice)
             except (ValueError, TypeError, AttributeError):
-                out[name or array.path or "/"] = "(unreadable)"
+                choice, summary = None, "(unreadable)"
+            out[name or array.path or "/"] = summary if summaries else (summary, choice)
     return out
