@@ -20,7 +20,8 @@ import argparse
 import sys
 
 from ..demo import demo_dataset
-from . import compress, decompress, demo, evaluate, info
+from .. import __version__
+from . import compress, decompress, demo, evaluate, examples, info
 from ._common import EXIT_PROBLEMS, EXIT_USAGE, EXIT_USER_ERROR, UserError
 
 __all__ = ["main", "UserError", "EXIT_USER_ERROR", "EXIT_USAGE", "EXIT_PROBLEMS",
@@ -70,9 +71,12 @@ COMMANDS = (
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="chunkpress", description="Compress scientific arrays to Zarr v3 "
                      "with error-bounded and lossless codecs, in parallel.")
+    parser.add_argument("--version", action="version", version=f"chunkpress {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, run, help, add_arguments in COMMANDS:
-        sub = commands.add_parser(name, help=help, description=help)
+        sub = commands.add_parser(name, help=help, description=help,
+                                  epilog=examples.epilog(name),
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.set_defaults(run=run)
         sub.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
         add_arguments(sub)
