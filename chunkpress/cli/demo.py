@@ -48,7 +48,8 @@ def main(args) -> int:
     made = demo_dataset(SHAPE)
     made.to_netcdf(source, engine="h5netcdf", encoding=netcdf_encoding(made))
     nt, ny, nx = SHAPE
-    print(f"made {source} as archives hold data today (netCDF-4, zlib level 4, shuffle):\n"
+    print(f"chunkpress demo ({_where(args)}), its files in\n  {os.path.abspath(out)}\n")
+    print("made ocean.nc as archives hold data today (netCDF-4, zlib level 4, shuffle):\n"
           f"  {nt} months, {180 // ny}-degree grid: "
           + ", ".join(_described(made, name) for name in made.data_vars))
     ds = xr.open_dataset(source, chunks={})
@@ -66,7 +67,7 @@ def main(args) -> int:
         seconds = time.perf_counter() - start
         checked = chunkpress.verify(store, against=source)
     report = enc.report()
-    print(f"wrote {store} in {seconds:.1f} s\n")
+    print(f"wrote ocean.zarr in {seconds:.1f} s\n")
 
     nc_bytes, zarr_bytes = os.path.getsize(source), _tree_bytes(store)
     nc_vars, zarr_vars = _netcdf_variable_bytes(source), _zarr_variable_bytes(store)
@@ -91,19 +92,19 @@ def main(args) -> int:
         print(f"  {name}: packed by its producer as {var.encoding['dtype']} in steps of "
               f"{var.encoding['scale_factor']:g} {var.attrs.get('units', '')}: kept as stored")
 
-    print('\ncodec="auto" chose per variable by the ratios it measured on samples of it:')
+    print('\ncodec="auto" chose per variable by the ratios (to raw float32) it measured on samples:')
     for name, array in enc.arrays.items():
         print(f"  {name:6}{_why(array.choice)}")
 
     print("\nbound held on every value: max error measured while compressing (verify=True), and"
-          f"\nagain on the store read back: chunkpress.verify(store, against={source!r})")
+          '\nagain on the store read back: chunkpress.verify("ocean.zarr", against="ocean.nc")')
     arrays = checked.attrs["arrays"].set_index("array")
     for name, row in report.iterrows():
         if row["codec"] != "exact":
             print(f"  {name:6}{row['max_error']:.7g}, read back {arrays.loc[name, 'max_error']:.7g}"
                   f" <= {row['error_bound']:g} {ds[name].attrs.get('units', '')}")
     totals = checked.attrs["summary"]
-    print(f"chunkpress.verify(store): {totals['chunks']} chunks, checksums and places "
+    print(f"chunkpress.verify(\"ocean.zarr\"): {totals['chunks']} chunks, checksums and places "
           + ("good, no problems" if checked.empty else f"{len(checked)} PROBLEMS"))
     back = xr.open_zarr(store)
     for name in enc.arrays:
@@ -113,11 +114,18 @@ def main(args) -> int:
                   f"{after.sum():,} in the store, "
                   + ("the same cells" if (before == after).all() else "NOT THE SAME CELLS"))
     print("\nopen it in plain xarray:")
-    print(f"  python -c \"import xarray as xr; print(xr.open_zarr({store!r}))\"")
+    print(f'  import xarray as xr\n  xr.open_zarr("{os.path.abspath(store)}")')
     problems = not checked.empty or any(
         not r["max_error"] <= r["error_bound"] for _, r in report.iterrows()
         if r["codec"] != "exact")
     return 3 if problems else 0
+
+
+def _where(args) -> str:
+    if getattr(args, "scheduler", None):
+        return f"the dask scheduler at {args.scheduler}"
+    threads = args.workers or os.cpu_count() or 1
+    return f"local scheduler, {threads} thread{'s' if threads != 1 else ''}, no server"
 
 
 def _described(ds, name) -> str:
