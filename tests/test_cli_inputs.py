@@ -308,6 +308,9 @@ def test_s3_in_and_out(tmp_path, capsys, s3, files):
     expected = opened(files[0])
     back = xr.open_zarr(url, storage_options=s3.storage_options, decode_times=False)
     check_bound(back.SLP, expected.SLP, 0.05)
+    code, _, err = run(capsys, "compress", files[0], url, "--tolerance", "0.05",
+                       *s3_options(s3))  # it is there now: refused, one line
+    assert code == 1 and "--overwrite" in one_error(err)
 
     s3.filesystem().put(files[1], s3.path("in/coads_1.nc"))
     s3.filesystem().put(files[2], s3.path("in/coads_2.nc"))

@@ -238,26 +238,30 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
 
     config = config or {k: {} for k in KEYS}
     known = list(dataset.data_vars)
-    for source, settings in (("the command line", cli), (config_path, config)):
+    for on_command_line, settings in ((True, cli), (False, config)):
         for key, values in settings.items():
             for name in values:
                 if name is None:
                     continue
-                where = (f"--{key} {name}=" if source == "the command line"
-                         else f"{source}: [variables.{name}]")
+                where = (f"--{key} {name}=" if on_command_line
+                         else f"{config_path}: [variables.{name}]")
                 if name not in dataset.data_vars:
                     raise UserError(f"{where}: {name!r} is not a data variable of the input "
                                     f"(its data variables: {', '.join(map(str, known)) or 'none'})")
-                if variables is not None and name not in variables:
+                # a project's file may name every variable and --var pick some: not an error
+                if on_command_line and variables is not None and name not in variables:
                     raise UserError(f"{where}: {name!r} is not among the variables to compress "
                                     f"(--var {' --var '.join(variables)}); add --var {name}")
     if variables is None:
-        named = {n for s in (cli, config) for values in s.values() for n in values if n}
+        named = {n for values in cli.values() for n in values if n} | {
+            n for values in config.values() for n in values if n}
         variables = [n for n in dataset.data_vars
                      if n in named or _is_float(dataset[n].variable, n)]
-    # most specific first: the command line's VAR=, the file's VAR, then the rest
-    levels = lambda key, name: [(cli[key], name), (config[key], name), (cli[key], None),  # noqa
-                                (config[key], None)]
+
+    def levels(key, name):
+        """Where a setting may come from, most specific first: (settings, key in them)."""
+        return [(cli[key], name), (config[key], name), (cli[key], None), (config[key], None)]
+
     out = {}
     for name in variables:
         codec_name = next((s[n] for s, n in levels("codec", name) if n in s), DEFAULT_CODEC)

@@ -8,7 +8,7 @@ from . import bounds
 from ._common import add_scheduler, check_output, print_table, scheduler
 from .info import info_table
 from .inputs import add_arguments as add_input_arguments
-from .inputs import check_input, expand, open_inputs, remote_errors, storage_options
+from .inputs import check_input, check_remote_output, expand, open_inputs, remote_errors, storage_options
 from .progress import run
 
 HELP = "compress netCDF files or Zarr stores into Zarr v3"
@@ -16,7 +16,7 @@ HELP = "compress netCDF files or Zarr stores into Zarr v3"
 EXAMPLES = """\
 examples:
   chunkpress compress sst.nc sst.zarr --tolerance 0.01
-  chunkpress compress 'model_*.nc' out.zarr --codec sz3 --tolerance 0.1%% --tolerance SLP=0.05
+  chunkpress compress 'model_*.nc' out.zarr --codec sz3 --tolerance 0.1% --tolerance SLP=0.05
   chunkpress compress a.nc b.nc c.nc out.zarr --config bounds.toml --workers 8
   chunkpress compress coads.cdf out.zarr --no-decode-times --codec sperr --mode psnr --quality 60
   chunkpress compress s3://bucket/in.zarr s3://bucket/out.zarr --tolerance 0.01 \\
@@ -59,6 +59,7 @@ def main(args) -> int:
     for path in paths:
         check_input(path, options)
     check_output(args.output, args.overwrite)  # a store replaced only once the new one is whole
+    check_remote_output(args.output, args.overwrite, options)
     with remote_errors([*paths, args.output]), scheduler(args):
         ds = open_inputs(paths, decode_times=args.decode_times, engine=args.engine,
                          storage_options=options)

@@ -122,6 +122,18 @@ def check_input(path, storage_options=None):
                         "that exists")
 
 
+def check_remote_output(path, overwrite, storage_options=None):
+    """Refuse, before any work, an s3://... OUT that exists (without --overwrite)."""
+    if not is_remote(path) or overwrite:
+        return
+    import fsspec
+
+    with remote_errors([path]):
+        fs, _, (where,) = fsspec.get_fs_token_paths(str(path), storage_options=storage_options)
+        if fs.exists(where):
+            raise UserError(f"{path} exists; choose another name or pass --overwrite")
+
+
 # --- opening ---------------------------------------------------------------------------------
 
 
