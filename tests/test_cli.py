@@ -115,7 +115,7 @@ def test_demo_runs_the_complete_example(tmp_path, capsys):
      "'nope'"),
     (["compress", "{src}", "{tmp}/o.zarr", "--tolerance", "0.1", "--workers", "0"], 2,
      "at least 1"),
-    (["compress", "{src}", "{src}", "--tolerance", "0.1"], 1, "is a file, not a Zarr store"),
+    (["compress", "{src}", "{src}", "--tolerance", "0.1"], 1, "compress writes a Zarr store, not netCDF"),
     (["decompress", "{tmp}/none.zarr", "{tmp}/o.nc"], 1, "no such file"),
     (["info", "{tmp}/none.zarr"], 1, "no such file"),
     (["frobnicate"], 2, "invalid choice"),

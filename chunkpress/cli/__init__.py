@@ -9,23 +9,27 @@
     chunkpress evaluate IN [--var t] [--codecs zfp,sz3] [--tolerances 0.1,0.01] [--plot rd.png]
     chunkpress demo [--out DIR]
 
-A user's mistake (a missing file, an unknown codec, a bad tolerance, a variable not found)
-prints one line saying what to do and exits with status 1 (2 for a malformed command line),
-without a traceback; ``--traceback`` shows it.
+Every error is one line on stderr, without a traceback (``--debug``, alias ``--traceback``,
+shows it): a user's mistake or what the system refused (a missing file, an unknown codec, a
+path not writable, no credentials, a damaged chunk) says what to do and exits 1; a malformed
+command line exits 2; an unexpected error (a bug) says "internal error" and exits 4; Ctrl-C
+says in what state it leaves the output and exits 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
 from ..demo import demo_dataset
 from .. import __version__
-from . import compress, decompress, demo, evaluate, examples, info
+from . import compress, decompress, demo, errors, evaluate, examples, info
 from ._common import EXIT_PROBLEMS, EXIT_USAGE, EXIT_USER_ERROR, UserError
+from .errors import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED
 
 __all__ = ["main", "UserError", "EXIT_USER_ERROR", "EXIT_USAGE", "EXIT_PROBLEMS",
-           "demo_dataset"]
+           "EXIT_INTERNAL_ERROR", "EXIT_INTERRUPTED", "demo_dataset"]
 
 
 def main(argv=None) -> int:
@@ -35,20 +39,21 @@ def main(argv=None) -> int:
         argv = ["demo"]
     parser = _parser()
     args = parser.parse_args(argv)
+    before = errors.output_state(args)
     try:
         return args.run(args) or 0
     except KeyboardInterrupt:
-        print("chunkpress: interrupted", file=sys.stderr)
-        return 130
-    except (UserError, FileNotFoundError, FileExistsError, IsADirectoryError, KeyError,
-            ValueError, TypeError) as exc:
-        if args.traceback:
+        if args.debug:
+            traceback.print_exc()
+        print(f"chunkpress {args.command}: interrupted; {errors.after_interrupt(args, before)}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - every error is one line; --debug shows it whole
+        if args.debug:
             raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        if isinstance(exc, OSError) and exc.filename:
-            message = f"{exc.filename}: {exc.strerror}"
-        print(f"chunkpress {args.command}: error: {message}".splitlines()[0], file=sys.stderr)
-        return EXIT_USER_ERROR
+        message, expected = errors.describe(exc)
+        print(f"chunkpress {args.command}: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR if expected else EXIT_INTERNAL_ERROR
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,6 +76,8 @@ COMMANDS = (
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="chunkpress", description="Compress scientific arrays to Zarr v3 "
                      "with error-bounded and lossless codecs, in parallel.")
+    parser.add_argument("--debug", "--traceback", dest="debug", action="store_true",
+                        help="on an error, show the full traceback")
     parser.add_argument("--version", action="version", version=f"chunkpress {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, run, help, add_arguments in COMMANDS:
@@ -78,7 +85,9 @@ def _parser() -> argparse.ArgumentParser:
                                   epilog=examples.epilog(name),
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.set_defaults(run=run)
-        sub.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+        sub.add_argument("--debug", "--traceback", dest="debug", action="store_true",
+                         default=argparse.SUPPRESS,
+                         help="on an error, show the full traceback (a bug report wants it)")
         add_arguments(sub)
     return parser
 

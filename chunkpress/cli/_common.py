@@ -71,6 +71,9 @@ def _check_directory(directory: str) -> None:
         raise UserError(f"{directory} is a file, not a directory; choose an output path in "
                         "a directory")
     if not os.access(directory, os.W_OK | os.X_OK):
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            raise UserError(f"{directory}: read-only file system; choose an output path on "
+                            "a writable one")
         raise UserError(f"{directory}: permission denied (this user cannot write there); "
                         "choose an output path in a directory you can write to")
 
