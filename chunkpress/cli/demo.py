@@ -66,7 +66,7 @@ def main(args) -> int:
             run(job, "writing")
         seconds = time.perf_counter() - start
         checked = chunkpress.verify(store, against=source)
-    report = enc.report()
+        report = enc.report()  # its figures are on the cluster, with the blocks
     print(f"wrote ocean.zarr in {seconds:.1f} s\n")
 
     nc_bytes, zarr_bytes = os.path.getsize(source), _tree_bytes(store)
