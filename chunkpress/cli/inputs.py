@@ -88,7 +88,7 @@ def expand(patterns, storage_options=None) -> list:
             import fsspec
 
             with remote_errors([text]):
-                fs, _, found = fsspec.get_fs_token_paths(text, storage_options=storage_options)
+                _, _, found = fsspec.get_fs_token_paths(text, storage_options=storage_options)
             protocol = text.split("://", 1)[0]
             found = [f"{protocol}://{p}" for p in found]
         else:
