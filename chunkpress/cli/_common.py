@@ -101,10 +101,34 @@ def print_table(table, *, width=WIDTH, long=False):
 
 
 def table_lines(table, width=WIDTH) -> list:
-    """The lines :func:`print_table` prints."""
+    """The lines :func:`print_table` prints; byte counts as sizes (40.5K) when the table would
+    not fit otherwise."""
+    flat = table.reset_index() if any(n is not None for n in table.index.names) else table
+    lines = _fit(flat, width)
+    sizes = [c for c in flat.columns if str(c).endswith("bytes")
+             and all(_is_number(v) for v in flat[c])]
+    if sizes and max(map(len, lines), default=0) > width:
+        flat = flat.assign(**{str(c): [_cell(v) if _cell(v) == "-" else size(v)
+                                       for v in flat[c]] for c in sizes})
+        lines = _fit(flat, width)
+    if max(map(len, lines), default=0) > width:  # the last resort: columns one space apart
+        lines = _fit(flat, width, gap=1)
+    return lines
+
+
+def size(nbytes) -> str:
+    """Bytes as ls -h prints them: 512, 40.5K, 11.9M, 3.2G."""
+    value = float(nbytes)
+    for unit in ("", "K", "M", "G", "T"):
+        if value < 1024 or unit == "T":
+            return f"{value:.0f}" if not unit else f"{value:.3g}{unit}"
+        value /= 1024
+    return str(nbytes)
+
+
+def _fit(flat, width, gap=2) -> list:
     import textwrap
 
-    flat = table.reset_index() if any(n is not None for n in table.index.names) else table
     columns = [str(c).replace("_", " ") for c in flat.columns]
     cells = [[_cell(v) for v in row] for row in flat.itertuples(index=False)]
     numeric = [all(_is_number(row[i]) or _is_quantity(row[i])
@@ -118,7 +142,7 @@ def table_lines(table, width=WIDTH) -> list:
                       for w in (row[i].split() or [""])]) for i in keep}
 
     def excess():
-        return sum(widths.values()) + 2 * (len(keep) - 1) - width
+        return sum(widths.values()) + gap * (len(keep) - 1) - width
 
     while excess() > 0:
         wrappable = [i for i in keep if widths[i] > floors[i]]
@@ -127,9 +151,9 @@ def table_lines(table, width=WIDTH) -> list:
         widest = max(wrappable, key=lambda i: widths[i])
         widths[widest] = max(floors[widest], widths[widest] - excess())
     lines = _rows([[columns[i] for i in keep]], [widths[i] for i in keep],
-                  [numeric[i] for i in keep], bottom=True)
+                  [numeric[i] for i in keep], gap, bottom=True)
     lines += _rows([[row[i] for i in keep] for row in cells], [widths[i] for i in keep],
-                   [numeric[i] for i in keep])
+                   [numeric[i] for i in keep], gap)
     for i in long:
         lines.append("")
         lines.append(f"{columns[i]}:")
@@ -142,7 +166,7 @@ def table_lines(table, width=WIDTH) -> list:
     return lines
 
 
-def _rows(rows, widths, right, bottom=False) -> list:
+def _rows(rows, widths, right, gap, bottom=False) -> list:
     """Lines of ``rows`` of texts, each wrapped in its column (aligned at the bottom: headers)."""
     import textwrap
 
@@ -154,7 +178,7 @@ def _rows(rows, widths, right, bottom=False) -> list:
             pieces = [[""] * (height - len(p)) + p for p in pieces]
         for n in range(height):
             parts = [(p[n] if n < len(p) else "") for p in pieces]
-            lines.append("  ".join(t.rjust(w) if r else t.ljust(w)
+            lines.append((" " * gap).join(t.rjust(w) if r else t.ljust(w)
                                    for t, w, r in zip(parts, widths, right)).rstrip())
     return lines
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 import os
 
 from ._common import EXIT_PROBLEMS, print_table
+from ._common import size as _size
 from .inputs import check_input
 
 INFO_HELP = "per variable: codec, parameters, ratio, error bound, size"
-VERIFY_HELP = ("check every chunk of a store: present, at its place, checksum good (no "
-               "decoding); with --against, decode and measure the max error against the "
+# the line breaks are for the description of `verify --help` (printed as it is); the list of
+# commands in `chunkpress --help` wraps it anew
+VERIFY_HELP = ("check every chunk of a store: present, at its place, checksum good (no\n"
+               "decoding); with --against, decode and measure the max error against the\n"
                f"recorded bound. Exits {EXIT_PROBLEMS} on any problem")
 
 
@@ -130,16 +133,6 @@ def _number(value):
         return None
     value = float(value)
     return int(value) if value.is_integer() and abs(value) < 2**53 else value
-
-
-def _size(nbytes) -> str:
-    """Bytes as ls -h prints them: 512, 40.5K, 11.9M, 3.2G."""
-    value = float(nbytes)
-    for unit in ("", "K", "M", "G", "T"):
-        if value < 1024 or unit == "T":
-            return f"{value:.0f}" if not unit else f"{value:.3g}{unit}"
-        value /= 1024
-    return str(nbytes)
 
 
 def _wrap(text, long=False) -> str:

@@ -81,8 +81,10 @@ def _run_local(work, tally, display):
 def _run_on_cluster(work, client, tally, display):
     from dask.delayed import Delayed
 
-    if callable(getattr(type(work), "finish", None)):  # a chunkpress write: its chunks on the cluster, then
-        graph = work.writes.dask  # published in this process
+    # (a Delayed answers any attribute: the type tells a chunkpress write, whose chunks are
+    # written on the cluster, then published in this process)
+    if callable(getattr(type(work), "finish", None)):
+        graph = work.writes.dask
         for name, layer in graph.layers.items():
             if name.startswith(WRITE_PREFIX):
                 tally.add_graph(layer)
@@ -245,6 +247,8 @@ class Display:
         self.began = self.last = time.monotonic()
         if self.live is None:
             self._line(self._opening())
+        else:
+            self._draw(self._bar(self.began))
         self.thread = threading.Thread(target=self._loop, daemon=True,
                                        name="chunkpress-progress")
         self.thread.start()
@@ -319,7 +323,8 @@ class Display:
     def _status(self, now) -> str:
         t = self.tally
         share = f" ({100 * t.done / t.total:.0f}%)" if t.total else ""
-        parts = [self._counts() + share, self._rate(now), _clock(now - self.began)]
+        parts = [self._counts() + share if t.unit else "running", self._rate(now),
+                 _clock(now - self.began)]
         return f"{self._what()}: " + ", ".join(p for p in parts if p)
 
     def _ending(self, now, failure) -> str:
@@ -333,8 +338,8 @@ class Display:
         size = f", {_megabytes(t.total_bytes)}" if t.total_bytes else ""
         rate = f" ({t.total_bytes / 1e6 / max(seconds, 1e-6):.1f} MB/s)" if t.total_bytes \
             else ""
-        return (f"{self.label}: done,{done}" + (f" of {names}" if names else "")
-                + f"{size} in {seconds:.1f} s{rate}").replace("done, in", "done in")
+        what = f"{done} of {names}" if names else done
+        return f"{self.label}: done{',' if what else ''}{what}{size} in {seconds:.1f} s{rate}"
 
 
 def _names(names: list) -> str:
