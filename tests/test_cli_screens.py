@@ -364,7 +364,8 @@ def test_with_a_distributed_scheduler_the_log_has_no_escape_codes(monthly, env, 
     out, nc = tmp_path / "out.zarr", tmp_path / "back.nc"
     quick = dict(env, CHUNKPRESS_PROGRESS_INTERVAL="0.001")
     logs = []
-    for argv in (["compress", str(monthly / "ocean_*.nc"), str(out), "--tolerance", "0.01"],
+    for argv in (["compress", str(monthly / "ocean_*.nc"), str(out), "--tolerance", "0.01",
+                  "--verify"],
                  ["decompress", str(out), str(nc)]):
         result = subprocess.run(COMMAND + argv + ["--scheduler", address], env=quick,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -375,6 +376,7 @@ def test_with_a_distributed_scheduler_the_log_has_no_escape_codes(monthly, env, 
         assert not CONTROL.search(result.stdout)
         assert re.search(r"^writing: done", result.stdout, re.M), result.stdout
     blocks = sum(a.nchunks for a in _compressed_variables(out).values())
+    assert f"compressing: done, {blocks} blocks of " in logs[0]
     assert f"writing: done, {blocks} blocks of " in logs[0]
     original = _original(monthly)
     back = xr.open_dataset(nc)
