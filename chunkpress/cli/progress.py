@@ -48,7 +48,7 @@ def run(work, label):
         else:
             display.start()
             result = work()
-            _follow(client, _futures_of(result, tally), tally)
+            _follow(_futures_of(result, tally), tally)
     except KeyboardInterrupt:
         display.close("interrupted")
         raise
@@ -92,8 +92,9 @@ def _run_on_cluster(work, client, tally, display):
         display.start()
         try:
             # each write task a future of its own, to be counted as it finishes
-            final, *tasks = client.compute([work.writes] + [Delayed(k, graph, layer=k[0]) for k in keys])
-            _follow(client, dict(zip(keys, tasks)), tally, final)
+            final, *tasks = client.compute([work.writes] +
+                                           [Delayed(k, graph, layer=k[0]) for k in keys])
+            _follow(dict(zip(keys, tasks)), tally, final)
             results = final.result()
             del tasks
         except BaseException:
@@ -102,11 +103,11 @@ def _run_on_cluster(work, client, tally, display):
         return work.finish(results)
     display.start()
     final = client.compute(work)
-    _follow(client, {}, tally, final)
+    _follow({}, tally, final)
     return final.result()
 
 
-def _follow(client, futures: dict, tally, final=None) -> None:
+def _follow(futures: dict, tally, final=None) -> None:
     """Wait for ``final`` (or every future), counting the futures (key: future) as they end."""
     waiting = dict(futures)
     while waiting or (final is not None and not final.done()):
