@@ -1,6 +1,21 @@
 """Fixtures shared by the test modules."""
 
+import os
+
 import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _away_from_the_source_tree(tmp_path_factory):
+    """Run the tests (and the interpreters they start, which inherit it) from an empty folder.
+
+    ``python -c``/``-m`` put the working directory first on ``sys.path``: from a fresh clone's
+    root they would import its uncompiled source tree instead of the chunkpress under test.
+    """
+    here = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(here)
 
 
 @pytest.fixture(scope="module")

@@ -489,26 +489,44 @@ def remote_worker(tmp_path):
         script = (f"mount -t tmpfs tmpfs {shared} && exec {sys.executable} -m "
                   f"distributed.cli.dask_worker {cluster.scheduler_address} --nthreads 1 "
                   "--no-dashboard --no-nanny")
+        log = open(tmp_path / "worker.log", "wb")
         worker = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c",
                                    script], env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=log, stderr=subprocess.STDOUT)
         try:
             with distributed.Client(cluster) as client:
                 client.wait_for_workers(1, timeout=60)
-                yield client, shared
+                yield client, shared, worker, tmp_path / "worker.log"
         finally:
             worker.terminate()
             worker.wait(timeout=30)
+            log.close()
 
 
 def test_chunks_written_on_a_workers_own_disk_are_an_error_not_a_store(remote_worker):
-    client, shared = remote_worker
+    import distributed
+
+    client, shared, worker, log = remote_worker
     path = shared / "a.zarr"
     with dask.config.set(scheduler="threads"):
         write(field(0), path, "array")
+    job = to_zarr(da.from_array(field(5), chunks=CHUNKS), path, tolerance=TOL, chunks=CHUNKS,
+                  overwrite=True, compute=False)
+    future = client.compute(job.writes)
+    try:  # bounded: a worker that died would leave the job waiting for another forever
+        distributed.wait(future, timeout=120)
+    except distributed.TimeoutError:
+        job.abort()
+        raise AssertionError(f"the worker did not finish the writes (alive: "
+                             f"{worker.poll() is None}); its log: {log.read_text()[-2000:]}")
+    # the worker finds no staging directory on its disk (or this process none of the chunks)
     with pytest.raises(IncompleteStoreError, match="file system every worker.*object store"):
-        to_zarr(da.from_array(field(5), chunks=CHUNKS), path, tolerance=TOL, chunks=CHUNKS,
-                overwrite=True)
+        try:
+            results = future.result()
+        except BaseException:
+            job.abort()
+            raise
+        job.finish(results)
     with dask.config.set(scheduler="threads"):  # read here: the worker sees its own disk
         assert_holds(path, "array", 0)
     assert leftovers(path) == []
