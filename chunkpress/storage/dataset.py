@@ -16,10 +16,11 @@ import warnings
 
 import dask
 import dask.array as da
+import numpy as np
 import xarray as xr
 import zarr
 from xarray.conventions import encode_cf_variable
-from zarr.codecs import Crc32cCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import MemoryStore, StorePath
@@ -85,7 +86,7 @@ def _prepare(source, variables, destination, shards, attributes):
         else:  # its own encoding kept (an encoding= entry would replace all of it)
             var = placeholders.variables[name]
             placeholders[name] = var.copy(deep=False)
-            placeholders[name].encoding = {**var.encoding,
+            placeholders[name].encoding = {**_exact_compressors(var), **var.encoding,
                                            "chunk_key_encoding": destination.key_encoding(name)}
     lazy = [n for n, v in source.variables.items()
             if n not in variables and dask.is_dask_collection(v.data)]
@@ -111,6 +112,15 @@ def _prepare(source, variables, destination, shards, attributes):
     plans.append(exact)
     writes.append(exact.writes(source, lazy))
     return plans, writes, memory
+
+
+def _exact_compressors(var) -> dict:
+    """For a variable kept exact: zstd behind a byte shuffle (what netCDF users have with
+    zlib and shuffle), unless its encoding names compressors. Plain zarr reads it (blosc)."""
+    dtype = np.dtype(var.encoding.get("dtype", var.dtype))
+    if dtype.kind not in "iuf" or dtype.itemsize < 2 or var.size < 1024:
+        return {}
+    return {"compressors": [BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")]}
 
 
 def _document(memory, node: str) -> dict:
