@@ -11,7 +11,6 @@ float32, so a variable packed with float32 factors reads back as float32 (xarray
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import numpy as np
@@ -22,27 +21,18 @@ from .progress import run
 
 HELP = "decompress a Zarr store into a compressed netCDF-4 file"
 
-EXAMPLES = """\
-examples:
-  chunkpress decompress sst.zarr sst.nc                           # zlib level 4, shuffle
-  chunkpress decompress sst.zip sst.nc --netcdf-compression zstd --netcdf-level 3
-  chunkpress decompress s3://bucket/sst.zarr sst.nc --storage-option anon=true
-"""
-
 #: the netCDF-4 compressions --netcdf-compression offers; zstd needs netCDF-C's plugin
 COMPRESSIONS = ("zlib", "zstd", "none")
 DEFAULT_LEVEL = {"zlib": 4, "zstd": 3}
 
 
 def add_arguments(sub) -> None:
-    sub.epilog = EXAMPLES
-    sub.formatter_class = argparse.RawDescriptionHelpFormatter
     sub.add_argument("input", metavar="STORE", help="a Zarr store: a directory, a .zip file "
                      "or s3://...")
     sub.add_argument("output", metavar="OUT.nc")
     sub.add_argument("--netcdf-compression", choices=COMPRESSIONS, default="zlib",
-                     help="how the netCDF-4 variables are compressed, with shuffle (default: "
-                          "zlib; zstd where netCDF-C has its plugin; none: uncompressed)")
+                     help="how the netCDF-4 variables are compressed (default: zlib, with "
+                          "shuffle; zstd where netCDF-C has its plugin; none: uncompressed)")
     sub.add_argument("--netcdf-level", type=int, metavar="N",
                      help="the compression level (zlib 1-9, default 4; zstd 1-22, default 3)")
     sub.add_argument("--storage-option", dest="storage_options", action="append",
@@ -57,7 +47,8 @@ def main(args) -> int:
     from ..storage.publish import replacing_file
 
     options = storage_options(args)
-    encoding_of = _compression(args.netcdf_compression, args.netcdf_level)
+    level = _level(args.netcdf_compression, args.netcdf_level)
+    encoding_of = _compression(args.netcdf_compression, level)
     check_input(args.input, options or None)
     check_output(args.output, args.overwrite, kind="file")
     with remote_errors([args.input]), scheduler(args):
@@ -70,8 +61,9 @@ def main(args) -> int:
             except (ValueError, OSError, RuntimeError) as exc:
                 raise _damaged(args.input, options, exc) or exc
     size = os.path.getsize(args.output)
-    print(f"wrote {args.output} ({size / 2**20:.1f} MiB, netCDF-4, "
-          f"{args.netcdf_compression}{'' if args.netcdf_compression == 'none' else ' + shuffle'})")
+    how = {"zlib": f"zlib level {level} + shuffle", "zstd": f"zstd level {level}",
+           "none": "uncompressed"}[args.netcdf_compression]
+    print(f"wrote {args.output} ({size / 2**20:.1f} MiB, netCDF-4, {how})")
     return 0
 
 
@@ -87,14 +79,14 @@ def _open_store(path, options):
     try:
         return xr.open_zarr(store, decode_cf=False, storage_options=options or None)
     except (OSError, ValueError, KeyError) as exc:
-        if isinstance(exc, (FileNotFoundError, PermissionError)):
+        local = "://" not in str(path)
+        if isinstance(exc, PermissionError) or (isinstance(exc, FileNotFoundError) and not (
+                local and os.path.exists(path))):
             raise
-        from ..storage.publish import IncompleteStoreError, check_complete
+        from ..storage.publish import check_complete
 
-        if "://" not in str(path) and os.path.isdir(path):
+        if local and os.path.isdir(path):
             check_complete(path, None, None)  # a write that stopped halfway says so
-        if isinstance(exc, IncompleteStoreError):
-            raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"{path}: not a Zarr store zarr can open ({message}); give the "
                         "store chunkpress compress wrote") from exc
@@ -132,15 +124,20 @@ def _is_float32(value) -> bool:
         return False
 
 
+def _level(kind, level):
+    """The compression level: given (checked) or the default of ``kind``."""
+    if level is None:
+        return DEFAULT_LEVEL.get(kind)
+    if kind == "none":
+        raise UserError("--netcdf-level goes with --netcdf-compression zlib or zstd")
+    low, high = (1, 9) if kind == "zlib" else (1, 22)
+    if not low <= level <= high:
+        raise UserError(f"--netcdf-level for {kind} must be {low} to {high}, got {level}")
+    return level
+
+
 def _compression(kind, level):
     """The netCDF4 encoding of a variable for ``--netcdf-compression``."""
-    if level is not None:
-        if kind == "none":
-            raise UserError("--netcdf-level goes with --netcdf-compression zlib or zstd")
-        low, high = (1, 9) if kind == "zlib" else (1, 22)
-        if not low <= level <= high:
-            raise UserError(f"--netcdf-level for {kind} must be {low} to {high}, got {level}")
-    level = DEFAULT_LEVEL.get(kind) if level is None else level
     if kind == "zstd":
         _check_zstd()
 
@@ -149,7 +146,8 @@ def _compression(kind, level):
             return {}
         if kind == "zlib":
             return {"zlib": True, "complevel": level, "shuffle": True}
-        return {"compression": "zstd", "complevel": level, "shuffle": True}
+        # netCDF4-python applies shuffle with zlib only (nc_def_var_deflate)
+        return {"compression": "zstd", "complevel": level}
 
     return encoding
 
