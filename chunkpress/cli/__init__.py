@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+import warnings
 
 from ..demo import demo_dataset
 from .. import __version__
@@ -45,6 +46,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             traceback.print_exc()
+        # a zarr call cut off leaves a coroutine never awaited: no warning about it after this
+        warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
         print(f"chunkpress {args.command}: interrupted; {errors.after_interrupt(args, before)}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
