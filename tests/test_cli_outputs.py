@@ -220,6 +220,12 @@ def test_zip_stores_work_everywhere(tmp_path, original, capsys):
     nc = tmp_path / "back.nc"
     assert main(["decompress", out, nc]) == 0
     assert_reads_back_like(nc, original)
+    # a zip store as the input of compress (recompressed into a directory store)
+    again_dir = tmp_path / "from-zip.zarr"
+    assert main(["compress", out, again_dir, "--codec", "sz3", "--tolerance", "0.01"]) == 0
+    with xr.open_dataset(original) as a, xr.open_zarr(again_dir) as b:
+        assert float(abs(a.sst - b.sst).max()) <= 0.02  # two compressions, 0.01 each
+        assert np.array_equal(np.isnan(a.sst.values), np.isnan(b.sst.values))
     # the accessor, from dask-backed variables (the tasks' zarr arrays are tokenized by dask)
     import chunkpress.accessor  # noqa: F401
     from zarr.storage import ZipStore

@@ -32,7 +32,21 @@ def is_remote(path) -> bool:
 
 def is_zarr(path) -> bool:
     text = str(path).rstrip("/")
-    return text.endswith((".zarr", ".zarr.zip")) or (not is_remote(path) and os.path.isdir(path))
+    return text.endswith((".zarr", ".zarr.zip")) or (not is_remote(path) and (
+        os.path.isdir(path) or _zip_store(path)))
+
+
+def _zip_store(path) -> bool:
+    """A local .zip file holding a Zarr store (``zarr.json`` at its root)."""
+    import zipfile
+
+    if not str(path).endswith(".zip") or not os.path.isfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "zarr.json" in archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 # --- arguments -------------------------------------------------------------------------------
@@ -156,6 +170,10 @@ def _open_one(path, xr, decode_times, engine, storage_options):
     try:
         with remote_errors([path]):
             if zarr:
+                if not is_remote(path) and str(path).endswith(".zip"):
+                    from ..storage.reader import read_store
+
+                    path = read_store(path)  # a read-only zip store
                 return xr.open_zarr(path, storage_options=storage_options or None, **options)
             if is_remote(path):
                 import fsspec
