@@ -32,5 +32,18 @@ def client():
             yield c
 
 
+@pytest.fixture(params=["threads", "cluster"])
+def scheduler(request):
+    """Run the test on the local threaded scheduler, then on the module's LocalCluster."""
+    import dask
+
+    if request.param == "cluster":
+        request.getfixturevalue("client")
+        yield request.param
+    else:  # the module's cluster may be up (an earlier test): not used here
+        with dask.config.set(scheduler="threads"):
+            yield request.param
+
+
 # the real S3-compatible server (moto) and Icechunk repositories: see servers.py
 from servers import icechunk_repo, moto_server, s3  # noqa: E402,F401

@@ -32,17 +32,6 @@ def dataset(x, offset=0):
                       coords={"t": np.arange(64.0) + offset})
 
 
-@pytest.fixture(params=["threads", "cluster"])
-def scheduler(request):
-    """Run the test on the local threaded scheduler, then on the LocalCluster."""
-    if request.param == "cluster":
-        request.getfixturevalue("client")
-        yield request.param
-    else:  # the module's cluster may be up (an earlier test): not used here
-        with dask.config.set(scheduler="threads"):
-            yield request.param
-
-
 def test_write_commit_read(icechunk_repo, scheduler):
     x = field()
     session = icechunk_repo.writable_session("main")

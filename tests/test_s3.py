@@ -8,7 +8,6 @@ import sys
 import textwrap
 import time
 
-import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -40,17 +39,6 @@ def keys(s3, prefix):
 def chunk_keys(s3, prefix):
     return [k for k in keys(s3, prefix) if k.rsplit("/", 1)[-1] != "zarr.json"
             and not k.endswith(LOCK)]
-
-
-@pytest.fixture(params=["threads", "cluster"])
-def scheduler(request):
-    """Run the test on the local threaded scheduler, then on the LocalCluster."""
-    if request.param == "cluster":
-        request.getfixturevalue("client")
-        yield request.param
-    else:  # the module's cluster may be up (an earlier test): not used here
-        with dask.config.set(scheduler="threads"):
-            yield request.param
 
 
 def test_write_read_info_accessor_and_xarray(s3, scheduler):
