@@ -26,6 +26,7 @@ from zarr.core.sync import sync
 from zarr.storage import MemoryStore, StorePath
 
 from . import publish
+from .destination import _collect
 from .codecs import zarr_codec
 from .writer import ArrayWrite, WriteJob
 
@@ -137,7 +138,7 @@ class _ExactNodes:
         self.memory = memory
         self.destination = destination
         self.compressed = compressed
-        keys = sync(publish._collect(memory.list_prefix("")))
+        keys = sync(_collect(memory.list_prefix("")))
         self.documents = {k[: -len("zarr.json")].rstrip("/"): k for k in keys
                           if k.endswith("zarr.json")}
         self.chunks = [k for k in keys if not k.endswith("zarr.json")

@@ -25,7 +25,7 @@ import json
 
 from zarr.core.sync import sync
 
-from .publish import Destination, IncompleteStoreError, _collect
+from .destination import Destination, IncompleteStoreError, _collect
 
 __all__ = ["icechunk_destination", "IcechunkDestination"]
 

@@ -44,7 +44,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import WrapperStore
 
-from .publish import _CHUNK_KEY, WRITING, Destination, WriterBusyError, _collect
+from .destination import _CHUNK_KEY, WRITING, Destination, WriterBusyError, _collect
 
 __all__ = ["InPlaceDestination", "in_place_destination", "LOCK", "LOCK_TTL"]
 

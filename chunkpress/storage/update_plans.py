@@ -1,0 +1,175 @@
+"""What an update writes, one plan per array: the tasks that write its chunks, and the new
+document each hands to the :class:`~.update.Update` when they are done.
+
+The plans have the face ``writer.WriteJob`` expects (``writes``, ``record_measured``,
+``hand_over``): :class:`ArrayPlan` a compressed array (whole chunks, with the store's codec
+and target), :class:`ExactPlan` an exact variable (through zarr, lossless), :class:`RootPlan`
+the root's consolidated metadata, handed over last. :func:`run` makes them one write job.
+"""
+
+from __future__ import annotations
+
+import math
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+
+from .dataset import unpublished_array
+from .reader import MEASURED
+from .update import StagedSink, StoreArray, Update
+from .writer import ChunkSink, WriteJob, compress_for_zarr, write_blocks
+
+__all__ = ["ArrayPlan", "ExactPlan", "RootPlan", "run", "compressed_plan"]
+
+
+class ArrayPlan:
+    """One compressed array of an update: its new document and the task that writes its
+    chunks (see ``writer.WriteJob``)."""
+
+    def __init__(self, update: Update, array: StoreArray, compressed, offset, new_shape,
+                 staged: bool):
+        self.update = update
+        self.array = array
+        self.compressed = compressed
+        self.document = array.new_document(new_shape)
+        sink = update.sink(array, self.document, staged)
+        self.sink = sink
+        self.offset = offset
+        grid = array.grid_shape
+        per = [g // c for g, c in zip(grid, array.chunk_shape)]
+        counts = compressed.numblocks
+        first = [o // p for o, p in zip(offset, per)]
+        last = [-(-(o + n) // p) for o, n, p in zip(offset, counts, per)]
+        keys = [ChunkSink.key(sink, tuple(a + j for a, j in zip(first, i)))
+                for i in np.ndindex(*(b - a for a, b in zip(first, last)))]
+        update.expect(array.node, keys, new=not staged,
+                      staged_sink=sink if isinstance(sink, StagedSink) else None)
+        self.verified = compressed.verified
+
+    def writes(self):
+        shard = self.array.grid_shape if self.array.sharded else None
+        return write_blocks(self.compressed, self.sink, shard, self.offset)
+
+    def record_measured(self, measured: float) -> None:
+        """The measured error covers the whole array only if the old one did and this did."""
+        attributes = dict(self.document.get("attributes") or {})
+        old = attributes.pop(MEASURED, None)
+        if self.verified and isinstance(old, (int, float)) and math.isfinite(measured):
+            attributes[MEASURED] = max(float(old), float(measured))
+        self.document["attributes"] = attributes
+
+    def hand_over(self) -> None:
+        if self.document != self.array.document:
+            self.update.add_document(self.array.node, self.document)
+        else:
+            self.update.guard(self.array.node, self.document)
+
+
+class ExactPlan:
+    """An exact variable of an update, written through zarr (lossless: a partial chunk is
+    read and rewritten whole, so nothing drifts)."""
+
+    verified = False
+
+    def __init__(self, update: Update, array: StoreArray, data, selection, new_shape):
+        self.update = update
+        self.array = array
+        self.document = array.new_document(new_shape)
+        self.data = data
+        self.selection = selection
+
+    def writes(self):
+        handle = unpublished_array(self.update.store, self.array.node, self.document)
+        if isinstance(self.data, da.Array):
+            chunks = tuple(_zarr_aligned(s.start, s.stop, c) for s, c in
+                           zip(self.selection, self.array.grid_shape))
+            stored = da.store(self.data.rechunk(chunks), handle, regions=self.selection,
+                              lock=False, compute=False)
+            return dask.delayed(_nothing, pure=True)(stored)
+        name = "chunkpress-exact-" + tokenize(self.array.node, self.update.write)
+        return dask.delayed(_set, pure=True)(handle, self.selection, self.data,
+                                             dask_key_name=name)
+
+    def record_measured(self, measured) -> None:
+        pass
+
+    def hand_over(self) -> None:
+        if self.document != self.array.document:
+            self.update.add_document(self.array.node, self.document)
+
+
+def _set(handle, selection, data) -> tuple:
+    handle[selection] = data
+    return 0, float("nan")
+
+
+def _nothing(*_) -> tuple:
+    return 0, float("nan")
+
+
+def _zarr_aligned(start: int, stop: int, step: int) -> tuple:
+    """Block extents of ``start:stop`` cut at the multiples of ``step`` (one task per chunk).
+
+    >>> _zarr_aligned(6, 17, 4)
+    (2, 4, 4, 1)
+    """
+    edges = [start] + list(range(start - start % step + step, stop, step)) + [stop]
+    return tuple(b - a for a, b in zip(edges, edges[1:]) if b > a) or (0,)
+
+
+def _root_plan(update: Update, plans) -> None:
+    """The root's consolidated metadata, updated with the changed documents (written last)."""
+    root = update.read_document("")
+    if root is None or root.get("node_type") != "group":
+        return
+    consolidated = (root.get("consolidated_metadata") or {}).get("metadata")
+    if not isinstance(consolidated, dict):
+        return
+    changed = False
+    for plan in plans:
+        if plan.array.node in consolidated and consolidated[plan.array.node] != plan.document:
+            consolidated[plan.array.node] = plan.document
+            changed = True
+    if changed:
+        update.add_document("", root)
+
+
+class RootPlan:
+    """The root's document, handed over after every array's (see ``_root_plan``)."""
+
+    verified = False
+
+    def __init__(self, update, plans):
+        self.update, self.plans = update, plans
+
+    def writes(self):
+        return dask.delayed(_nothing, pure=True)(
+            dask_key_name="chunkpress-root-" + self.update.write)
+
+    def record_measured(self, measured) -> None:
+        pass
+
+    def hand_over(self) -> None:
+        _root_plan(self.update, self.plans)
+
+
+def run(update: Update, plans: list, compute: bool, opener):
+    try:
+        plans = [*plans, RootPlan(update, [p for p in plans])]
+        writes = [plan.writes() for plan in plans]
+    except BaseException:
+        update.abort()
+        update.close()
+        raise
+    job = WriteJob(writes, update, plans, opener)
+    return job if not compute else job.compute()
+
+
+def compressed_plan(update, array: StoreArray, x, selection, new_shape, verify, staged):
+    codec = array.codec
+    compressed = compress_for_zarr(x, codec.spec.name, array.chunk_shape, verify,
+                                   dict(codec.target))
+    offset = tuple(s.start // c for s, c in zip(selection, array.chunk_shape))
+    return ArrayPlan(update, array, compressed, offset, new_shape, staged)
