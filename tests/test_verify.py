@@ -269,8 +269,8 @@ def test_an_edited_tolerance_shows_in_info_and_fails_verify_against(tmp_path, ca
     row = chunkpress.info(store).loc["t"]
     assert row.error_bound == 1e-5 and row.measured_error == measured
     code, out, _ = cli(capsys, "info", store)
-    assert "claimed_bound" in out and "measured_error" in out
-    assert "claimed_bound: the max error the metadata (zarr.json) claims" in out
+    assert "claimed" in out and "measured" in out  # the two columns (headers may wrap)
+    assert "claimed bound: the max error the metadata (zarr.json) claims" in out
     assert "t: the measured error" in out and "exceeds the claimed bound 1e-05" in out
 
     assert chunkpress.verify(store).empty  # the chunks themselves are intact
@@ -294,8 +294,11 @@ def test_verify_against_a_packed_variable_compares_decoded_units(tmp_path):
     table = chunkpress.verify(store, against=ds)
     assert table.empty
     arrays = table.attrs["arrays"].set_index("array")
-    assert arrays.loc["t", "error_bound"] == pytest.approx(0.05)
-    assert 0 < arrays.loc["t", "max_error"] <= 0.05 * (1 + 1e-5)
+    # the recorded bound is the user's, less what float32 rounding of the packed values
+    # takes (the codec works on the stored values): never more than asked
+    bound = arrays.loc["t", "error_bound"]
+    assert 0.045 < bound <= 0.05
+    assert 0 < arrays.loc["t", "max_error"] <= bound
     # a value changed in the original: the store no longer matches it
     changed = ds.copy(deep=True)
     changed.t[40, 20, 20] += 1.0
