@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -272,9 +274,59 @@ def test_module_face():
     assert floatpred_check(b"anything") is None
 
 
-def test_kernels_release_the_gil():
-    for kernel in (_ENCODERS[4], _DECODERS[4]):
-        assert kernel.compile().targetoptions["nogil"] is True
+def _ran_at_once(call, attempts=5, calls=32) -> bool:
+    """Whether two threads, started together, were ever both inside ``calls`` calls of
+    ``call(thread)`` at once.
+
+    The switch interval is raised for the measurement: a thread holding the GIL then keeps it
+    until it blocks, so calls that hold it cannot overlap at all, while calls that release it
+    overlap as soon as the OS runs the second thread during the first's ~40 ms (one core is
+    enough). No timing is asserted, only the order of the four instants."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(5.0)
+    try:
+        for _ in range(attempts):
+            start = threading.Barrier(2)
+            spans = [None, None]
+
+            def run(i):
+                start.wait()
+                begin = time.perf_counter()
+                for _ in range(calls):
+                    call(i)
+                spans[i] = (begin, time.perf_counter())
+
+            threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if max(b for b, _ in spans) < min(e for _, e in spans):
+                return True
+        return False
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_kernels_run_in_two_threads_at_once():
+    """Dask worker threads encode and decode blocks at the same time: two threads are inside
+    the float32 encoder (and decoder) together; the same measurement of a GIL-holding build of
+    the encoder sees them one after the other, so it can tell."""
+    import numba
+
+    values = np.random.default_rng(0).integers(0, 2**32, (16, 1 << 16), dtype=np.uint32)
+    streams = [np.empty((16, 1 << 18), np.uint8) for _ in range(2)]
+    decoded = [np.empty_like(values) for _ in range(2)]
+    encode, decode = _ENCODERS[4], _DECODERS[4]
+    assert _ran_at_once(lambda i: encode(values, 1, streams[i])), "encoder: one thread at a time"
+    assert _ran_at_once(lambda i: decode(streams[0], 1, decoded[i])), (
+        "decoder: one thread at a time")
+    assert np.array_equal(decoded[0], values) and np.array_equal(decoded[1], values)
+    if not getattr(sys, "_is_gil_enabled", lambda: True)():
+        return  # no GIL to hold: the control below means nothing
+    holding = numba.njit(list(encode.signatures), nogil=False, error_model="numpy")(
+        encode.py_func)
+    assert not _ran_at_once(lambda i: holding(values, 1, streams[i]), attempts=2)
 
 
 def _add_one(values, out):
