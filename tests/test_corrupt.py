@@ -267,6 +267,13 @@ def check_forged_refused(codec_name, block_name, index):
         assert np.array_equal(raw_bits(decoded).reshape(-1), raw_bits(want)), (
             f"{got}: not the undamaged bytes read as {forged}; cells changed")
         return
+    if kind == "count" and codec_name == "szip" and label == "shape[0]-1":
+        # a known limit (README): libaec decodes as many values as it is given room for, and
+        # an SZIP frame records no count beside its shape, so a shape cut short by a forger who
+        # also recomputed the CRC decodes into a smaller block of wrong values. Its shape no
+        # longer fits its chunk, which the store refuses; a larger shape is refused here.
+        assert decoded.size < np.prod(shape), f"{got}: larger than the block"
+        return
     raise AssertionError(f"{got} instead of raising {codec.error.__name__}")
 
 

@@ -195,7 +195,8 @@ def unpack(data, codec: str, error: type) -> Frame:
         dtype = np.dtype(dtype_str.rstrip(b"\0").decode("ascii"))
     except (TypeError, ValueError, SyntaxError, UnicodeDecodeError):
         dtype = None
-    if dtype is None or dtype.kind not in "iuf" or dtype.fields is not None or dtype.shape:
+    if dtype is None or dtype.kind not in "iuf" or dtype.fields is not None or dtype.shape \
+            or dtype.byteorder == ">":  # chunkpress frames native little-endian blocks
         raise error(f"{codec}: corrupt frame header (dtype {dtype_str!r})")
     end = len(buf) - 4
     pos = _HEAD.size

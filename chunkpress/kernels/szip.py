@@ -37,6 +37,9 @@ def _encode(block, params, out=None):
 
 def _decode(stream, shape, dtype, params):
     mask, ppb, bpp, pps = _PARAMS.unpack(params)
+    if _storage_bytes(bpp) != np.dtype(dtype).itemsize:
+        raise SzipError(f"szip: the frame says {bpp} bits per value of {np.dtype(dtype)}; "
+                        "the frame is corrupt")
     decoded = np.empty(shape, dtype)
     with memoryview(decoded.reshape(-1).view(np.uint8)) as out:
         written = len(imagecodecs.szip_decode(stream, mask, ppb, bpp, pps, out=out))
