@@ -167,9 +167,28 @@ def test_damage_in_a_dataset_names_the_array(tmp_path, capsys):
     assert set(problems_of(table)) == {("u", (0, 0, 0)), ("u", (0, 0, 1))}
     arrays = table.attrs["arrays"].set_index("array")
     assert arrays.loc["t", "chunks"] == arrays.loc["u", "chunks"] == 32
-    assert arrays.loc["z", "checks"] == "none"  # an exact coordinate: zarr's own array
+    assert arrays.loc["z", "checks"] == "crc only"  # an exact coordinate: its checksums
     code, out, _ = cli(capsys, "verify", store)
     assert code == EXIT_PROBLEMS and "u: chunk (0, 0, 0) (u/c/0/0/0)" in out
+
+
+def test_a_damaged_chunk_of_an_exact_variable_is_an_error_not_other_numbers(tmp_path, capsys):
+    # a variable kept exact (packed integers) carries a CRC-32C too: every reader refuses it
+    x = field()
+    ds = xr.Dataset({"t": (("z", "y", "x"), x),
+                     "p": (("z", "y", "x"), np.nan_to_num(x * 10).astype("int16"))})
+    store = str(tmp_path / "d.zarr")
+    ds.chunkpress.to_zarr(store, tolerance=TOLERANCE, chunks=CHUNKS, variables=["t"])
+    target = sorted(p for p in (tmp_path / "d.zarr" / "p" / "c").rglob("*") if p.is_file())[0]
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    target.write_bytes(bytes(data))
+    table = chunkpress.verify(store)
+    assert list(table.array) == ["p"] and "checksum" in table.problem[0]
+    with pytest.raises(ValueError, match="checksum"):
+        xr.open_zarr(store).p.values
+    code, out, _ = cli(capsys, "verify", store)
+    assert code == EXIT_PROBLEMS and out.startswith("p: chunk")
 
 
 def test_a_chunk_copied_from_another_variable_of_the_dataset_is_caught(tmp_path, capsys):

@@ -20,7 +20,7 @@ import numpy as np
 import xarray as xr
 import zarr
 from xarray.conventions import encode_cf_variable
-from zarr.codecs import BloscCodec, Crc32cCodec
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import MemoryStore, StorePath
@@ -116,12 +116,16 @@ def _prepare(source, variables, destination, shards, attributes):
 
 
 def _exact_compressors(var) -> dict:
-    """For a variable kept exact: zstd behind a byte shuffle (what netCDF users have with
-    zlib and shuffle), unless its encoding names compressors. Plain zarr reads it (blosc)."""
+    """For a numeric variable kept exact: zstd behind a byte shuffle (what netCDF users have
+    with zlib and shuffle), then a CRC-32C so that damaged bytes are an error, not other
+    numbers; unless its encoding names compressors. Plain zarr reads it (blosc, crc32c)."""
     dtype = np.dtype(var.encoding.get("dtype", var.dtype))
-    if dtype.kind not in "iuf" or dtype.itemsize < 2 or var.size < 1024:
+    if dtype.kind not in "iufb":
         return {}
-    return {"compressors": [BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")]}
+    if dtype.itemsize < 2 or var.size < 1024:
+        return {"compressors": [ZstdCodec(), Crc32cCodec()]}
+    return {"compressors": [BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),
+                            Crc32cCodec()]}
 
 
 def _document(memory, node: str) -> dict:
