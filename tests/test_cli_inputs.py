@@ -310,6 +310,64 @@ def test_a_glob_matching_nothing(tmp_path, capsys):
     assert code == 1 and len(err.splitlines()) == 1 and "no file matches" in err
 
 
+# --- verify --against: the inputs compress was given ----------------------------------------
+
+
+def test_verify_against_the_monthly_files_compress_was_given(tmp_path, capsys):
+    for i in range(3):
+        month(i).to_netcdf(tmp_path / f"monthly_{i}.nc", unlimited_dims=["TIME"])
+    store = tmp_path / "m.zarr"
+    code, _, err = run(capsys, "compress", tmp_path / "monthly_*.nc", store, "--tolerance", "0.05")
+    assert code == 0, err
+    # a quoted glob (year-0 times: kept as numbers, with a note), the files named, or read
+    # by a named engine: every decoded chunk measured, no problem
+    for argv in ([tmp_path / "monthly_*.nc"],
+                 [*(tmp_path / f"monthly_{i}.nc" for i in range(3)), "--no-decode-times"],
+                 [tmp_path / "monthly_*.nc", "--no-decode-times", "--engine", "netcdf4"]):
+        code, out, err = run(capsys, "verify", store, "--against", *argv)
+        assert code == 0, err
+        assert "no problem found" in out and "Traceback" not in err
+    # one value of one file off by far more than the bound: the variable is named
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    for i in range(3):
+        ds = month(i)
+        if i == 1:
+            ds["SLP"][2, 0, 0] += 1.0
+        ds.to_netcdf(changed / f"monthly_{i}.nc", unlimited_dims=["TIME"])
+    code, out, err = run(capsys, "verify", store, "--against", changed / "monthly_*.nc")
+    assert code == 3, err
+    problems = out.splitlines()[:-1]  # the last line: the summary
+    assert len(problems) == 1 and problems[0].startswith("SLP:"), out
+    assert "HUM" not in out and "AIRT" not in out
+    # not the same data: the shapes differ, said per array, not compared
+    code, out, err = run(capsys, "verify", store, "--against", tmp_path / "monthly_0.nc")
+    assert code == 3 and "SLP" in out and "not compared" in out, out
+
+
+def test_verify_against_inputs_it_cannot_read_is_one_line(tmp_path, capsys, files):
+    store = tmp_path / "c.zarr"
+    code, _, err = run(capsys, "compress", files[0], store, "--tolerance", "0.1")
+    assert code == 0, err
+    code, _, err = run(capsys, "verify", store, "--against", tmp_path / "nothing_*.nc")
+    assert code == 1 and "no file matches" in one_error(err)
+    code, _, err = run(capsys, "verify", store, "--against", tmp_path / "gone.nc")
+    assert code == 1 and "no such file" in one_error(err)
+
+
+def test_an_engine_that_cannot_read_the_file_is_one_line(tmp_path, capsys, files):
+    # files are netCDF-4; scipy reads netCDF 3 only
+    code, _, err = run(capsys, "compress", files[0], tmp_path / "o.zarr", "--tolerance", "0.1",
+                       "--engine", "scipy")
+    line = one_error(err)
+    assert code == 1 and "--engine scipy cannot read it" in line and "internal" not in line
+    assert not (tmp_path / "o.zarr").exists()
+    store = tmp_path / "c.zarr"
+    assert run(capsys, "compress", files[0], store, "--tolerance", "0.1")[0] == 0
+    code, _, err = run(capsys, "verify", store, "--against", files[0], "--engine", "scipy")
+    assert code == 1 and "--engine scipy cannot read it" in one_error(err)
+
+
 # --- s3:// (the moto server of servers.py) ---------------------------------------------------
 
 
@@ -390,3 +448,31 @@ def test_s3_unreachable_or_missing_is_one_line(tmp_path, capsys, s3, files):
                        "--tolerance", "0.1", *s3_options(s3))
     assert code == 1 and len(err.splitlines()) == 1 and "no such object" in err, err
     assert not (tmp_path / "o.zarr").exists()
+
+
+def test_info_and_verify_of_an_s3_store_take_storage_options(tmp_path, capsys, s3, files,
+                                                             no_credentials):
+    url = s3.path("coads.zarr")
+    code, _, err = run(capsys, "compress", files[0], url, "--tolerance", "0.05",
+                       *s3_options(s3))
+    assert code == 0, err
+    endpoint = f"endpoint_url={s3.endpoint_url}"
+    for command in ("info", "verify"):  # the error says to give --storage-option: it is taken
+        code, _, err = run(capsys, command, url, "--storage-option", endpoint)
+        assert code == 1 and "--storage-option key=" in one_error(err), err
+    code, out, err = run(capsys, "info", url, *s3_options(s3))
+    assert code == 0, err
+    assert "SLP" in out and "zfp" in out and "tolerance=0.05" in out
+    code, out, err = run(capsys, "verify", url, *s3_options(s3))
+    assert code == 0 and "no problem found" in out, err
+    # the original on S3 too, read with the same options
+    s3.filesystem().put(files[0], s3.path("in/coads_0.nc"))
+    code, out, err = run(capsys, "verify", url, "--against", s3.path("in/coads_*.nc"),
+                         *s3_options(s3))
+    assert code == 0 and "no problem found" in out, err
+    changed = month(0)
+    changed["HUM"][1, 0, 0] += 1.0
+    changed.to_netcdf(tmp_path / "changed.nc", unlimited_dims=["TIME"])
+    code, out, err = run(capsys, "verify", url, "--against", tmp_path / "changed.nc",
+                         *s3_options(s3))
+    assert code == 3 and out.startswith("HUM:") and "SLP" not in out, out

@@ -315,6 +315,23 @@ def test_verify_json_reports_a_damaged_chunk(stores, env, tmp_path):
     assert report["problems"][0]["chunk"] is not None
 
 
+@pytest.mark.parametrize("argv", [["info"], ["info", "--json"], ["info", "--long"],
+                                  ["verify"], ["verify", "--json"]])
+def test_a_reader_that_goes_away_is_not_an_error(stores, env, argv):
+    """`chunkpress info STORE | head -1`: here the reader has gone before anything is
+    written, so every line written meets a broken pipe."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run(COMMAND + [argv[0], str(stores["auto"]), *argv[1:]],
+                                stdout=write, stderr=subprocess.PIPE, env=env, text=True,
+                                timeout=120)
+    finally:
+        os.close(write)
+    assert result.returncode in (0, 141), result.stderr
+    assert result.stderr == ""
+
+
 def test_a_run_that_fails_says_how_far_it_got_in_plain_lines(stores, env, tmp_path):
     import shutil
 

@@ -42,7 +42,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     before = errors.output_state(args)
     try:
-        return args.run(args) or 0
+        try:
+            return args.run(args) or 0
+        finally:
+            sys.stdout.flush()  # here, where a reader gone away is caught, not at exit
     except KeyboardInterrupt:
         if args.debug:
             traceback.print_exc()
@@ -51,12 +54,53 @@ def main(argv=None) -> int:
         print(f"chunkpress {args.command}: interrupted; {errors.after_interrupt(args, before)}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        return EXIT_BROKEN_PIPE  # `chunkpress info STORE | head -1`: quiet, as Unix tools are
     except Exception as exc:  # noqa: BLE001 - every error is one line; --debug shows it whole
         if args.debug:
             raise
         message, expected = errors.describe(exc)
         print(f"chunkpress {args.command}: {message}", file=sys.stderr)
         return EXIT_USER_ERROR if expected else EXIT_INTERNAL_ERROR
+
+
+#: what a shell reports for a command killed by SIGPIPE (128 + 13): the reader went away
+EXIT_BROKEN_PIPE = 141
+
+
+def _stdout_closed() -> bool:
+    """Whether the reader of stdout has gone away (``| head``); if so, what is left to print
+    goes nowhere, so that Python says nothing about it at exit."""
+    import os
+
+    try:
+        sys.stdout.flush()
+        if not _reader_gone(sys.stdout.fileno()):
+            return False  # another pipe broke (a worker's, a socket's): an error to say
+    except BrokenPipeError:
+        pass
+    except (OSError, ValueError):  # pragma: no cover - stdout without a file descriptor
+        return False
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # pragma: no cover - stdout without a file descriptor
+        pass
+    return True
+
+
+def _reader_gone(fd) -> bool:
+    """Whether ``fd`` is a pipe whose reading end is closed (poll says POLLERR)."""
+    import select
+
+    if not hasattr(select, "poll"):  # pragma: no cover - Windows
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 class _Parser(argparse.ArgumentParser):

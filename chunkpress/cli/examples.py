@@ -21,6 +21,7 @@ examples:
 examples:
   chunkpress verify sst.zarr                     # every chunk present and sound
   chunkpress verify sst.zarr --against sst.nc    # and the error within the bound
+  chunkpress verify out.zarr --against 'monthly_*.nc'   # the inputs compress was given
   chunkpress verify sst.zarr --json || echo damaged""",
     "evaluate": """\
 examples:

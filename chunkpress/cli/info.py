@@ -7,7 +7,9 @@ import os
 
 from ._common import EXIT_PROBLEMS, print_table
 from ._common import size as _size
-from .inputs import check_input
+from .inputs import add_arguments as add_input_arguments
+from .inputs import (check_input, expand, open_inputs, remote_errors, storage_option,
+                     storage_options)
 
 INFO_HELP = "per variable: codec, parameters, ratio, error bound, size"
 # the line breaks are for the description of `verify --help` (printed as it is); the list of
@@ -25,21 +27,35 @@ def add_info_arguments(sub) -> None:
     shape.add_argument("--json", action="store_true", help="print JSON: per variable its "
                        "codec, parameters, sizes, ratio, claimed bound, measured error and "
                        "auto choice")
+    add_storage_option(sub)
+
+
+def add_storage_option(sub) -> None:
+    sub.add_argument("--storage-option", dest="storage_options", action="append",
+                     type=storage_option, metavar="KEY=VALUE", default=[],
+                     help="for an s3://... (or other fsspec) store, repeatable: key=..., "
+                          "secret=..., endpoint_url=..., anon=true; a value is JSON where it "
+                          "parses, else text")
 
 
 def add_verify_arguments(sub) -> None:
     sub.add_argument("store", metavar="STORE")
-    sub.add_argument("--against", metavar="ORIGINAL", help="the original data (netCDF or "
-                     "Zarr) to compare every decoded chunk with")
+    sub.add_argument("--against", nargs="+", metavar="ORIGINAL", help="the original data "
+                     "to compare every decoded chunk with: what compress was given (netCDF "
+                     "files or Zarr stores, or a quoted glob such as 'sst_*.nc'), put together "
+                     "the same way; give STORE before it")
     sub.add_argument("--json", action="store_true", help="print the problems, the arrays "
                      "checked and the summary as JSON")
+    add_input_arguments(sub)  # --no-decode-times, --engine (for ORIGINAL), --storage-option
 
 
 def info(args) -> int:
     import json
 
-    check_input(args.store)
-    table = info_table(args.store)
+    options = storage_options(args)
+    with remote_errors([args.store]):
+        check_input(args.store, options)
+        table = info_table(args.store, options)
     if args.json:
         print(json.dumps(info_json(args.store, table), indent=1))
         return 0
@@ -148,9 +164,18 @@ def verify(args) -> int:
 
     from ..storage.verify import summary, verify
 
-    if args.against is not None:  # the store is not checked here: an unfinished write
-        check_input(args.against)  # leaves none, and verify says so
-    problems = verify(args.store, against=args.against)
+    options = storage_options(args)
+    against = None
+    # the store is not checked here: an unfinished write leaves none, and verify says so
+    if args.against is not None:  # what compress was given, opened as compress opens it
+        paths = expand(args.against, options)
+        for path in paths:
+            check_input(path, options)
+        with remote_errors(paths):
+            against = open_inputs(paths, decode_times=args.decode_times, engine=args.engine,
+                                  storage_options=options)
+    with remote_errors([args.store]):
+        problems = verify(args.store, against=against, storage_options=options or None)
     if args.json:
         arrays = problems.attrs["arrays"]
         print(json.dumps({
@@ -166,10 +191,10 @@ def verify(args) -> int:
     return EXIT_PROBLEMS if len(problems) else 0
 
 
-def info_table(store):
+def info_table(store, storage_options=None):
     from ..storage import info
 
-    table = info(store)
+    table = info(store, storage_options=storage_options or None)
     choices = auto_choices(store)
     if choices:  # codec="auto": what it chose and why, as the writer recorded it
         table["choice"] = [choices.get(name, "") for name in table.index]

@@ -182,7 +182,9 @@ def _open_one(path, xr, decode_times, engine, storage_options):
                 handle = fsspec.open(str(path), "rb", **(storage_options or {})).open()
                 return xr.open_dataset(handle, chunks={}, engine=engine, **options)
             return xr.open_dataset(path, chunks={}, engine=engine, **options)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError) as exc:
+        if isinstance(exc, TypeError) and engine is None:
+            raise  # a bug, not the input
         if isinstance(exc, FileNotFoundError):
             if zarr and not is_remote(path):
                 from ..storage.publish import check_complete
@@ -194,6 +196,10 @@ def _open_one(path, xr, decode_times, engine, storage_options):
             raise _TimeUnits(message.split(". Try opening", 1)[0]) from exc
         if engine is not None and "engine" in message:
             raise UserError(f"--engine {engine}: {message}") from exc
+        if engine is not None:  # e.g. scipy (netCDF 3 only) on a netCDF-4 file
+            raise UserError(f"{path}: --engine {engine} cannot read it ({message}); leave "
+                            "--engine out to let xarray choose, or name one that reads this "
+                            "format (netcdf4 or h5netcdf for netCDF-4)") from exc
         raise UserError(f"{path}: xarray cannot open it ({message}); give a netCDF file "
                         "(with h5netcdf or netCDF4 installed) or a Zarr store") from exc
 
