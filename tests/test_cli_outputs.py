@@ -395,3 +395,26 @@ def test_an_interrupted_run_says_what_it_left(tmp_path):
     assert code == EXIT_INTERRUPTED and len(err.strip().splitlines()) == 1, err
     assert f"interrupted; {nc} is unchanged" in err
     assert nc.read_bytes() == b"the old o.nc"
+
+
+def test_decompress_adds_no_fill_value_and_keeps_attribute_types(tmp_path):
+    import netCDF4
+
+    source = tmp_path / "in.nc"
+    sst = np.linspace(0, 30, 4 * 8 * 16, dtype="float32").reshape(4, 8, 16)
+    sst[:, :2] = np.nan
+    ds = xr.Dataset({"sst": (("time", "lat", "lon"), sst)},
+                    coords={"lat": np.linspace(-80, 80, 8), "lon": np.arange(16.0)})
+    ds.sst.encoding = {"_FillValue": np.float32(-1e34), "missing_value": np.float32(-1e34)}
+    ds.to_netcdf(source)
+    store, back = tmp_path / "s.zarr", tmp_path / "back.nc"
+    assert main(["compress", source, store, "--tolerance", "0.01"]) == 0
+    assert main(["decompress", store, back]) == 0
+    with netCDF4.Dataset(back) as nc:
+        assert "_FillValue" not in nc["lat"].ncattrs()  # none was there: none is added
+        missing = nc["sst"].getncattr("missing_value")
+        assert missing.dtype == np.float32 and nc["sst"].getncattr("_FillValue").dtype == \
+            np.float32
+    with xr.open_dataset(back) as b:
+        assert np.array_equal(np.isnan(b.sst.values), np.isnan(sst))
+        assert np.nanmax(np.abs(b.sst.values - sst)) <= 0.01

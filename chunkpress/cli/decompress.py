@@ -53,7 +53,10 @@ def main(args) -> int:
     check_output(args.output, args.overwrite, kind="file")
     with remote_errors([args.input]), scheduler(args):
         ds = netcdf_dataset(_open_store(args.input, options))
-        encoding = {name: encoding_of(var) for name, var in ds.variables.items()}
+        # a variable without a _FillValue gets none (xarray would give floats NaN)
+        encoding = {name: {**encoding_of(var),
+                           **({} if "_FillValue" in var.attrs else {"_FillValue": None})}
+                    for name, var in ds.variables.items()}
         with replacing_file(args.output) as temporary:  # OUT is replaced once whole
             try:
                 run(ds.to_netcdf(temporary, format="NETCDF4", engine="netcdf4",
@@ -104,6 +107,14 @@ def netcdf_dataset(ds):
             if var.dtype.kind == "f" and np.isfinite(attrs["_FillValue"]):
                 # the codecs keep missing cells as NaN; the file holds its fill value there
                 var.data = var.fillna(attrs["_FillValue"]).data
+        if var.dtype.kind in "iuf":  # JSON kept their values, not their type: the variable's
+            for key in _TYPED_LIKE_DATA:
+                if key in attrs and isinstance(attrs[key], (int, float, list)):
+                    try:
+                        attrs[key] = np.asarray(attrs[key], var.dtype)[()] if not isinstance(
+                            attrs[key], list) else np.asarray(attrs[key], var.dtype)
+                    except (TypeError, ValueError, OverflowError):
+                        pass
         factors = [k for k in ("scale_factor", "add_offset") if k in attrs]
         if factors and all(_is_float32(attrs[k]) for k in factors):
             for key in factors:
@@ -111,6 +122,11 @@ def netcdf_dataset(ds):
         var.attrs = attrs
         var.encoding = {}
     return ds
+
+
+#: CF attributes in the (stored) type of their variable
+_TYPED_LIKE_DATA = ("missing_value", "valid_min", "valid_max", "valid_range", "flag_values",
+                    "flag_masks")
 
 
 def _public(attrs) -> dict:
