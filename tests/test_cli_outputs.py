@@ -406,6 +406,7 @@ def test_decompress_adds_no_fill_value_and_keeps_attribute_types(tmp_path):
     ds = xr.Dataset({"sst": (("time", "lat", "lon"), sst)},
                     coords={"lat": np.linspace(-80, 80, 8), "lon": np.arange(16.0)})
     ds.sst.encoding = {"_FillValue": np.float32(-1e34), "missing_value": np.float32(-1e34)}
+    ds.lat.encoding = ds.lon.encoding = {"_FillValue": None}  # as many files have them
     ds.to_netcdf(source)
     store, back = tmp_path / "s.zarr", tmp_path / "back.nc"
     assert main(["compress", source, store, "--tolerance", "0.01"]) == 0

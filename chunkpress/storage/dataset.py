@@ -87,7 +87,8 @@ def _prepare(source, variables, destination, shards, attributes):
         else:  # its own encoding kept (an encoding= entry would replace all of it)
             var = placeholders.variables[name]
             placeholders[name] = var.copy(deep=False)
-            placeholders[name].encoding = {**_exact_compressors(var), **var.encoding,
+            placeholders[name].encoding = {**_exact_compressors(var), **_no_fill(var),
+                                           **var.encoding,
                                            "chunk_key_encoding": destination.key_encoding(name)}
     lazy = [n for n, v in source.variables.items()
             if n not in variables and dask.is_dask_collection(v.data)]
@@ -113,6 +114,15 @@ def _prepare(source, variables, destination, shards, attributes):
     plans.append(exact)
     writes.append(exact.writes(source, lazy))
     return plans, writes, memory
+
+
+def _no_fill(var) -> dict:
+    """A float variable read from a file without a _FillValue keeps none (xarray would give
+    it NaN, which then reaches the netCDF written back)."""
+    if var.encoding and "_FillValue" not in var.encoding and var.dtype.kind == "f" \
+            and "_FillValue" not in var.attrs:
+        return {"_FillValue": None}
+    return {}
 
 
 def _exact_compressors(var) -> dict:
