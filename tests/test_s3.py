@@ -23,13 +23,11 @@ TOL = 0.01
 CHUNKS = (16, 16, 16)
 
 
-def field(seed=0, shape=(64, 64, 32)):
-    return walk_field(seed, shape)
+field = walk_field  # (seed, shape=(64, 64, 32)): a smooth float32 field
 
 
-def failing(x, bad=(2, 1, 1)):
-    """A dask array of ``x`` whose block ``bad`` raises."""
-    return failing_blocks(x, CHUNKS, bad)
+def failing(x):
+    return failing_blocks(x, CHUNKS)  # its block (2, 1, 1) raises
 
 
 def keys(s3, prefix):
