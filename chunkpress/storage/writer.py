@@ -379,17 +379,20 @@ GROUP_BYTES = 16 * 2**20
 
 def _group_size(blocks: int, block_bytes: int, workers: int) -> int:
     """Return how many blocks one write task takes: up to GROUP_BYTES of input, and at least
-    four tasks per worker so that the work stays balanced.
+    eight tasks per worker so that the work stays balanced (a small write, an append of a few
+    dozen blocks, otherwise waits on its last task).
 
     >>> _group_size(256, 2**20, 2)
     16
     >>> _group_size(256, 2**20, 32)
-    2
+    1
+    >>> _group_size(24, 2**20, 2)
+    1
     >>> _group_size(10, 64 * 2**20, 2)
     1
     """
     by_bytes = max(1, GROUP_BYTES // max(1, block_bytes))
-    by_balance = max(1, blocks // (4 * max(1, workers)))
+    by_balance = max(1, blocks // (8 * max(1, workers)))
     return min(by_bytes, by_balance)
 
 
