@@ -3,6 +3,7 @@ user commits; a failed write leaves nothing of itself in the session."""
 
 import dask
 import dask.array as da
+import icechunk
 import numpy as np
 import pytest
 import xarray as xr
@@ -10,8 +11,6 @@ import zarr
 
 import chunkpress
 from common import failing_blocks, walk_field
-
-icechunk = pytest.importorskip("icechunk")
 
 TOL = 0.01
 CHUNKS = (16, 16, 16)

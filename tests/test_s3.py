@@ -60,13 +60,19 @@ def test_write_read_info_accessor_and_xarray(s3, scheduler):
     np.testing.assert_array_equal(sst.compute(), read.sst.values)
 
 
-def test_failed_overwrite_keeps_the_old_array(s3, scheduler):
+def old_array(s3):
+    """Write the array an overwrite will try to replace: (url, values, chunk keys, read)."""
     url = s3.url + "a.zarr"
     old = field(0)
     chunkpress.to_zarr(old, url, storage_options=s3.storage_options, tolerance=TOL,
                        chunks=CHUNKS)
     before = chunk_keys(s3, "a.zarr")
-    expected = chunkpress.from_zarr(url, storage_options=s3.storage_options).compute()
+    return url, old, before, chunkpress.from_zarr(url, storage_options=s3.storage_options
+                                                  ).compute()
+
+
+def test_failed_overwrite_keeps_the_old_array(s3, scheduler):
+    url, old, before, expected = old_array(s3)
     with pytest.raises(RuntimeError, match=r"block \(2, 1, 1\)"):
         chunkpress.to_zarr(failing(field(1)), url, storage_options=s3.storage_options,
                            tolerance=TOL, overwrite=True)
@@ -185,12 +191,7 @@ def wait_for_expiry(lock):
 
 
 def test_killed_overwrite_keeps_the_old_array(s3, tmp_path):
-    url = s3.url + "a.zarr"
-    old = field(0)
-    chunkpress.to_zarr(old, url, storage_options=s3.storage_options, tolerance=TOL,
-                       chunks=CHUNKS)
-    before = chunk_keys(s3, "a.zarr")
-    expected = chunkpress.from_zarr(url, storage_options=s3.storage_options).compute()
+    url, old, before, expected = old_array(s3)
     lock = kill_writer_midway(s3, tmp_path, "a.zarr", 7, True,
                               lambda now: len(set(now) - set(before)) >= 4)
     assert len(set(chunk_keys(s3, "a.zarr")) - set(before)) >= 4  # it was halfway

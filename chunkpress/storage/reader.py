@@ -30,14 +30,7 @@ from . import integrity, publish, shards
 from .codecs import ChunkpressCodec, decode_block
 
 __all__ = ["from_zarr", "info", "Layout", "layout", "read_chunk", "chunk_object",
-           "object_bytes", "open_array", "arrays_of", "MissingChunkError"]
-
-
-class MissingChunkError(ChunkpressError, KeyError):
-    """A chunk of a chunkpress array that is not in the store."""
-
-    def __str__(self):  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
+           "object_bytes", "open_array", "arrays_of"]
 
 
 def from_zarr(store, path=None, *, storage_options=None) -> da.Array:
