@@ -1,7 +1,5 @@
 """``python -m chunkpress``: the command; with no arguments, the demo."""
 
-import sys
+from .cli import console
 
-from .cli import main
-
-sys.exit(main())
+console()

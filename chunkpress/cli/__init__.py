@@ -29,7 +29,7 @@ from . import compress, decompress, demo, errors, evaluate, examples, info
 from ._common import EXIT_PROBLEMS, EXIT_USAGE, EXIT_USER_ERROR, UserError
 from .errors import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED
 
-__all__ = ["main", "UserError", "EXIT_USER_ERROR", "EXIT_USAGE", "EXIT_PROBLEMS",
+__all__ = ["main", "console", "UserError", "EXIT_USER_ERROR", "EXIT_USAGE", "EXIT_PROBLEMS",
            "EXIT_INTERNAL_ERROR", "EXIT_INTERRUPTED", "demo_dataset"]
 
 
@@ -64,6 +64,26 @@ def main(argv=None) -> int:
         message, expected = errors.describe(exc)
         print(f"chunkpress {args.command}: {message}", file=sys.stderr)
         return EXIT_USER_ERROR if expected else EXIT_INTERNAL_ERROR
+
+
+def console():
+    """The installed ``chunkpress`` (and ``python -m chunkpress``): :func:`main`, then exit.
+
+    After Ctrl-C the output is already left as :func:`main` said; the process then ends at
+    once. Its usual exit would wait on what the interrupt cut off: a dask thread still
+    writing, a netCDF file whose library lock the interrupted call held, zarr's event-loop
+    thread half started. Any of these hung, or printed tracebacks, after the one line."""
+    import os
+
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a reader gone: nothing more to say to it
+                pass
+        os._exit(code)
+    sys.exit(code)
 
 
 #: what a shell reports for a command killed by SIGPIPE (128 + 13): the reader went away
@@ -140,4 +160,4 @@ def _parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console()
