@@ -1,0 +1,174 @@
+"""Stores anyone can open: only codecs that zarr and numcodecs register themselves.
+
+A portable variable is written through zarr's own codec pipeline, so a colleague with zarr,
+numcodecs and xarray (and no chunkpress) opens it. The bound asked for is met by a filter that
+numcodecs ships, then a lossless stage (blosc: zstd behind a byte shuffle) and a CRC-32C:
+
+- ``tolerance=t`` (absolute): ``numcodecs.quantize`` with the fewest decimal digits whose step
+  keeps it: values become multiples of ``2**-bits`` (``bits = ceil(log2(10**digits))``), an
+  error of at most ``2**-(bits + 1)``; NaN stays NaN (land masks work);
+- ``rel_tolerance=r`` (pointwise relative): ``numcodecs.bitround`` keeping ``k`` mantissa
+  bits, ``2**-(k + 1) <= r``; zeros stay zero, signs are kept;
+- both: bit rounding with ``k`` large enough that its error at the largest magnitude is
+  within ``t`` too.
+
+The filters' arithmetic has edges (a value rounded past the largest float, a scale that
+overflows), so every block is measured before the store is published (:func:`certify`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Portable", "choose", "certify", "PortableBoundError"]
+
+#: mantissa bits of each float width (what numcodecs' BitRound keeps at most)
+MANTISSA = {2: 10, 4: 23, 8: 52}
+
+
+class PortableBoundError(ValueError):
+    """The portable codecs cannot keep the bound asked for on these values."""
+
+
+@dataclass(frozen=True)
+class Portable:
+    """The zarr codecs of one portable variable, and what they promise."""
+
+    filters: tuple  # zarr array-to-array codecs (numcodecs' quantize or bitround), or none
+    compressors: tuple  # bytes-to-bytes codecs: blosc (zstd, shuffle), crc32c
+    description: str  # e.g. "quantize digits=3 + blosc-zstd" (for report() and info)
+    tolerance: float | None = None
+    rel_tolerance: float | None = None
+
+    def encoding(self) -> dict:
+        """The variable's encoding for xarray's ``to_zarr``."""
+        return {"filters": list(self.filters) or None, "compressors": list(self.compressors)}
+
+
+def quantize_digits(tolerance: float) -> int:
+    """Return the fewest decimal digits numcodecs' Quantize needs to keep ``tolerance``.
+
+    >>> quantize_digits(0.01), quantize_digits(0.5), quantize_digits(1e-6)
+    (2, 0, 6)
+    """
+    digits = 0
+    while quantize_step(digits) / 2 > tolerance:
+        digits += 1
+    return digits
+
+
+def quantize_step(digits: int) -> float:
+    """Return the spacing of the values numcodecs' Quantize keeps at ``digits`` (its rule)."""
+    return 2.0 ** -math.ceil(math.log2(10.0 ** digits))
+
+
+def keepbits(dtype, rel_tolerance: float | None, tolerance: float | None = None,
+             amax: float | None = None, amin: float | None = None) -> int:
+    """Return the mantissa bits bit rounding keeps so that both bounds hold.
+
+    ``amax`` is the largest finite magnitude (for ``tolerance``), ``amin`` the smallest
+    nonzero one: a subnormal value has fewer significant bits than its mantissa, so the
+    relative bound needs as many more kept bits as it lies below the smallest normal.
+
+    >>> keepbits("float32", 1e-3)
+    9
+    >>> keepbits("float32", None, 0.01, amax=100.0)
+    12
+    """
+    full = MANTISSA[np.dtype(dtype).itemsize]
+    k = 0
+    if rel_tolerance is not None:
+        k = max(k, math.ceil(-math.log2(rel_tolerance)) - 1)
+        tiny = float(np.finfo(dtype).tiny)
+        if amin is not None and 0 < amin < tiny:
+            k += math.ceil(math.log2(tiny / amin))
+    if tolerance is not None and amax is not None and amax > 0:
+        # the error is at most half a unit of the last kept bit at the value's binade,
+        # 2**(floor(log2 |x|) - k - 1) <= 2**(floor(log2 amax) - k - 1)
+        k = max(k, math.floor(math.log2(amax)) - math.floor(math.log2(tolerance)) - 1)
+    return int(min(max(k, 0), full))
+
+
+def choose(dtype, tolerance=None, rel_tolerance=None, amax=None, amin=None) -> Portable:
+    """Return the portable codecs that keep ``tolerance`` and/or ``rel_tolerance`` on
+    ``dtype`` values (``amax``, the largest finite magnitude, is needed when both are given;
+    ``amin``, the smallest nonzero one, where values may be subnormal).
+
+    Raises :class:`PortableBoundError` where numcodecs' codecs cannot keep the request.
+    """
+    from zarr.codecs import BloscCodec, Crc32cCodec
+
+    dtype = np.dtype(dtype)
+    compressors = (BloscCodec(cname="zstd", clevel=5, shuffle="shuffle",
+                              typesize=dtype.itemsize), Crc32cCodec())
+    if dtype.kind != "f" or (tolerance is None and rel_tolerance is None):
+        return Portable((), compressors, "blosc-zstd (exact)", 0.0, 0.0)
+    if dtype.itemsize not in MANTISSA:
+        raise PortableBoundError(f"{dtype}: numcodecs' filters take float16, float32 and "
+                                 "float64 only; write it exact or without portable=True")
+    with warnings.catch_warnings():  # "numcodecs codecs are not in the Zarr v3 spec"
+        warnings.simplefilter("ignore")
+        from zarr.codecs import BitRound, Quantize
+
+        if rel_tolerance is None:
+            digits = quantize_digits(tolerance)
+            return Portable((Quantize(digits=digits, dtype=dtype.str),), compressors,
+                            f"quantize digits={digits} + blosc-zstd", tolerance, None)
+        if tolerance is not None and amax is None:
+            raise ValueError("portable: tolerance and rel_tolerance together need amax, the "
+                             "largest finite magnitude")
+        k = keepbits(dtype, rel_tolerance, tolerance, amax, amin)
+        filters = () if k == MANTISSA[dtype.itemsize] else (BitRound(keepbits=k),)
+        return Portable(filters, compressors, f"bitround keepbits={k} + blosc-zstd",
+                        tolerance, rel_tolerance)
+
+
+def apply(block: np.ndarray, portable: Portable) -> np.ndarray:
+    """Return ``block`` as a reader will get it back: the filters encoded and decoded."""
+    import numcodecs
+
+    out = np.ascontiguousarray(block)
+    for codec in portable.filters:  # zarr's wrapper names the numcodecs codec it runs
+        config = {k: v for k, v in codec.codec_config.items() if k != "id"}
+        inner = numcodecs.get_codec({"id": codec.codec_name.removeprefix("numcodecs."),
+                                     **config})
+        out = np.frombuffer(inner.decode(inner.encode(out)), block.dtype).reshape(block.shape)
+    return out
+
+
+def certify(block: np.ndarray, portable: Portable) -> tuple[float, float]:
+    """Return (max absolute error, max relative error) of ``block`` through ``portable``;
+    raise :class:`PortableBoundError` if a bound is broken or a non-finite value changes."""
+    block = np.asarray(block)
+    if not portable.filters:
+        return 0.0, 0.0
+    back = apply(block, portable)
+    finite = np.isfinite(block)
+    if not np.array_equal(block[~finite], back[~finite], equal_nan=True) or \
+            not np.isfinite(back[finite]).all():
+        raise PortableBoundError(
+            f"portable ({portable.description}): a value decodes as NaN/Inf where it was "
+            "finite, or the reverse (values near the largest float); write it without "
+            "portable=True")
+    a = block[finite].astype(np.float64)
+    b = back[finite].astype(np.float64)
+    diff = np.abs(a - b)
+    max_abs = float(diff.max()) if diff.size else 0.0
+    nonzero = a != 0
+    if np.any(b[~nonzero] != 0):
+        raise PortableBoundError(f"portable ({portable.description}): a zero decodes "
+                                 "as another value")
+    max_rel = float((diff[nonzero] / np.abs(a[nonzero])).max()) if nonzero.any() else 0.0
+    if portable.tolerance is not None and not max_abs <= portable.tolerance:
+        raise PortableBoundError(
+            f"portable ({portable.description}): max error {max_abs!r} over the tolerance "
+            f"{portable.tolerance!r} on these values; write it without portable=True")
+    if portable.rel_tolerance is not None and not max_rel <= portable.rel_tolerance:
+        raise PortableBoundError(
+            f"portable ({portable.description}): max relative error {max_rel!r} over "
+            f"rel_tolerance {portable.rel_tolerance!r}; write it without portable=True")
+    return max_abs, max_rel
