@@ -35,8 +35,7 @@ import numpy as np
 from dask._task_spec import List, Task
 from dask.base import get_scheduler, tokenize
 
-from . import api
-from .graph import _codecs, build, sample
+from .graph import _codecs, build, pipeline, sample
 from .graph.compressed import CompressedArray
 
 __all__ = ["compress", "choose", "Choice", "AutoCompressedArray", "SWITCH_MARGIN",
@@ -177,13 +176,14 @@ def compress(data, codec="auto", *, tolerance=None, rate=None, precision=None, m
                                        level=level)
     if not isinstance(verify, (bool, np.bool_)):
         raise TypeError(f"verify must be True or False, got {verify!r}")
-    x = api._as_array(data)
+    x = pipeline.as_array(data)
     choice, blocked, settings = _choose(x, target.get("tolerance"), per_block, candidates,
                                         sample_fraction, chunks)
-    if choice.blocks is None:
+    if choice.blocks is None:  # exactly compress(x, winner, ...)
+        spec = _codecs.get_codec(choice.codec)
+        target = _codecs.normalize_targets(spec, **choice.params)
         return AutoCompressedArray._of(
-            api.compress(data, choice.codec, chunks=chunks, verify=verify, **choice.params),
-            choice)
+            pipeline.compress_array(x, spec, target, chunks, verify), choice)
     # blocks differ: the "auto" codec, each block told its codec
     auto = _codecs.CODECS["auto"]
     kwargs = {index: {"codec": name, **settings[name].kwargs}
@@ -201,7 +201,7 @@ def choose(data, codec="auto", *, tolerance=None, candidates=None,
            sample_fraction=sample.FRACTION, chunks="auto") -> Choice:
     """Return what :func:`compress` would choose for ``data``, without compressing it."""
     target = _codecs.normalize_targets(_codecs.CODECS["auto"], tolerance=tolerance)
-    return _choose(api._as_array(data), target.get("tolerance"), _mode(codec), candidates,
+    return _choose(pipeline.as_array(data), target.get("tolerance"), _mode(codec), candidates,
                    sample_fraction, chunks)[0]
 
 
@@ -235,14 +235,14 @@ def _choose(x, tolerance, per_block, names, fraction, chunks):
     auto = _codecs.CODECS["auto"]
     _codecs.check_input(auto, x.dtype, x.ndim)
     if not (isinstance(chunks, str) and chunks == "auto"):
-        api._blocked(x, auto, chunks)  # explicit chunks must suit every candidate (ZFP: 4^d)
+        pipeline.blocked(x, auto, chunks)  # explicit chunks must suit every candidate (ZFP: 4^d)
     settings = {c.name: c for c in sample.candidates(x.dtype, x.ndim, tolerance, names)}
     blocked, by_alignment = {}, {}
     for name in settings:  # codecs aligned alike (SZ3, LERC, ...) cut the same blocks
         spec = _codecs.get_codec(name)
         alignment = (spec.block_align(x.ndim), spec.block_align(x.ndim, preferred=True))
         if alignment not in by_alignment:
-            by_alignment[alignment] = api._blocked(x, spec, chunks)
+            by_alignment[alignment] = pipeline.blocked(x, spec, chunks)
         blocked[name] = by_alignment[alignment]
     first = next(iter(blocked.values()))
     trials = _Trials(x, first.name if isinstance(x, np.ndarray) else x.name, settings)

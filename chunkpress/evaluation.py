@@ -20,7 +20,7 @@ import xarray as xr
 from dask.base import tokenize
 
 from . import api
-from .graph import _codecs, build, plan, sample
+from .graph import _codecs, build, pipeline, plan, sample
 
 __all__ = ["evaluate", "plot", "chosen"]
 
@@ -92,12 +92,12 @@ def _arrays(data, variables) -> list:
         if not names:
             raise ValueError("evaluate: the dataset has no float data variable; name "
                              "variables=")
-        return [(n, api._as_array(data[n].data)) for n in names]
+        return [(n, pipeline.as_array(data[n].data)) for n in names]
     if variables is not None:
         raise TypeError("evaluate: variables= is for an xarray Dataset")
     if isinstance(data, xr.DataArray):
-        return [(data.name if data.name is not None else "", api._as_array(data.data))]
-    return [("", api._as_array(data))]
+        return [(data.name if data.name is not None else "", pipeline.as_array(data.data))]
+    return [("", pipeline.as_array(data))]
 
 
 def _codec_names(codecs):
@@ -137,8 +137,8 @@ def _check_tolerances(tolerances):
 
 
 def _relative_tolerances(x) -> list:
-    blocked = api._blocked(x, _codecs.get_codec("zfp" if x.dtype.kind == "f" else "szip"),
-                           "auto")
+    blocked = pipeline.blocked(x, _codecs.get_codec("zfp" if x.dtype.kind == "f" else "szip"),
+                               "auto")
     span = build.global_range(build.block_ranges(blocked).compute().reshape(-1))
     if not span > 0:
         span = 1.0
@@ -150,7 +150,7 @@ def _job(name, x, spec, tolerance, chunks) -> dict:
     target = _codecs.normalize_targets(spec, **params)
     kwargs = _codecs.block_kwargs(spec, target)
     _codecs.probe(spec, x.dtype, x.ndim, kwargs)
-    blocked = api._blocked(x, spec, chunks)
+    blocked = pipeline.blocked(x, spec, chunks)
     function = functools.partial(_measure_block, spec=spec, kwargs=kwargs)
     cells = build.per_block(blocked, function, "chunkpress-evaluate-" +
                             tokenize(blocked.name, spec, kwargs))

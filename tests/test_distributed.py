@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import chunkpress
-from chunkpress import api
+from chunkpress.graph import pipeline
 
 import distributed  # noqa: E402
 
@@ -74,4 +74,4 @@ def test_persisted_blocks_stay_on_the_workers_and_pickle_small(client):
 
 
 def test_auto_chunks_count_the_cluster_threads(client):
-    assert api._workers() == 2
+    assert pipeline.workers() == 2

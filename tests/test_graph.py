@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import chunkpress
-from chunkpress import api
-from chunkpress.graph import _codecs
+from chunkpress.graph import _codecs, pipeline
 from chunkpress.graph.compressed import CompressedArray
 
 RNG = np.random.default_rng(20260823)
@@ -363,7 +362,7 @@ def test_repr_reads_like_a_dask_array():
 
 
 def test_auto_chunks_are_aligned_for_the_scheduler(monkeypatch):
-    monkeypatch.setattr(api, "_workers", lambda: 2)
+    monkeypatch.setattr(pipeline, "workers", lambda: 2)
     x = np.zeros((256, 64, 64), "float32")  # 4 MiB: 2 blocks of 2 MiB at least
     c = chunkpress.compress(x, "zfp", tolerance=0.1)
     assert len(c.chunks[0]) >= 2 and all(e % 4 == 0 for e in c.chunks[0][:-1])

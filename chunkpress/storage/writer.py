@@ -31,7 +31,7 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore, MemoryStore
 
 from .. import api
-from ..graph import _codecs, build
+from ..graph import _codecs, build, pipeline
 from ..graph.compressed import CompressedArray
 from . import integrity, publish, shards as _shards
 from .codecs import zarr_codec
@@ -244,7 +244,7 @@ class ArrayWrite:
         self.write = integrity.array_write(destination.write, node)
         self.chunk_shape = tuple(max(1, axis[0]) for axis in compressed.chunks)
         self.shard_shape = _shards.shard_shape(shards, self.chunk_shape, compressed.shape,
-                                               compressed.dtype.itemsize, api._workers())
+                                               compressed.dtype.itemsize, pipeline.workers())
         choice = getattr(compressed, "choice", None)
         if choice is not None:  # what codec="auto" chose and why, for `chunkpress info`
             from .. import auto
@@ -350,7 +350,7 @@ def write_blocks(compressed: CompressedArray, sink: ChunkSink, shard_shape=None,
     else:
         block_bytes = math.prod(compressed.chunksize) * compressed.dtype.itemsize \
             if compressed.ndim else compressed.dtype.itemsize
-        size = _group_size(len(indices), block_bytes, api._workers())
+        size = _group_size(len(indices), block_bytes, pipeline.workers())
         groups = [(None, indices[s:s + size]) for s in range(0, len(indices), size)]
     starts = None if recipe is None else [np.cumsum((0,) + axis) for axis in recipe.x.chunks]
     layer = {}
