@@ -274,6 +274,50 @@ def test_zfp_fixed_rate_and_precision_streams_interoperate():
         assert np.array_equal(imagecodecs.zfp_decode(ours), cp.zfp_decode(ours))
 
 
+def _zfp_worst_cases():
+    """Blocks and parameters that make zfp write the most: no two values alike, every bit kept."""
+    rng = np.random.default_rng(5)
+    for dtype in FLOATS:
+        finest = float(np.finfo(dtype).smallest_subnormal)
+        for shape in [(1,), (5,), (1, 1), (5, 7), (1, 1, 1), (3, 5, 6), (1, 1, 257),
+                      (16, 16, 16), (1, 1, 1, 1), (6, 5, 4, 3)]:
+            block = rng.standard_normal(shape) * 10.0 ** rng.uniform(-30, 30, shape)
+            block = block.astype(dtype)
+            for params in [(finest, "a"), (1e-30, "a"), (64, "p"), (64.0, "r"), (63.9, "r"),
+                           (0.3, "r")]:
+                yield block, params
+
+
+def test_zfp_writes_within_its_buffer():
+    """zfp does not check the end of the buffer it writes into: chunkpress gives it one that
+    holds zfp's worst case, and zfp writes the same bytes there as into its own."""
+    from chunkpress.kernels import zfp
+
+    for block, params in _zfp_worst_cases():
+        capacity = zfp._capacity(block, params)
+        guard = b"\xa5" * (capacity + 64)  # an overrun lands here, not in another object
+        buf = bytearray(capacity) + guard
+        with memoryview(buf) as view, view[:capacity] as out:
+            written = zfp._encode(block, params, out)
+            size = len(written)
+            written.release()
+        what = f"{block.dtype} {block.shape} {params}"
+        assert buf[capacity:] == guard, f"zfp wrote past its buffer: {what}"
+        assert bytes(buf[:size]) == imagecodecs.zfp_encode(block, params[0], mode=params[1]), what
+
+
+def test_zfp_stream_is_imagecodecs_stream_and_trailer():
+    """Writing into chunkpress's buffer leaves the stream as it was: imagecodecs' own bytes,
+    then the 8-byte trailer."""
+    for block, (level, mode) in _zfp_worst_cases():
+        given = {"a": "tolerance", "p": "precision", "r": "rate"}[mode]
+        if mode == "a":  # a tolerance zfp keeps on these magnitudes (else: a checked frame)
+            level = float(np.abs(block).max()) * 2.0**-20
+        ours = bytes(cp.zfp_encode(block, **{given: level}))
+        theirs = imagecodecs.zfp_encode(block, level, mode=mode)
+        assert ours[:-8] == theirs and ours[-4:] == b"CPK\x01", f"{block.shape} {mode} {level}"
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_sz3_decodes_bare_imagecodecs_stream(dtype):
     for ndim in (1, 2, 3, 4):

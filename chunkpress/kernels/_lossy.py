@@ -35,6 +35,10 @@ class Spec:
     dtypes: tuple = FLOAT_DTYPES
     mask: bool = True  # False: the codec keeps non-finite values itself (lossless codecs)
     writes_into: bool = True  # the codec can write into a buffer, refusing one too small
+    #: (block, params) -> the most bytes the codec's stream of ``block`` can take: for a codec
+    #: that writes into a buffer without checking its size (ZFP), the codec's own worst case.
+    #: By default the block's size and an eighth more (codecs that check ``out`` fall back).
+    capacity: Callable = lambda block, params: block.nbytes + block.nbytes // 8 + 4096
     #: (stream, shape or None, dtype or None) -> ndarray: decodes a stream that is not a frame
     #: (the codec's own, sealed or not); by default ``decode``
     decode_bare: Callable | None = None
@@ -62,7 +66,8 @@ def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b"
         return write_bytes_out(frame.finish(mask, None, stored=True), out, spec.name)
     own = mask is None and spec.own_stream and a.ndim != 0 and spec.own_shape(shape)
     if own:
-        stream = _own_stream(spec, block, params, a.nbytes + a.nbytes // 8 + 4096)
+        # room for the seal too: it is appended without copying the stream
+        stream = _own_stream(spec, block, params, spec.capacity(block, params) + 16)
         patch = _find_patch(spec, stream, block, flat, tolerance) if verify else None
         if patch is None:
             stream = spec.seal(stream) if spec.seal is not None else stream
@@ -72,7 +77,7 @@ def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b"
     else:
         # a codec that checks its output's size writes straight into the frame
         frame = _frame.Writer(spec.name, a.dtype, shape, frame_params,
-                              a.nbytes + a.nbytes // 8 + 4096 if spec.writes_into else 0)
+                              spec.capacity(block, params) if spec.writes_into else 0)
         if spec.writes_into:
             payload = frame.encode_payload(
                 lambda into: spec.encode(block, params, into),

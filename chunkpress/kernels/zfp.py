@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 
 import imagecodecs
 import numpy as np
@@ -97,7 +98,30 @@ def _guard(stream):
 
 def _encode(block, params, out=None):
     level, mode = params
-    return imagecodecs.zfp_encode(block, level, mode=mode)  # never out=: ZFP overruns it
+    if out is not None and len(out) < _capacity(block, params):
+        raise ValueError(f"zfp: out holds {len(out)} bytes, fewer than the "
+                         f"{_capacity(block, params)} the stream may need")
+    return imagecodecs.zfp_encode(block, level, mode=mode, out=out)
+
+
+def _capacity(block, params):
+    """Return the most bytes zfp can write for ``block``: its own worst case, with a margin.
+
+    zfp writes into the buffer it is given without checking its end, so a buffer must hold
+    whatever zfp may write. zfp 1.0 (zfp_stream_maximum_size) bounds a block of 4**ndim values
+    of p-bit type by 1 + (8 or 11) exponent bits + 4**ndim - 1 group bits + 4**ndim * p bits,
+    in fixed-rate mode by its rate (<= 64 bits a value, rounded); 148 header bits; whole
+    64-bit words. Counted here: 4**ndim * (max(p, rate) + 1) + 64 bits a block, and 64 bytes.
+    """
+    level, mode = params
+    values = 4**block.ndim
+    bits = 8 * block.dtype.itemsize
+    if mode == "r":
+        bits = max(bits, math.ceil(level))
+    blocks = 1
+    for extent in block.shape:
+        blocks *= -(-max(extent, 1) // 4)
+    return blocks * (values * (bits + 1) + 64) // 8 + 64
 
 
 def _decode(stream, shape, dtype, params):
@@ -130,7 +154,7 @@ def _same(a, b):
 
 
 _SPEC = _lossy.Spec("zfp", ZfpError, (1, 2, 3, 4), _encode, _decode, _plan,
-                    seal=_frame.add_trailer, writes_into=False, decode_bare=_decode_bare)
+                    seal=_frame.add_trailer, capacity=_capacity, decode_bare=_decode_bare)
 
 
 def zfp_encode(data, *, rate=None, precision=None, tolerance=None, out=None):
