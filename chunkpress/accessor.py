@@ -20,11 +20,10 @@ import pandas as pd
 import xarray as xr
 from xarray.conventions import decode_cf_variable, encode_cf_variable
 
-from . import api, auto as _auto
-from .graph import _codecs
+from . import api
 from .storage import append as _append, dataset as _dataset, writer as _writer
 
-__all__ = ["encode", "CompressedDataset", "ChunkpressAccessor"]
+__all__ = ["encode", "CompressedDataset", "ChunkpressAccessor", "compressible"]
 
 _PARAMS = ("tolerance", "rate", "precision", "mode", "quality", "level")
 _DATAARRAY_NAME = "__xarray_dataarray_variable__"
@@ -54,7 +53,7 @@ def encode(obj, codec="zfp", *, tolerance=None, rate=None, precision=None, mode=
         variables = [variables] if isinstance(variables, str) else list(variables)
         _check_names(dataset, variables, "is to be compressed")
     candidates = variables if variables is not None else [
-        n for n in dataset.data_vars if _is_float(dataset[n].variable, n)]
+        n for n in dataset.data_vars if compressible(dataset[n].variable)]
     entries = {}
     for var in candidates:
         if per_var and not any(var in v for v in per_var.values()):
@@ -131,7 +130,7 @@ class CompressedDataset:
             c = entry.compressed
             scale = entry.scale
             max_error = c.max_error
-            bound = _codecs.bound(c._codec, c.params)
+            bound = c.error_bound
             choice = getattr(c, "choice", None)
             rows.append({
                 "variable": name, "codec": c.codec,
@@ -177,14 +176,9 @@ class CompressedDataset:
             return _append.region_dataset(self._source, store, region, **options)
         variables = {name: _dataset.Variable(e.compressed, _missing(e.attrs))
                      for name, e in self._entries.items()}
-        attributes = {}
-        for name, entry in self._entries.items():
-            choice = getattr(entry.compressed, "choice", None)
-            if choice is not None:  # what codec="auto" chose and why, for `chunkpress info`
-                attributes[name] = {_auto.ATTRIBUTE: _auto.attribute(choice)}
         return _dataset.write_dataset(self._source, variables, store, overwrite=overwrite,
                                       storage_options=storage_options, shards=shards,
-                                      compute=compute, attributes=attributes)
+                                      compute=compute)
 
     def __repr__(self) -> str:
         lines = [f"<chunkpress.CompressedDataset: {len(self._entries)} of "
@@ -202,7 +196,7 @@ class ChunkpressAccessor:
         self._obj = obj
 
     def encode(self, codec="zfp", **kwargs) -> CompressedDataset:
-        """Return the CompressedDataset (see :func:`chunkpress.xarray.encode`)."""
+        """Return the CompressedDataset (see :func:`chunkpress.accessor.encode`)."""
         return encode(self._obj, codec, **kwargs)
 
     def to_zarr(self, store, codec=None, *, overwrite=False, compute=True,
@@ -303,7 +297,9 @@ def _entry_params(entries) -> dict:
     return out
 
 
-def _is_float(var: xr.Variable, name) -> bool:
+def compressible(var: xr.Variable) -> bool:
+    """Whether :func:`encode` compresses ``var`` when ``variables`` is not given: floats of one
+    or more dimensions, stored as floats (a variable packed into integers is kept exact)."""
     dtype = np.dtype(var.encoding.get("dtype", var.dtype))
     if "scale_factor" in var.encoding or "add_offset" in var.encoding:
         dtype = np.dtype(var.encoding.get("dtype", np.float64))

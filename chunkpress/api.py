@@ -72,6 +72,6 @@ def decompress(compressed: CompressedArray) -> da.Array:
     if not isinstance(compressed, CompressedArray):
         raise TypeError(f"decompress takes a CompressedArray (from compress), "
                         f"got {type(compressed).__name__}")
-    return build.decode_array(compressed.blocks, compressed._codec, compressed.dtype,
+    return build.decode_array(compressed.blocks, compressed.spec, compressed.dtype,
                               compressed.name)
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import dask
 import dask.threaded
 import numpy as np
-from dask._task_spec import List, Task
 from dask.base import get_scheduler, tokenize
+from dask.task_spec import List, Task
 
 from .graph import _codecs, build, pipeline, sample
 from .graph.compressed import CompressedArray
@@ -123,6 +123,11 @@ class AutoCompressedArray(CompressedArray):
     def choice(self) -> Choice:
         """The codec chosen (per block where they differ) and the sampled ratios."""
         return self._choice
+
+    @property
+    def attributes(self) -> dict:
+        """The choice, kept in a store as :data:`ATTRIBUTE` (``chunkpress info`` shows it)."""
+        return {ATTRIBUTE: attribute(self._choice)}
 
     @classmethod
     def _of(cls, compressed: CompressedArray, choice: Choice) -> AutoCompressedArray:

@@ -234,7 +234,7 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
     """Return {variable: {key: value}} for every variable to compress (tolerances may still be
     Relative); a variable named that is not in the dataset (or not among ``variables``) is an
     error naming where it was given."""
-    from ..accessor import _is_float
+    from ..accessor import compressible
 
     config = config or {k: {} for k in KEYS}
     known = list(dataset.data_vars)
@@ -256,7 +256,7 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
         named = {n for values in cli.values() for n in values if n} | {
             n for values in config.values() for n in values if n}
         variables = [n for n in dataset.data_vars
-                     if n in named or _is_float(dataset[n].variable, n)]
+                     if n in named or compressible(dataset[n].variable)]
 
     def levels(key, name):
         """Where a setting may come from, most specific first: (settings, key in them)."""

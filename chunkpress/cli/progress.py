@@ -179,7 +179,7 @@ class Tally:
             if len(self.units) > before:
                 self.unit = "blocks"
             elif self.unit is None:
-                from dask._task_spec import DataNode
+                from dask.task_spec import DataNode
 
                 for key, task in graph.items():
                     if not isinstance(task, DataNode):  # data: never run as a task

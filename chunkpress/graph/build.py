@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import dask.array as da
 import numpy as np
-from dask._task_spec import Task, TaskRef
+from dask.task_spec import Task, TaskRef
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 

@@ -20,7 +20,7 @@ import math
 import dask
 import dask.array as da
 import numpy as np
-from dask._task_spec import DataNode
+from dask.task_spec import DataNode
 from dask.base import DaskMethodsMixin
 from dask.core import flatten
 from dask.highlevelgraph import HighLevelGraph
@@ -58,8 +58,21 @@ class CompressedArray(DaskMethodsMixin):
     npartitions = property(lambda self: self._blocks.npartitions)
     dtype = property(lambda self: self._dtype)
     codec = property(lambda self: self._codec.name, doc="the codec's name, e.g. 'zfp'")
+    spec = property(lambda self: self._codec, doc="the codec's entry in the registry")
     params = property(lambda self: dict(self._target), doc="the global target it was made with")
     verified = property(lambda self: self._verify)
+
+    @property
+    def error_bound(self) -> float | None:
+        """The max absolute error its target guarantees (0: lossless), or None where the
+        target bounds no error (a rate, a precision, a PSNR)."""
+        return _codecs.bound(self._codec, self._target)
+
+    @property
+    def attributes(self) -> dict:
+        """What a store keeps beside its blocks as array attributes (none here; codec="auto"
+        records its choice)."""
+        return {}
 
     @property
     def blocks(self) -> da.Array:
@@ -71,7 +84,8 @@ class CompressedArray(DaskMethodsMixin):
         """How the blocks are made (input, codec, arguments), while they are lazy; else None.
 
         A writer may encode and store several blocks in one task from it (see
-        ``chunkpress.store.write_blocks``): each block is still encoded once, the same way.
+        ``chunkpress.storage.writer.write_blocks``): each block is still encoded once, the
+        same way.
         """
         if self._recipe is None or _is_materialized(self._blocks):
             return None
@@ -215,7 +229,7 @@ class CompressedArray(DaskMethodsMixin):
         lines.append(f"  compressed {_size(self.nbytes)} of {_size(self.raw_nbytes)}: "
                      f"ratio {self.ratio:.3g}, {self.bits_per_value:.3g} bits per value")
         if self._verify:
-            bound = _codecs.bound(self._codec, self._target)
+            bound = self.error_bound
             line = f"  verified: max error {self.max_error:.3g}"
             line += f" <= {bound:g}" if bound else ""
             psnr = self.psnr

@@ -26,7 +26,7 @@ from zarr.core.sync import sync
 from zarr.storage import MemoryStore, StorePath
 
 from . import publish
-from .destination import _collect
+from .destination import collect_keys
 from .codecs import zarr_codec
 from .writer import ArrayWrite, WriteJob
 
@@ -152,7 +152,7 @@ class _ExactNodes:
         self.memory = memory
         self.destination = destination
         self.compressed = compressed
-        keys = sync(_collect(memory.list_prefix("")))
+        keys = sync(collect_keys(memory.list_prefix("")))
         self.documents = {k[: -len("zarr.json")].rstrip("/"): k for k in keys
                           if k.endswith("zarr.json")}
         self.chunks = [k for k in keys if not k.endswith("zarr.json")
@@ -213,6 +213,6 @@ def unpublished_array(store, path: str, document: dict) -> zarr.Array:
 
 def _after(destination, plans, memory, store, storage_options):
     """The group written, opened from the target."""
-    from .writer import _reopen
+    from .writer import reopen
 
-    return zarr.open_group(_reopen(store, storage_options, destination), mode="r")
+    return zarr.open_group(reopen(store, storage_options, destination), mode="r")

@@ -16,11 +16,13 @@ import re
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-__all__ = ["Destination", "IncompleteStoreError", "WriterBusyError", "staging_name", "WRITING"]
+__all__ = ["Destination", "IncompleteStoreError", "WriterBusyError", "staging_name", "WRITING",
+           "CHUNK_KEY", "collect_keys", "first_key", "read_json"]
 
 #: the key a node's zarr.json was kept under while its chunks were written (older versions)
 WRITING = "zarr.json.writing"
-_CHUNK_KEY = re.compile(r"^(c([./]\d+)*|\d+([./]\d+)*)$")
+#: the key of a chunk object (either chunk key encoding, either separator)
+CHUNK_KEY = re.compile(r"^(c([./]\d+)*|\d+([./]\d+)*)$")
 
 
 
@@ -85,7 +87,7 @@ class Destination:
     def existing_document(self, node: str = "") -> dict | None:
         """The ``zarr.json`` now at ``node`` of the target (what the write replaces), if any."""
         path = self.path(node)
-        return _read_document(self.store, f"{path}/zarr.json" if path else "zarr.json")
+        return read_json(self.store, f"{path}/zarr.json" if path else "zarr.json")
 
     def path(self, node: str) -> str:
         """The path in ``self.store`` of ``node`` (relative to the target's node)."""
@@ -99,7 +101,7 @@ class Destination:
             if not keys:
                 continue
             prefix = f"{path}/" if path else ""
-            present = set(sync(_collect(self.store.list_prefix(prefix))))
+            present = set(sync(collect_keys(self.store.list_prefix(prefix))))
             missing = [k for k in keys if prefix + k not in present]
             if missing:
                 raise IncompleteStoreError(
@@ -130,11 +132,13 @@ class Destination:
         sync(self.store.set(key, buffer))
 
 
-async def _collect(iterator) -> list:
+async def collect_keys(iterator) -> list:
+    """Return every key a zarr store's listing gives (run it with ``sync``)."""
     return [key async for key in iterator]
 
 
-def _read_document(store, key: str) -> dict | None:
+def read_json(store, key: str) -> dict | None:
+    """Return the JSON document at ``key`` of a zarr store, or None if absent or unreadable."""
     try:
         buffer = sync(store.get(key, default_buffer_prototype()))
         return None if buffer is None else json.loads(buffer.to_bytes())
@@ -142,7 +146,8 @@ def _read_document(store, key: str) -> dict | None:
         return None
 
 
-async def _first(iterator):
+async def first_key(iterator):
+    """Return the first key a zarr store's listing gives, or None (run it with ``sync``)."""
     async for key in iterator:
         return key
     return None

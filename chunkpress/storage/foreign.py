@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 
-from .destination import _CHUNK_KEY, WRITING
+from .destination import CHUNK_KEY, WRITING
 
 __all__ = ["refuse_foreign", "refuse_foreign_zip", "check_replaceable", "refuse_around",
            "node_type"]
@@ -57,7 +57,7 @@ def _refuse_foreign_chunks(array_dir: str) -> None:
     for directory, _, files in os.walk(array_dir):
         for name in files:
             rel = os.path.relpath(os.path.join(directory, name), array_dir)
-            if name in _ZARR_FILES or _CHUNK_KEY.match(rel.replace(os.sep, "/")):
+            if name in _ZARR_FILES or CHUNK_KEY.match(rel.replace(os.sep, "/")):
                 continue
             if name.startswith(".") and name.endswith(".partial"):
                 continue  # a chunk file of an older chunkpress, cut off mid-write

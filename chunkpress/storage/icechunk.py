@@ -25,7 +25,7 @@ import json
 
 from zarr.core.sync import sync
 
-from .destination import Destination, IncompleteStoreError, _collect
+from .destination import Destination, IncompleteStoreError, collect_keys
 
 __all__ = ["icechunk_destination", "IcechunkDestination"]
 
@@ -55,8 +55,8 @@ def icechunk_destination(store, node: str, overwrite: bool, write: str) -> Desti
     destination = IcechunkDestination(fork.store, session, fork, node, write)
     if exists:  # replaced in the fork only: the session keeps it until publish merges
         prefix = f"{node}/" if node else ""
-        for key in sync(_collect(fork.store.list_dir(node))) if node else \
-                sync(_collect(fork.store.list_dir(""))):
+        for key in sync(collect_keys(fork.store.list_dir(node))) if node else \
+                sync(collect_keys(fork.store.list_dir(""))):
             sync(fork.store.delete_dir(prefix + key) if key != "zarr.json" else
                  fork.store.delete(prefix + key))
     return destination
@@ -125,7 +125,7 @@ class IcechunkDestination(Destination):
             document = self._documents.get(path)
             kind = json.loads(document).get("node_type") if document else "group"
             if kind == "group" and \
-                    set(sync(_collect(self.store.list_dir(path)))) - {"zarr.json"}:
+                    set(sync(collect_keys(self.store.list_dir(path)))) - {"zarr.json"}:
                 continue
             sync(self.store.delete(key))
         self._created = []

@@ -44,7 +44,8 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import WrapperStore
 
-from .destination import _CHUNK_KEY, WRITING, Destination, WriterBusyError, _collect
+from .destination import (CHUNK_KEY, WRITING, Destination, WriterBusyError, collect_keys,
+                          read_json)
 
 __all__ = ["InPlaceDestination", "in_place_destination", "LOCK", "LOCK_TTL"]
 
@@ -95,7 +96,7 @@ class InPlaceDestination(Destination):
     def remove_orphans(self) -> None:
         """Delete chunk objects that no metadata names (a writer that died left them)."""
         prefix = f"{self.node}/" if self.node else ""
-        keys = sync(_collect(self.store.list_prefix(prefix)))
+        keys = sync(collect_keys(self.store.list_prefix(prefix)))
         orphans = []
         for key in keys:
             if key.endswith("/" + WRITING) or key == WRITING:
@@ -157,7 +158,7 @@ class InPlaceDestination(Destination):
         parts = self.node.split("/")[:-1] if self.node else []
         for depth in range(len(parts) + 1):
             key = "/".join(parts[:depth] + ["zarr.json"])
-            if _read_json(self.store, key) is None:
+            if read_json(self.store, key) is None:
                 self._put(key, json.dumps({"zarr_format": 3, "node_type": "group",
                                            "attributes": {}}).encode())
 
@@ -165,7 +166,7 @@ class InPlaceDestination(Destination):
         """Whether this write was published (by a copy of this destination: dask runs the
         publishing step on a worker when computing on a cluster)."""
         for path, separator in self._new.items():
-            current = _read_json(self.store, f"{path}/zarr.json" if path else "zarr.json")
+            current = read_json(self.store, f"{path}/zarr.json" if path else "zarr.json")
             if path not in self._put_documents and _separator(current) == separator:
                 return True
         return False
@@ -182,7 +183,7 @@ def _refuse_existing(store, node: str, overwrite: bool) -> dict:
     but a Zarr v3 store, or holds one and ``overwrite`` is False."""
     _refuse_object(store, node)
     prefix = f"{node}/" if node else ""
-    keys = [k for k in sync(_collect(store.list_prefix(prefix))) if k != prefix + LOCK]
+    keys = [k for k in sync(collect_keys(store.list_prefix(prefix))) if k != prefix + LOCK]
     if not keys:
         return {}
     nodes = {}
@@ -195,7 +196,7 @@ def _refuse_existing(store, node: str, overwrite: bool) -> dict:
                 "yourself")
         if name == "zarr.json":
             path = key[: -len("zarr.json")].rstrip("/")
-            document = _read_json(store, key)
+            document = read_json(store, key)
             if not isinstance(document, dict) or "node_type" not in document:
                 raise FileExistsError(f"{store}: {key!r} is not Zarr metadata; chunkpress "
                                       "does not replace it: choose another path")
@@ -258,8 +259,8 @@ def _delete_chunks(store, path: str, separator: str) -> None:
     encoding: ``c/0/0`` or ``c.0.0``)."""
     prefix = f"{path}/" if path else ""
     head = f"{prefix}c{separator}" if separator == "/" else f"{prefix}c."
-    keys = [k for k in sync(_collect(store.list_prefix(head)))
-            if _CHUNK_KEY.match(k[len(prefix):]) and _named(k[len(prefix):], separator)]
+    keys = [k for k in sync(collect_keys(store.list_prefix(head)))
+            if CHUNK_KEY.match(k[len(prefix):]) and _named(k[len(prefix):], separator)]
     _delete(store, keys)
 
 
@@ -271,19 +272,6 @@ def _delete(store, keys) -> None:
 async def _delete_all(store, keys, concurrency=32) -> None:
     for start in range(0, len(keys), concurrency):
         await asyncio.gather(*(store.delete(k) for k in keys[start:start + concurrency]))
-
-
-def _read_json(store, key: str):
-    try:
-        buffer = sync(store.get(key, default_buffer_prototype()))
-    except (OSError, ValueError):
-        return None
-    if buffer is None:
-        return None
-    try:
-        return json.loads(buffer.to_bytes())
-    except ValueError:
-        return None
 
 
 # --- no chunk put after an abort -------------------------------------------------------------
@@ -441,6 +429,7 @@ class _ObjectLock:
     def _beat(self) -> None:
         while not self._stop.wait(LOCK_TTL / 4):
             try:
+                # fsspec's async API (its coroutines are named _*): the store's event loop
                 out = sync(self.fs._pipe_file(self.path, self._body(), IfMatch=self.etag))
                 self.etag = out.get("ETag")
             except OSError:
@@ -464,7 +453,7 @@ class _ObjectLock:
             holder, _ = self._read()
             if holder is not None and holder.get("write") == self.write:
                 try:
-                    sync(self.fs._rm_file(self.path))
+                    sync(self.fs._rm_file(self.path))  # fsspec's async API, as above
                 except FileNotFoundError:
                     pass
             self.lost = True  # released: never again
@@ -513,7 +502,7 @@ class _ProcessLock:
 def _refresh_consolidated(store, node: str, document: bytes) -> None:
     """Put the new document of ``node`` into the root's consolidated metadata (what
     ``xr.open_zarr`` reads first), where the root has one: one put."""
-    root = _read_json(store, "zarr.json")
+    root = read_json(store, "zarr.json")
     consolidated = (root or {}).get("consolidated_metadata")
     if not isinstance(consolidated, dict):
         return

@@ -35,7 +35,7 @@ from zarr.storage import LocalStore, StorePath, ZipStore
 
 from . import integrity
 from .destination import (WRITING, Destination, IncompleteStoreError, WriterBusyError,
-                          _first, staging_name)
+                          first_key, staging_name)
 from .foreign import check_replaceable, refuse_around
 from .local import local_destination, repair, replacing_file
 from .zipstore import open_zip_destination, zip_destination
@@ -130,7 +130,7 @@ def check_complete(store, path=None, storage_options=None) -> None:
         node = sync(_store_path(store, path))
         unfinished = sync((node / WRITING).exists())
         if not unfinished and not sync((node / "zarr.json").exists()):
-            unfinished = bool(sync(_first(node.store.list_prefix(f"{node.path}/" if node.path
+            unfinished = bool(sync(first_key(node.store.list_prefix(f"{node.path}/" if node.path
                                                                  else ""))))
     except (OSError, ValueError, TypeError):
         return

@@ -37,7 +37,7 @@ from zarr.storage import LocalStore, ZipStore
 from ..graph import _codecs
 from . import integrity
 from .dataset import unpublished_array
-from .destination import Destination, IncompleteStoreError
+from .destination import Destination, IncompleteStoreError, read_json
 from .journal import commit, finish_pending, ordered
 from .local import Lock, repair
 from .reader import Layout
@@ -160,9 +160,7 @@ class Update(Destination):
                     return json.loads(file.read())
             except FileNotFoundError:
                 return None
-        from .objectstore import _read_json
-
-        return _read_json(self.store, key)
+        return read_json(self.store, key)
 
     def array(self, node: str) -> StoreArray:
         document = self.read_document(node)

@@ -21,10 +21,10 @@ import dask
 import dask.array as da
 import numpy as np
 import zarr
-from dask._task_spec import List, Task, TaskRef  # dask has no public API for a graph of tasks
-from dask.base import tokenize                    # whose arguments are other tasks' results
+from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
+from dask.task_spec import List, Task, TaskRef
 from zarr.codecs import Crc32cCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
@@ -38,7 +38,7 @@ from .codecs import zarr_codec
 from .reader import MEASURED
 
 __all__ = ["to_zarr", "compress_for_zarr", "ArrayWrite", "ChunkSink", "write_blocks",
-           "regular_chunks", "WriteJob"]
+           "regular_chunks", "WriteJob", "reopen"]
 
 _PARAMS = ("tolerance", "rate", "precision", "mode", "quality", "level")
 
@@ -168,12 +168,12 @@ def _publish(results, destination, plans, opener):
 
 
 def _open_written(store, storage_options, destination, path) -> zarr.Array:
-    target = _reopen(store, storage_options, destination)
+    target = reopen(store, storage_options, destination)
     read_only = isinstance(target, str) or getattr(target, "read_only", True)
     return zarr.open_array(target, path=path, mode="r" if read_only else "r+")
 
 
-def _reopen(store, storage_options, destination):
+def reopen(store, storage_options, destination):
     """The target as a store to read the published array from."""
     if isinstance(store, (str, os.PathLike)) and "://" not in str(store):
         if str(store).endswith(".zip"):
@@ -245,17 +245,14 @@ class ArrayWrite:
         self.chunk_shape = tuple(max(1, axis[0]) for axis in compressed.chunks)
         self.shard_shape = _shards.shard_shape(shards, self.chunk_shape, compressed.shape,
                                                compressed.dtype.itemsize, pipeline.workers())
-        choice = getattr(compressed, "choice", None)
-        if choice is not None:  # what codec="auto" chose and why, for `chunkpress info`
-            from .. import auto
-
-            attributes = {**(attributes or {}), auto.ATTRIBUTE: auto.attribute(choice)}
+        if compressed.attributes:  # e.g. what codec="auto" chose and why, for `chunkpress info`
+            attributes = {**(attributes or {}), **compressed.attributes}
         codec = zarr_codec(compressed.codec, compressed.params, write=self.write,
                            missing=missing)
         if document is None:
             document, metadata = self._document(codec, attributes, dimension_names)
-        else:  # given (xarray made it): the codec and key encoding set here
-            document, metadata = self._adopt(document, codec)
+        else:  # given (xarray made it): the codec, key encoding and the array's attributes
+            document, metadata = self._adopt(document, codec, compressed.attributes)
         self.document = document
         self.metadata = metadata
         if destination.documents_first:  # a store that refuses chunks of unknown arrays
@@ -273,8 +270,10 @@ class ArrayWrite:
         return json.loads(sync(memory.get("zarr.json", default_buffer_prototype()))
                           .to_bytes()), array.metadata
 
-    def _adopt(self, document, codec):
+    def _adopt(self, document, codec, attributes):
         document = dict(document)
+        if attributes:
+            document["attributes"] = {**(document.get("attributes") or {}), **attributes}
         inner = [codec.to_dict(), Crc32cCodec().to_dict()]
         if self.shard_shape is not None:
             document["chunk_grid"] = {"name": "regular",
@@ -470,7 +469,7 @@ def compress_for_zarr(data, codec, chunks, verify, params) -> CompressedArray:
         pad = [(0, -n % c) for n, c in zip(x.shape, size)]
         padded = da.pad(x, pad, mode="constant").rechunk(size)
         blocks = api.compress(padded, codec, chunks=size, verify=verify, **given)
-        compressed = CompressedArray(_cut(blocks.blocks, x.shape), blocks.dtype, blocks._codec,
+        compressed = CompressedArray(_cut(blocks.blocks, x.shape), blocks.dtype, blocks.spec,
                                      blocks.params, blocks.verified)
     return compressed
 
@@ -483,4 +482,4 @@ def _cut(blocks: da.Array, shape) -> da.Array:
     """Return the padded blocks relabelled with the chunks of the unpadded ``shape``."""
     chunks = tuple(
         tuple(min(c, n - i) for i in range(0, n, c)) for n, c in zip(shape, blocks.chunksize))
-    return da.Array(blocks.dask, blocks.name, chunks, meta=blocks._meta)
+    return da.Array(blocks.dask, blocks.name, chunks, meta=np.empty((0,) * len(chunks), object))

@@ -15,7 +15,7 @@ from dask.tokenize import normalize_token
 from zarr.core.sync import sync
 from zarr.storage import StorePath, ZipStore
 
-from .destination import Destination, _first, staging_name
+from .destination import Destination, first_key, staging_name
 from .foreign import refuse_foreign_zip
 from .local import Lock, cleanup
 
@@ -74,7 +74,7 @@ def open_zip_destination(store: ZipStore, node: str, write: str) -> Destination:
         raise ValueError(f"{store} is read-only; open it with mode='w' to write to it")
     if not store._is_open:  # zarr opens a store on first use; listing needs it open now
         sync(store._open())
-    if sync(_first(store.list_prefix(f"{node}/" if node else ""))) is not None:
+    if sync(first_key(store.list_prefix(f"{node}/" if node else ""))) is not None:
         raise FileExistsError(f"{store} already holds {node or 'a store'}; a zip file cannot "
                               "replace entries in place: give its .zip path with "
                               "overwrite=True, which writes a new file and renames it")
@@ -85,6 +85,7 @@ def open_zip_destination(store: ZipStore, node: str, write: str) -> Destination:
 def _tokenize_zip(store: ZipStore):
     # dask tokenizes the zarr arrays a write stores into; its fallback pickles them, and
     # unpickling a ZipStore reopens its file in mode "w", truncating what is written so far
+    # (the mode the file was opened with is kept privately only: ZipStore exposes no mode)
     return ("zarr.storage.ZipStore", os.path.abspath(store.path), store._zmode)
 
 
