@@ -1,6 +1,6 @@
 """Per-chunk kernels: one block in, bytes out, and back. Knows nothing of dask, zarr or xarray."""
 
-from ._common import ChunkpressError
+from ._common import ChunkpressError, check_tolerance
 from .floatpred import FLOATPRED, FloatpredError, floatpred_check, floatpred_decode, floatpred_encode
 from .jetraw import JETRAW, JetrawError, jetraw_check, jetraw_decode, jetraw_encode
 from .lerc import LERC, LercError, lerc_check, lerc_decode, lerc_encode
@@ -10,8 +10,12 @@ from .sz3 import SZ3, Sz3Error, sz3_check, sz3_decode, sz3_encode
 from .szip import SZIP, SzipError, szip_check, szip_decode, szip_encode
 from .zfp import ZFP, ZfpError, zfp_check, zfp_decode, zfp_encode
 
-#: the codecs by name, each a module with NAME_encode, NAME_decode, NAME_check
-CODECS = ("zfp", "sperr", "sz3", "lerc", "szip", "pcodec", "floatpred", "jetraw")
+from . import registry
+from ._isolate import here as made_here  # decode in this process: streams made just now, here
+
+#: the kernel codecs by name, each a module with NAME_encode, NAME_decode, NAME_check (the
+#: array codecs and filters of the registry; ``chunkpress.CODECS`` is what compress takes)
+CODECS = registry.names("array") + registry.names("filter")
 
 __all__ = [
     "ChunkpressError", "CODECS",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 
@@ -34,16 +36,52 @@ def as_native(data, codec: str, *, dtypes=None, ndims=None, zero_d=False) -> np.
     return data if data.flags.c_contiguous else data.copy(order="C")
 
 
-def check_tolerance(codec: str, tolerance, *, allow_zero: bool = False) -> float:
-    """Return ``tolerance`` as a float after checking it is finite and positive."""
-    try:
-        value = float(tolerance)
-    except (TypeError, ValueError):
-        raise TypeError(f"{codec}: tolerance must be a number, got {tolerance!r}") from None
+def check_tolerance(codec: str, tolerance, *, allow_zero: bool = False,
+                    name: str = "tolerance") -> float:
+    """Return ``tolerance`` as a float after checking it is a finite number, > 0 (or >= 0).
+
+    The one tolerance check: the kernels call it, and so does every layer above (through the
+    codec registry, or directly for a tolerance given before its codec is known). A string or
+    a bool is a TypeError, not a number. ``codec`` prefixes the message (none if empty);
+    ``name`` is the argument's.
+    """
+    what = f"{codec}: {name}" if codec else name
+    if not is_real(tolerance):
+        raise TypeError(f"{what} must be a number (the max absolute error), got {tolerance!r}")
+    value = float(tolerance)
     if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{codec}: tolerance must be finite and {bound}, got {tolerance!r}")
+        raise ValueError(f"{what} must be finite and {bound}, got {tolerance!r}")
     return value
+
+
+def is_real(value) -> bool:
+    """Whether ``value`` is a real number: an int or float (numpy's too), not a bool or str."""
+    return (isinstance(value, (numbers.Real, np.integer, np.floating))
+            and not isinstance(value, (bool, np.bool_)))
+
+
+def check_integer(codec: str, name: str, value, low: int, high: int) -> int:
+    """Return ``value`` as an int after checking it is an integer in ``low..high``."""
+    if not is_real(value) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{codec}: {name} must be an integer in {low}..{high}, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{codec}: {name} must be an integer in {low}..{high}, got {value!r}")
+    return int(value)
+
+
+def check_number(codec: str, name: str, value, low: float, high: float, what: str) -> float:
+    """Return ``value`` as a float after checking it is a number in (``low``, ``high``].
+
+    ``what`` says what the number is, e.g. "bits per value".
+    """
+    if not is_real(value):
+        raise TypeError(f"{codec}: {name} must be a number of {what} in ({low:g}, {high:g}], "
+                        f"got {value!r}")
+    if not low < value <= high:  # NaN fails this too
+        raise ValueError(f"{codec}: {name} must be a number of {what} in ({low:g}, {high:g}], "
+                         f"got {value!r}")
+    return float(value)
 
 
 def as_bytes(data, codec: str) -> memoryview:

@@ -354,3 +354,14 @@ def find_patch(original: np.ndarray, decoded: np.ndarray, tolerance: float) -> P
     index = np.empty(count, np.int64)
     _native.find_exceeding(a, b, tolerance, index)
     return Patch(index, a[index])
+
+
+def register_codec(name: str, number: int) -> None:
+    """Give the codec ``name`` its frame id (the registry does, from the codec's descriptor)."""
+    global CODECS_IDS_ITEMS
+    if CODEC_IDS.get(name, number) != number or (
+            number in CODEC_IDS.values() and CODEC_IDS.get(name) != number):
+        raise RuntimeError(f"frame id {number} of {name!r} is taken, or {name!r} has another "
+                           f"(ids: {CODEC_IDS})")
+    CODEC_IDS[name] = number
+    CODECS_IDS_ITEMS = tuple(CODEC_IDS.items())

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._common import ChunkpressError
+from .registry import Descriptor
 from ._numba import kernel
 
 __all__ = [
@@ -303,3 +304,13 @@ def _layout(data: np.ndarray, axis: int, dist: int) -> tuple[int, int, int]:
 def _unsigned(dtype: np.dtype) -> np.dtype:
     """Return the unsigned integer dtype of the size and byte order of ``dtype``."""
     return np.dtype(dtype.str.replace("f", "u"))
+
+
+# --- the registry's entry (see registry.py) --------------------------------------------
+
+
+DESCRIPTOR = Descriptor(
+    name="floatpred", kind="filter", encode=floatpred_encode, decode=floatpred_decode,
+    error=FloatpredError, dtypes=tuple(np.dtype(f"float{8 * n}") for n in _WORDS),
+    lossless=True, auto=("lossless",), recognised="none", rank=1,
+    doc="floating-point predictor (TIFF predictor 3), lossless; before a bytes codec")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ._common import ChunkpressError
+from .registry import Descriptor
 
 
 class JETRAW:
@@ -31,3 +34,15 @@ def jetraw_decode(data, *, out=None):
 def jetraw_check(data):
     """Return None: without the library no stream can be recognised."""
     return None
+
+
+# --- the registry's entry (see registry.py) --------------------------------------------
+
+
+DESCRIPTOR = Descriptor(
+    name="jetraw", kind="array", encode=jetraw_encode, decode=jetraw_decode, error=JetrawError,
+    dtypes=tuple(np.dtype(t) for t in ("int8", "uint8", "int16", "uint16", "int32", "uint32",
+                                       "int64", "uint64")),
+    ndims=(2, 3), check=jetraw_check, lossless=True, available=JETRAW.available,
+    unavailable=_MISSING, recognised="none", rank=7,
+    doc="JETRAW: camera-noise coding of images (proprietary: not in this build)")

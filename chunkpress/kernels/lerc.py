@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _frame, _isolate, _lossy
 from ._common import ChunkpressError, check_tolerance
+from .registry import Descriptor, Param
 
 
 class LERC:
@@ -135,7 +136,7 @@ _SPEC = _lossy.Spec("lerc", LercError, (1, 2, 3), _encode, _decode, _plan, dtype
 
 def lerc_encode(data, *, tolerance=None, version=None, out=None):
     """Return the LERC blob of ``data`` with max absolute error ``tolerance`` (0: lossless)."""
-    tolerance = 0.0 if tolerance is None else check_tolerance("lerc", tolerance, allow_zero=True)
+    tolerance = 0.0 if tolerance is None else _check_tolerance(tolerance)
     if version is not None and version not in (2, 3, 4):
         raise ValueError(f"lerc: version must be 2, 3 or 4, got {version!r}")
     return _lossy.encode(_SPEC, data, (tolerance, version), tolerance, out)
@@ -150,3 +151,20 @@ def lerc_check(data):
     """Return True where ``data`` is a LERC blob or a chunkpress LERC frame."""
     framed = _frame.frame_codec(data)
     return framed == "lerc" if framed else bytes(memoryview(data).cast("B")[:6]) == b"Lerc2 "
+
+
+# --- the registry's entry (see registry.py) --------------------------------------------
+
+
+def _check_tolerance(tolerance, dtype=None):
+    return check_tolerance("lerc", tolerance, allow_zero=True)
+
+
+DESCRIPTOR = Descriptor(
+    name="lerc", kind="array", encode=lerc_encode, decode=lerc_decode, error=LercError,
+    dtypes=DTYPES, ndims=(1, 2, 3),
+    params=(Param("tolerance", _check_tolerance, "max absolute error, >= 0 (0 or none: exact)"),),
+    check=lerc_check, available=LERC.available, frame_id=4,
+    bound=lambda target: float(target.get("tolerance") or 0.0),
+    auto=("lossy", "lossless"), rank=6, example={"tolerance": 1e-3},
+    doc="LERC: limited-error raster coding; tolerance 0 is lossless")

@@ -8,7 +8,8 @@ import imagecodecs
 import numpy as np
 
 from . import _frame, _lossy
-from ._common import ChunkpressError
+from ._common import ChunkpressError, check_integer
+from .registry import Descriptor, Param
 
 
 class PCODEC:
@@ -74,10 +75,8 @@ _SPEC = _lossy.Spec("pcodec", PcodecError, (1, 2, 3, 4, 5, 6, 7, 8), _encode, _d
 
 def pcodec_encode(data, *, level=None, out=None):
     """Return the framed PCODEC stream of ``data`` (lossless; ``level`` 0-12, default 8)."""
-    level = 8 if level is None else level
-    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level <= 12:
-        raise ValueError(f"pcodec: level must be an integer in 0..12, got {level!r}")
-    return _lossy.encode(_SPEC, data, int(level), None, out)
+    level = 8 if level is None else _check_level(level)
+    return _lossy.encode(_SPEC, data, level, None, out)
 
 
 def pcodec_decode(data, *, out=None):
@@ -88,3 +87,17 @@ def pcodec_decode(data, *, out=None):
 def pcodec_check(data):
     """Return True for a chunkpress PCODEC frame, False otherwise."""
     return _frame.frame_codec(data) == "pcodec"
+
+
+# --- the registry's entry (see registry.py) --------------------------------------------
+
+
+def _check_level(level, dtype=None):
+    return check_integer("pcodec", "level", level, 0, 12)
+
+
+DESCRIPTOR = Descriptor(
+    name="pcodec", kind="array", encode=pcodec_encode, decode=pcodec_decode, error=PcodecError,
+    dtypes=DTYPES, ndims=_SPEC.ndims, params=(Param("level", _check_level, "0..12 (default 8)"),),
+    check=pcodec_check, lossless=True, available=PCODEC.available, frame_id=6,
+    auto=("lossless",), rank=4, doc="PCODEC: numerical sequences, lossless")

@@ -9,7 +9,8 @@ import imagecodecs
 import numpy as np
 
 from . import _frame, _lossy
-from ._common import ChunkpressError, check_tolerance
+from ._common import FLOAT_DTYPES, ChunkpressError, check_number, check_tolerance, is_real
+from .registry import Descriptor, Param
 
 
 class SPERR:
@@ -252,29 +253,7 @@ def sperr_encode(data, *, mode=None, quality=None, tolerance=None, out=None):
     ``mode`` is 'rate' (``quality`` bits per value), 'psnr' (``quality`` dB) or 'pwe' (point-wise
     error: ``tolerance``, or ``quality``); ``tolerance`` alone means 'pwe'.
     """
-    if isinstance(mode, SPERR.MODE):
-        mode = mode.value
-    if mode is None:
-        if tolerance is None:
-            raise ValueError("sperr: give tolerance (point-wise error) or mode with quality")
-        mode = "pwe"
-    if mode not in _NATIVE_MODE:
-        raise ValueError(f"sperr: mode must be one of 'rate', 'psnr', 'pwe', got {mode!r}")
-    if mode == "pwe":
-        if (tolerance is None) == (quality is None):
-            raise ValueError("sperr: mode 'pwe' takes tolerance (or quality), exactly one of them")
-        level = check_tolerance("sperr", tolerance if tolerance is not None else quality)
-        bound = level
-    else:
-        if tolerance is not None:
-            raise ValueError(f"sperr: tolerance is for mode 'pwe', not {mode!r}; give quality")
-        limit = (0, 64) if mode == "rate" else (0, 400)
-        if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not (
-            limit[0] < quality <= limit[1]
-        ):
-            what = "bits per value in (0, 64]" if mode == "rate" else "dB in (0, 400]"
-            raise ValueError(f"sperr: quality for mode {mode!r} must be {what}, got {quality!r}")
-        level, bound = float(quality), None
+    mode, level, bound = _check_args(mode, quality, tolerance)
     return _lossy.encode(_SPEC, data, (mode, level), bound, out)
 
 
@@ -296,3 +275,93 @@ def sperr_check(data):
     except SperrError:
         return None  # SPERR streams have no magic: not recognised is not "not SPERR"
     return True
+
+
+# --- the registry's entry (see registry.py): the one place these parameters are checked -----
+
+
+def _check_args(mode, quality, tolerance):
+    """Return SPERR's (mode, level, bound) for sperr_encode's arguments, after checking them."""
+    if mode is None:
+        if tolerance is None:
+            raise ValueError("sperr: give tolerance (point-wise error) or mode with quality")
+        mode = "pwe"
+    mode = _check_mode(mode)
+    if mode == "pwe":
+        if (tolerance is None) == (quality is None):
+            raise ValueError("sperr: mode 'pwe' takes tolerance (or quality), exactly one of them")
+        level = _check_tolerance(tolerance if tolerance is not None else quality)
+        return mode, level, level
+    if tolerance is not None:
+        raise ValueError(f"sperr: tolerance is for mode 'pwe', not {mode!r}; give quality")
+    limit = 64 if mode == "rate" else 400
+    if not is_real(quality) or not 0 < quality <= limit:
+        what = "bits per value in (0, 64]" if mode == "rate" else "dB in (0, 400]"
+        raise ValueError(f"sperr: quality for mode {mode!r} must be {what}, got {quality!r}")
+    return mode, float(quality), None
+
+
+def _check_tolerance(tolerance, dtype=None):
+    return check_tolerance("sperr", tolerance)
+
+
+def _check_rate(rate, dtype=None):
+    return check_number("sperr", "rate", rate, 0, 64, "bits per value")
+
+
+def _check_mode(mode, dtype=None):
+    mode = getattr(mode, "value", mode)  # SPERR.MODE
+    if not isinstance(mode, str) or mode not in _NATIVE_MODE:
+        raise ValueError(f"sperr: mode must be one of 'rate', 'psnr', 'pwe', got {mode!r}")
+    return mode
+
+
+def _check_quality(quality, dtype=None):
+    if not is_real(quality):
+        raise TypeError(f"sperr: quality must be a number (dB, bits per value or the max "
+                        f"error, by mode), got {quality!r}")
+    return float(quality)
+
+
+def _target(given, dtype=None):
+    """The global target: mode 'pwe' with tolerance, or mode 'rate'/'psnr' with quality."""
+    if "rate" in given:
+        if set(given) - {"rate"} - ({"mode"} if given.get("mode") == "rate" else set()):
+            raise ValueError("sperr: rate= is mode='rate' with quality=rate; give one or the other")
+        _check_rate(given["rate"])
+        return {"mode": "rate", "quality": given["rate"]}
+    mode = given.get("mode")
+    if mode is None:
+        if "tolerance" not in given or "quality" in given:
+            raise ValueError("sperr: give tolerance (max absolute error), rate (bits per value) "
+                             "or mode ('rate', 'psnr', 'pwe') with quality")
+        target = {"mode": "pwe", "tolerance": given["tolerance"]}
+    elif _check_mode(mode) == "pwe":
+        tolerance = given.get("tolerance", given.get("quality"))
+        if tolerance is None or ("tolerance" in given and "quality" in given):
+            raise ValueError("sperr: mode 'pwe' takes tolerance (or quality), exactly one of them")
+        target = {"mode": "pwe", "tolerance": tolerance}
+    else:
+        mode = _check_mode(mode)
+        if "tolerance" in given:
+            raise ValueError(f"sperr: tolerance is for mode 'pwe', not {mode!r}; give quality")
+        if "quality" not in given:
+            what = "bits per value" if mode == "rate" else "the PSNR in dB of the whole array"
+            raise ValueError(f"sperr: mode {mode!r} needs quality ({what})")
+        target = {"mode": mode, "quality": given["quality"]}
+    _check_args(target["mode"], target.get("quality"), target.get("tolerance"))
+    return target
+
+
+DESCRIPTOR = Descriptor(
+    name="sperr", kind="array", encode=sperr_encode, decode=sperr_decode, error=SperrError,
+    dtypes=FLOAT_DTYPES, ndims=(2, 3),
+    params=(Param("tolerance", _check_tolerance, "max absolute error, > 0 (mode 'pwe')"),
+            Param("rate", _check_rate, "bits per value, (0, 64]: mode 'rate'"),
+            Param("mode", _check_mode, "'rate', 'psnr' or 'pwe', with quality"),
+            Param("quality", _check_quality,
+                  "bits per value (rate), dB of the whole array (psnr), max error (pwe)")),
+    check=sperr_check, available=SPERR.available, frame_id=2, prefer=256, prefer_ndims=(3,),
+    target=_target, psnr=True, auto=("lossy",), recognised="layout", rank=3,
+    example={"tolerance": 1e-3},
+    doc="SPERR: wavelets; a max error, a rate, or a PSNR of the whole array")

@@ -8,7 +8,8 @@ import imagecodecs
 import numpy as np
 
 from . import _frame, _isolate, _lossy
-from ._common import ChunkpressError, check_tolerance
+from ._common import FLOAT_DTYPES, ChunkpressError, check_tolerance
+from .registry import Descriptor, Param
 
 
 class SZ3:
@@ -108,7 +109,7 @@ def sz3_encode(data, *, tolerance=None, out=None):
     """Return the SZ3 stream of ``data`` (framed) with max absolute error ``tolerance``."""
     if tolerance is None:
         raise ValueError("sz3: tolerance (max absolute error, > 0) is required")
-    tolerance = check_tolerance("sz3", tolerance)
+    tolerance = _check_tolerance(tolerance)
     return _lossy.encode(_SPEC, data, tolerance, tolerance, out)
 
 
@@ -121,3 +122,18 @@ def sz3_check(data):
     """Return True for a chunkpress SZ3 frame, None otherwise (bare SZ3 streams have no magic)."""
     framed = _frame.frame_codec(data)
     return framed == "sz3" if framed else None
+
+
+# --- the registry's entry (see registry.py) --------------------------------------------
+
+
+def _check_tolerance(tolerance, dtype=None):
+    return check_tolerance("sz3", tolerance)
+
+
+DESCRIPTOR = Descriptor(
+    name="sz3", kind="array", encode=sz3_encode, decode=sz3_decode, error=Sz3Error,
+    dtypes=FLOAT_DTYPES, ndims=(1, 2, 3, 4),
+    params=(Param("tolerance", _check_tolerance, "max absolute error, > 0", required=True),),
+    check=sz3_check, available=SZ3.available, frame_id=3, auto=("lossy",), rank=2,
+    example={"tolerance": 1e-3}, doc="SZ3: prediction and quantization within a max error")

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _frame, _lossy
 from ._common import ChunkpressError, as_native
+from .registry import Descriptor
 
 
 class SZIP:
@@ -98,3 +99,13 @@ def szip_decode(data, *, out=None):
 def szip_check(data):
     """Return True for a chunkpress SZIP frame, False otherwise."""
     return _frame.frame_codec(data) == "szip"
+
+
+# --- the registry's entry (see registry.py) --------------------------------------------
+
+
+DESCRIPTOR = Descriptor(
+    name="szip", kind="array", encode=szip_encode, decode=szip_decode, error=SzipError,
+    dtypes=DTYPES, ndims=_SPEC.ndims, check=szip_check, lossless=True,
+    available=SZIP.available, frame_id=5, auto=("lossless",), rank=5,
+    doc="SZIP (CCSDS 121, libaec): Rice coding, lossless")

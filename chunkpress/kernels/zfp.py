@@ -9,7 +9,9 @@ import imagecodecs
 import numpy as np
 
 from . import _frame, _lossy
-from ._common import ChunkpressError, check_tolerance
+from ._common import (FLOAT_DTYPES, ChunkpressError, check_integer, check_number,
+                      check_tolerance)
+from .registry import Descriptor, Param
 
 
 class ZFP:
@@ -159,24 +161,7 @@ _SPEC = _lossy.Spec("zfp", ZfpError, (1, 2, 3, 4), _encode, _decode, _plan,
 
 def zfp_encode(data, *, rate=None, precision=None, tolerance=None, out=None):
     """Return the ZFP stream of ``data``; give exactly one of rate, precision, tolerance."""
-    given = [name for name, value in
-             (("rate", rate), ("precision", precision), ("tolerance", tolerance))
-             if value is not None]
-    if len(given) != 1:
-        raise ValueError(
-            "zfp: give exactly one of rate (bits per value), precision (bit planes) "
-            f"or tolerance (max absolute error), got {', '.join(given) or 'none'}"
-        )
-    if tolerance is not None:
-        params = (check_tolerance("zfp", tolerance), "a")
-    elif rate is not None:
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 64:
-            raise ValueError(f"zfp: rate must be a number of bits per value in (0, 64], got {rate!r}")
-        params = (float(rate), "r")
-    else:
-        if isinstance(precision, bool) or not isinstance(precision, int) or not 1 <= precision <= 64:
-            raise ValueError(f"zfp: precision must be an integer in 1..64, got {precision!r}")
-        params = (precision, "p")
+    params = _params(rate, precision, tolerance)  # the checks: at the end of the module
     return _lossy.encode(_SPEC, data, params, tolerance and params[0], out)
 
 
@@ -189,3 +174,51 @@ def zfp_check(data):
     """Return True where ``data`` is a ZFP stream or a chunkpress ZFP frame."""
     framed = _frame.frame_codec(data)
     return framed == "zfp" if framed else bytes(memoryview(data).cast("B")[:4]) == b"zfp\x05"
+
+
+# --- the registry's entry (see registry.py): the one place these parameters are checked -----
+
+
+def _check_rate(rate, dtype=None):
+    return check_number("zfp", "rate", rate, 0, 64, "bits per value")
+
+
+def _check_precision(precision, dtype=None):
+    return check_integer("zfp", "precision", precision, 1, 64)
+
+
+def _check_tolerance(tolerance, dtype=None):
+    return check_tolerance("zfp", tolerance)
+
+
+def _params(rate, precision, tolerance):
+    """Return zfp's (level, mode) for exactly one of rate, precision, tolerance."""
+    given = [name for name, value in
+             (("rate", rate), ("precision", precision), ("tolerance", tolerance))
+             if value is not None]
+    if len(given) != 1:
+        raise ValueError(
+            "zfp: give exactly one of rate (bits per value), precision (bit planes) "
+            f"or tolerance (max absolute error), got {', '.join(given) or 'none'}"
+        )
+    if tolerance is not None:
+        return _check_tolerance(tolerance), "a"
+    if rate is not None:
+        return _check_rate(rate), "r"
+    return _check_precision(precision), "p"
+
+
+def _target(given, dtype=None):
+    _params(given.get("rate"), given.get("precision"), given.get("tolerance"))
+    return dict(given)
+
+
+DESCRIPTOR = Descriptor(
+    name="zfp", kind="array", encode=zfp_encode, decode=zfp_decode, error=ZfpError,
+    dtypes=FLOAT_DTYPES, ndims=(1, 2, 3, 4),
+    params=(Param("tolerance", _check_tolerance, "max absolute error, > 0"),
+            Param("rate", _check_rate, "bits per value, (0, 64]"),
+            Param("precision", _check_precision, "bit planes kept, 1..64")),
+    check=zfp_check, available=ZFP.available, frame_id=1, align=4, prefer=4, target=_target,
+    auto=("lossy",), rank=1, example={"tolerance": 1e-3},
+    doc="ZFP: transform coding of 4^d blocks; any chunking gives whole-array values")
