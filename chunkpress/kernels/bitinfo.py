@@ -25,6 +25,13 @@ rounded or packed (information rising again in the last bits) is not made here.
 
 The result is 0 where nothing is significant (pure noise, a constant field): the caller
 decides the least precision it will accept.
+
+Checked against xbitinfo 0.0.7 (its python implementation, run from the unpacked wheel: it
+does not install beside this project, pinning numpy<2.4 and numcodecs<0.16.4) on smooth,
+noisy, log-normal and sign-changing float32/float64 fields along one axis: the same keepbits at
+99%, and the same information per bit (to 1e-3 bits where a field has exact zeros, whose
+exponent xbitinfo takes as 0 and this module as 1 - bias). On pure noise every bit is zero in
+both; xbitinfo then returns keepbits of -1 to 23, this module 0.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from statistics import NormalDist
 import numpy as np
 
 from ._numba import kernel
+from .bitround import check_floats
 
 __all__ = [
     "FORMATS",
@@ -201,12 +209,7 @@ def _entropy(p: float) -> float:
 
 
 def _check_data(data) -> np.ndarray:
-    if not isinstance(data, np.ndarray):
-        raise TypeError(f"{_NAME}: data must be a numpy array, got {type(data).__name__}")
-    if data.dtype.kind != "f" or data.dtype.itemsize not in _SIGNED:
-        raise ValueError(
-            f"{_NAME}: data dtype must be float16, float32 or float64, got {data.dtype}"
-        )
+    data = check_floats(data, _NAME)
     if data.ndim == 0:
         raise ValueError(f"{_NAME}: data must have at least 1 dimension, got a 0-d array")
     return data

@@ -36,6 +36,7 @@ __all__ = [
     "bitround_check",
     "bitround_decode",
     "bitround_encode",
+    "check_floats",
     "check_keepbits",
 ]
 
@@ -95,7 +96,7 @@ def check_keepbits(keepbits, dtype) -> int:
 
 def bitround_encode(data, *, keepbits, out=None) -> np.ndarray:
     """Return ``data`` with ``keepbits`` mantissa bits kept, rounded to nearest, ties to even."""
-    data = _check_data(data)
+    data = check_floats(data)
     keepbits = check_keepbits(keepbits, data.dtype)
     result = filter_output(out, data, _CODEC)
     if data.size == 0:
@@ -126,7 +127,7 @@ def bitround_encode(data, *, keepbits, out=None) -> np.ndarray:
 
 def bitround_decode(data, *, out=None) -> np.ndarray:
     """Return the rounded floats as they are (a filter's decoding is the identity)."""
-    return filter_identity(_check_data(data), out, _CODEC)
+    return filter_identity(check_floats(data), out, _CODEC)
 
 
 def bitround_check(data) -> bool:
@@ -134,13 +135,13 @@ def bitround_check(data) -> bool:
     return False
 
 
-def _check_data(data) -> np.ndarray:
-    """Return ``data`` after checking it is a float16/32/64 numpy array."""
+def check_floats(data, codec: str = _CODEC) -> np.ndarray:
+    """Return ``data`` after checking it is a float16/32/64 numpy array (either byte order)."""
     if not isinstance(data, np.ndarray):
-        raise TypeError(f"{_CODEC}: data must be a numpy array, got {type(data).__name__}")
+        raise TypeError(f"{codec}: data must be a numpy array, got {type(data).__name__}")
     if data.dtype.kind != "f" or data.dtype.itemsize not in _WORDS:
         raise ValueError(
-            f"{_CODEC}: data dtype must be float16, float32 or float64 (either byte order), "
+            f"{codec}: data dtype must be float16, float32 or float64 (either byte order), "
             f"got {data.dtype}"
         )
     return data
