@@ -29,8 +29,8 @@ decides the least precision it will accept.
 Checked against xbitinfo 0.0.7 (its python implementation, run from the unpacked wheel: it
 does not install beside this project, pinning numpy<2.4 and numcodecs<0.16.4) on smooth,
 noisy, log-normal and sign-changing float32/float64 fields along one axis: the same keepbits at
-99%, and the same information per bit (to 1e-3 bits where a field has exact zeros, whose
-exponent xbitinfo takes as 0 and this module as 1 - bias). On pure noise every bit is zero in
+99%, and the same information per bit, within 1e-5 bits (1e-3 in the exponent bits where
+a field has exact zeros, whose exponent xbitinfo takes otherwise). On pure noise every bit is zero in
 both; xbitinfo then returns keepbits of -1 to 23, this module 0.
 """
 
