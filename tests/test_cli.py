@@ -11,7 +11,8 @@ import pytest
 import xarray as xr
 from PIL import Image
 
-from chunkpress.cli import demo_dataset, main
+from chunkpress.cli import main
+from chunkpress.demo import demo_dataset
 
 from test_zarr import _installed_env
 

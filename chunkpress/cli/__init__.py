@@ -23,14 +23,13 @@ import sys
 import traceback
 import warnings
 
-from ..demo import demo_dataset
 from .. import __version__
 from . import compress, decompress, demo, errors, evaluate, examples, info
 from ._common import EXIT_PROBLEMS, EXIT_USAGE, EXIT_USER_ERROR, UserError
 from .errors import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED
 
 __all__ = ["main", "console", "UserError", "EXIT_USER_ERROR", "EXIT_USAGE", "EXIT_PROBLEMS",
-           "EXIT_INTERNAL_ERROR", "EXIT_INTERRUPTED", "demo_dataset"]
+           "EXIT_INTERNAL_ERROR", "EXIT_INTERRUPTED"]
 
 
 def main(argv=None) -> int:
