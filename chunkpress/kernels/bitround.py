@@ -121,7 +121,8 @@ def bitround_encode(data, *, keepbits, out=None) -> np.ndarray:
             words, target, t(drop), t((1 << (drop - 1)) - 1), t(keep_mask), t(exponent_mask)
         )
     if not direct:
-        result[...] = target.view(native).reshape(data.shape)  # casts to result's byte order
+        # an integer cast swaps the bytes where needed and keeps every NaN payload
+        result.view(result.dtype.str.replace("f", "u"))[...] = target.reshape(data.shape)
     return result
 
 

@@ -135,7 +135,8 @@ def quantize_encode(data, *, digits, method="bitgroom", out=None) -> np.ndarray:
         source.reshape(-1).view(word), target.reshape(-1).view(word), exponent_mask
     )
     if not direct:
-        result[...] = target  # casts to result's byte order
+        # an integer cast swaps the bytes where needed and keeps every NaN payload
+        result.view(result.dtype.str.replace("f", "u"))[...] = target.view(word)
     return result
 
 
