@@ -1,7 +1,8 @@
 """The store layer: chunkpress arrays and datasets at rest in Zarr v3 stores.
 
 - ``codecs``: the Zarr v3 codecs (registered by entry point) that decode a chunk anywhere;
-- ``writer``: ``to_zarr``, blocks encoded and written by the same task, published when complete;
+- ``array``: ``to_zarr``, one array: a new one (``writer``) or a region of one (``append``);
+- ``writer``: blocks encoded and written by the same task, published when complete;
 - ``dataset``: the same for an xarray Dataset (the accessor's ``to_zarr``), appends included;
 - ``append``: appends and region writes with the store's own codec and target;
 - ``update``: the destination of an append or region write (the store itself, staged chunks);
@@ -18,6 +19,6 @@
 
 from .publish import IncompleteStoreError, WriterBusyError
 from .reader import from_zarr, info
-from .writer import to_zarr
+from .array import to_zarr
 
 __all__ = ["to_zarr", "from_zarr", "info", "IncompleteStoreError", "WriterBusyError"]

@@ -1,4 +1,4 @@
-"""to_zarr: compressed blocks written straight into a Zarr v3 store, published when complete.
+"""Compressed blocks written straight into a Zarr v3 store, published when complete.
 
 Each block is encoded once, by the task that writes it: the array's metadata names the
 chunkpress codec (then zarr's crc32c), and each block's kernel stream, its place record and a
@@ -37,66 +37,8 @@ from . import integrity, publish, shards as _shards
 from .codecs import zarr_codec
 from .reader import MEASURED
 
-__all__ = ["to_zarr", "compress_for_zarr", "ArrayWrite", "ChunkSink", "write_blocks",
+__all__ = ["compress_for_zarr", "ArrayWrite", "ChunkSink", "write_blocks",
            "regular_chunks", "WriteJob", "reopen"]
-
-_PARAMS = ("tolerance", "rate", "precision", "mode", "quality", "level")
-
-
-def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=None, mode=None,
-            quality=None, level=None, chunks="auto", verify=False, path=None, overwrite=False,
-            compute=True, attributes=None, dimension_names=None, storage_options=None,
-            shards=None, region=None):
-    """Compress ``data`` block by block straight into a Zarr v3 array in ``store``.
-
-    ``data`` is anything ``chunkpress.compress`` takes (compressed here with ``codec``, default
-    "zfp", and its parameters) or a CompressedArray (written as it is; its codec and parameters
-    are fixed). ``store`` is a path (``.zip``: a zip file), a URL (``s3://...``, with
-    ``storage_options``), a zarr store, or an Icechunk session's store. Every block becomes one
-    chunk object, encoded once, in parallel, by the task that writes it; ``shards=`` (a shape
-    in chunks, or ``"auto"``) groups them into Zarr v3 shards, each written whole by one task.
-
-    An existing array is refused unless ``overwrite=True``, which replaces it only once the new
-    one is complete: a write that fails or is killed leaves the old array as it was (see
-    ``chunkpress.storage.publish``). ``overwrite`` never deletes anything that is not the
-    Zarr store it replaces. ``region=`` (a tuple of slices, aligned to the chunks) rewrites
-    part of an existing chunkpress array with its own codec and target.
-
-    ``compute=False`` returns a ``dask.delayed`` that does the work, like
-    ``dask.array.to_zarr``; otherwise the blocks are written now and the zarr array returned.
-    """
-    params = dict(zip(_PARAMS, (tolerance, rate, precision, mode, quality, level)))
-    if region is not None:
-        from .append import write_region
-
-        return write_region(data, store, region, path=path, codec=codec, params=params,
-                            verify=verify, compute=compute, storage_options=storage_options)
-    compressed = compress_for_zarr(data, codec, chunks, verify, params)
-    destination = publish.open_destination(store, path, overwrite=overwrite,
-                                           storage_options=storage_options)
-    try:
-        if path:
-            # an array of a dataset replaced on its own keeps its dimensions' names and its
-            # attributes (CF units, _FillValue, ...), unless new ones are given
-            old = destination.existing_document() or {}
-            names = old.get("dimension_names")
-            if dimension_names is None and isinstance(names, list) and \
-                    len(names) == compressed.ndim:
-                dimension_names = names
-            if attributes is None and old.get("node_type") == "array":
-                attributes = {k: v for k, v in (old.get("attributes") or {}).items()
-                              if not k.startswith("chunkpress_")}
-        plan = ArrayWrite(destination, "", compressed, attributes=attributes,
-                          dimension_names=dimension_names, shards=shards)
-        writes = [plan.writes()]
-    except BaseException:
-        destination.abort()
-        destination.close()
-        raise
-    job = WriteJob(writes, destination, [plan],
-                   lambda: _open_written(store, storage_options, destination, path))
-    return job if not compute else job.compute()
-
 
 class WriteJob(Delayed):
     """A write not yet run, as a ``dask.delayed``: computing it writes every chunk on the
@@ -165,12 +107,6 @@ def _publish(results, destination, plans, opener):
     finally:
         destination.close()
     return opener()
-
-
-def _open_written(store, storage_options, destination, path) -> zarr.Array:
-    target = reopen(store, storage_options, destination)
-    read_only = isinstance(target, str) or getattr(target, "read_only", True)
-    return zarr.open_array(target, path=path, mode="r" if read_only else "r+")
 
 
 def reopen(store, storage_options, destination):
