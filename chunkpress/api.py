@@ -6,7 +6,7 @@ import dask.array as da
 import numpy as np
 
 from . import auto
-from .graph import _codecs, build, pipeline
+from .graph import build, codecs, pipeline
 from .graph.compressed import CompressedArray
 
 __all__ = ["compress", "decompress"]
@@ -51,19 +51,20 @@ def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mo
     A numpy array is not copied: leave it unchanged until the result has been computed.
     Bad arguments raise ValueError/TypeError here, before any task runs.
     """
-    if isinstance(codec, str) and codec.strip().lower() in _codecs.AUTO_NAMES:
+    if isinstance(codec, str) and codec.strip().lower() in codecs.AUTO_NAMES:
         return auto.compress(data, codec, tolerance=tolerance, rate=rate, precision=precision,
                              mode=mode, quality=quality, level=level, chunks=chunks,
                              verify=verify)
-    spec = _codecs.get_codec(codec)
+    spec = codecs.get_codec(codec)
     if not isinstance(verify, (bool, np.bool_)):
         raise TypeError(f"verify must be True or False, got {verify!r}")
     x = pipeline.as_array(data)
-    _codecs.check_input(spec, x.dtype, x.ndim)
-    target = _codecs.normalize_targets(spec, tolerance=tolerance, rate=rate, precision=precision,
-                                       mode=mode, quality=quality, level=level)
+    codecs.check_input(spec, x.dtype, x.ndim)
+    target = codecs.normalize_targets(spec, dict(tolerance=tolerance, rate=rate,
+                                                 precision=precision, mode=mode,
+                                                 quality=quality, level=level), x.dtype)
     # a bad value for the codec fails here, on a tiny block, not on a worker
-    _codecs.probe(spec, x.dtype, x.ndim, _codecs.block_kwargs(spec, target, 1.0, 1.0))
+    codecs.probe(spec, x.dtype, x.ndim, codecs.block_kwargs(spec, target, 1.0, 1.0))
     return pipeline.compress_array(x, spec, target, chunks, verify)
 
 

@@ -35,7 +35,7 @@ import numpy as np
 from dask.base import get_scheduler, tokenize
 from dask.task_spec import List, Task
 
-from .graph import _codecs, build, pipeline, sample
+from .graph import build, codecs, pipeline, sample
 from .graph.compressed import CompressedArray
 
 __all__ = ["compress", "choose", "Choice", "AutoCompressedArray", "SWITCH_MARGIN",
@@ -176,25 +176,25 @@ def compress(data, codec="auto", *, tolerance=None, rate=None, precision=None, m
     :func:`chunkpress.compress`'s. The sampling runs now; the compression is lazy.
     """
     per_block = _mode(codec)
-    target = _codecs.normalize_targets(_codecs.CODECS["auto"], tolerance=tolerance, rate=rate,
-                                       precision=precision, mode=mode, quality=quality,
-                                       level=level)
+    target = codecs.normalize_targets(codecs.AUTO, dict(tolerance=tolerance, rate=rate,
+                                                        precision=precision, mode=mode,
+                                                        quality=quality, level=level))
     if not isinstance(verify, (bool, np.bool_)):
         raise TypeError(f"verify must be True or False, got {verify!r}")
     x = pipeline.as_array(data)
     choice, blocked, settings = _choose(x, target.get("tolerance"), per_block, candidates,
                                         sample_fraction, chunks)
     if choice.blocks is None:  # exactly compress(x, winner, ...)
-        spec = _codecs.get_codec(choice.codec)
-        target = _codecs.normalize_targets(spec, **choice.params)
+        spec = codecs.get_codec(choice.codec)
+        target = codecs.normalize_targets(spec, choice.params, x.dtype)
         return AutoCompressedArray._of(
             pipeline.compress_array(x, spec, target, chunks, verify), choice)
     # blocks differ: the "auto" codec, each block told its codec
-    auto = _codecs.CODECS["auto"]
+    auto = codecs.AUTO
     kwargs = {index: {"codec": name, **settings[name].kwargs}
               for index, name in np.ndenumerate(choice.blocks)}
     params = {**target, "candidates": tuple(settings)}
-    verify_bound = _codecs.bound(auto, target) if verify else False
+    verify_bound = codecs.bound(auto, target) if verify else False
     blocks = build.encode_array(blocked, auto, kwargs, verify_bound, None)
     recipe = build.Recipe(blocked, auto, kwargs, verify_bound, None,
                           data if isinstance(data, np.ndarray) else None)
@@ -205,46 +205,35 @@ def compress(data, codec="auto", *, tolerance=None, rate=None, precision=None, m
 def choose(data, codec="auto", *, tolerance=None, candidates=None,
            sample_fraction=sample.FRACTION, chunks="auto") -> Choice:
     """Return what :func:`compress` would choose for ``data``, without compressing it."""
-    target = _codecs.normalize_targets(_codecs.CODECS["auto"], tolerance=tolerance)
+    target = codecs.normalize_targets(codecs.AUTO, {"tolerance": tolerance})
     return _choose(pipeline.as_array(data), target.get("tolerance"), _mode(codec), candidates,
                    sample_fraction, chunks)[0]
 
 
 def _mode(codec) -> bool:
     """Return whether ``codec`` (auto or auto-array) chooses per block."""
-    if not isinstance(codec, str) or codec.strip().lower() not in _codecs.AUTO_NAMES:
+    if not isinstance(codec, str) or codec.strip().lower() not in codecs.AUTO_NAMES:
         raise ValueError(f"codec must be 'auto' (per block where that wins) or 'auto-array' "
                          f"(one codec for the array), got {codec!r}")
     return codec.strip().lower() == "auto"
 
 
-def _check_tolerance(tolerance):
-    if tolerance is None:
-        return None
-    if isinstance(tolerance, (bool, np.bool_)) or not isinstance(tolerance, (int, float,
-                                                                             np.number)):
-        raise TypeError(f"auto: tolerance must be a number, got {type(tolerance).__name__}")
-    if not (math.isfinite(tolerance) and tolerance >= 0):
-        raise ValueError(f"auto: tolerance must be finite and >= 0 (0 or None: lossless), "
-                         f"got {tolerance!r}")
-    return float(tolerance)
-
-
 def _choose(x, tolerance, per_block, names, fraction, chunks):
     """Return (the Choice, the winner's blocked array, {name: Candidate})."""
     start = time.perf_counter()
-    tolerance = _check_tolerance(tolerance)
+    tolerance = codecs.normalize_targets(codecs.AUTO, {"tolerance": tolerance}).get("tolerance")
+    tolerance = None if tolerance is None else float(tolerance)
     if isinstance(fraction, (bool, np.bool_)) or not isinstance(fraction, (int, float)) \
             or not 0 < fraction <= 1:
         raise ValueError(f"auto: sample_fraction must be a number in (0, 1], got {fraction!r}")
-    auto = _codecs.CODECS["auto"]
-    _codecs.check_input(auto, x.dtype, x.ndim)
+    auto = codecs.AUTO
+    codecs.check_input(auto, x.dtype, x.ndim)
     if not (isinstance(chunks, str) and chunks == "auto"):
         pipeline.blocked(x, auto, chunks)  # explicit chunks must suit every candidate (ZFP: 4^d)
     settings = {c.name: c for c in sample.candidates(x.dtype, x.ndim, tolerance, names)}
     blocked, by_alignment = {}, {}
     for name in settings:  # codecs aligned alike (SZ3, LERC, ...) cut the same blocks
-        spec = _codecs.get_codec(name)
+        spec = codecs.get_codec(name)
         alignment = (spec.block_align(x.ndim), spec.block_align(x.ndim, preferred=True))
         if alignment not in by_alignment:
             by_alignment[alignment] = pipeline.blocked(x, spec, chunks)
@@ -258,7 +247,7 @@ def _choose(x, tolerance, per_block, names, fraction, chunks):
                         {n: math.nan for n in settings}, None, 0.0,
                         time.perf_counter() - start, per_block, tolerance)
         return choice, blocked[name], settings
-    chain = _codecs.AUTO_CHAINS.get(x.dtype.kind)
+    chain = codecs.auto_chain(x.dtype)
     if chain in settings and len(settings) == 1 and \
             _ragged_blocks(blocked[chain].chunks):
         # a chain's stream does not hold its shape: ragged edge blocks need another codec

@@ -19,8 +19,9 @@ import pandas as pd
 import xarray as xr
 from dask.base import tokenize
 
-from . import api
-from .graph import _codecs, build, pipeline, plan, sample
+from . import api, kernels
+from .graph import blocks, build, measure, pipeline, plan, sample
+from .graph.codecs import block_kwargs, check_input, get_codec, normalize_targets, probe
 
 __all__ = ["evaluate", "plot", "chosen"]
 
@@ -55,9 +56,9 @@ def evaluate(data, codecs=None, tolerances=None, *, variables=None,
             x.dtype, x.ndim, 1.0 if x.dtype.kind == "f" else None)]
         settings = []
         for codec in names:
-            spec = _codecs.get_codec(codec)
+            spec = get_codec(codec)
             try:
-                _codecs.check_input(spec, x.dtype, x.ndim)
+                check_input(spec, x.dtype, x.ndim)
             except ValueError:
                 if codecs and len(arrays) == 1:
                     raise
@@ -111,7 +112,7 @@ def _codec_names(codecs):
                         f"{codecs!r}")
     out = []
     for c in codecs:
-        spec = _codecs.get_codec(c)  # an unknown name: a ValueError naming the codecs
+        spec = get_codec(c)  # an unknown name: a ValueError naming the codecs
         if spec.name == "auto":
             raise ValueError("codecs: evaluate compares concrete codecs; 'auto' chooses among "
                              "them (chunkpress.compress(x, 'auto') says what it chose)")
@@ -126,18 +127,17 @@ def _check_tolerances(tolerances):
         tolerances = [tolerances]
     out = []
     for t in tolerances:
-        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, float, np.number)):
-            raise TypeError(f"tolerances must be numbers (max absolute errors), got {t!r}")
-        if not (math.isfinite(t) and t > 0):
-            raise ValueError(f"tolerances must be finite and > 0, got {t!r}")
-        out.append(float(t))
+        try:
+            out.append(kernels.check_tolerance("", t, name="tolerances"))
+        except TypeError:
+            raise TypeError(f"tolerances must be numbers (max absolute errors), got {t!r}") from None
     if not out:
         raise ValueError("tolerances is empty; give at least one max absolute error")
     return out
 
 
 def _relative_tolerances(x) -> list:
-    blocked = pipeline.blocked(x, _codecs.get_codec("zfp" if x.dtype.kind == "f" else "szip"),
+    blocked = pipeline.blocked(x, get_codec("zfp" if x.dtype.kind == "f" else "szip"),
                                "auto")
     span = build.global_range(build.block_ranges(blocked).compute().reshape(-1))
     if not span > 0:
@@ -147,9 +147,9 @@ def _relative_tolerances(x) -> list:
 
 def _job(name, x, spec, tolerance, chunks) -> dict:
     params = {} if tolerance is None else {"tolerance": tolerance}
-    target = _codecs.normalize_targets(spec, **params)
-    kwargs = _codecs.block_kwargs(spec, target)
-    _codecs.probe(spec, x.dtype, x.ndim, kwargs)
+    target = normalize_targets(spec, params, x.dtype)
+    kwargs = block_kwargs(spec, target)
+    probe(spec, x.dtype, x.ndim, kwargs)
     blocked = pipeline.blocked(x, spec, chunks)
     function = functools.partial(_measure_block, spec=spec, kwargs=kwargs)
     cells = build.per_block(blocked, function, "chunkpress-evaluate-" +
@@ -164,11 +164,11 @@ def _measure_block(block, spec, kwargs) -> tuple:
     sum of squared errors, finite values, min, max)."""
     block = np.ascontiguousarray(block)
     start = time.perf_counter()
-    data = _codecs.encode(block, spec, kwargs).data
+    data = blocks.encode(block, spec, kwargs).data
     middle = time.perf_counter()
-    decoded = _codecs.decode(data, spec, block.shape, block.dtype)
+    decoded = blocks.decode(data, spec, block.shape, block.dtype)
     end = time.perf_counter()
-    m = _codecs._measure(block, decoded, data, spec, None)
+    m = measure.measure(block, decoded, data, spec, None)
     return (block.nbytes, len(data), middle - start, end - middle, m.max_error, m.sse, m.count,
             m.lo, m.hi)
 

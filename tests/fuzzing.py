@@ -162,12 +162,12 @@ ZARR_BLOCKS = (
 
 
 def _zarr():
-    from chunkpress.graph import _codecs
+    from chunkpress.graph import codecs, dispatch
 
     seeds = []
     for name, codec, (shape, dtype), kwargs, chunk in ZARR_BLOCKS:
         block = sample(shape, dtype, "smooth", seed=4)
-        data = _codecs.encode(block, _codecs.get_codec(codec), kwargs).data
+        data = dispatch.encode(block, codecs.get_codec(codec), kwargs).data
         args = (("codec", codec), ("shape", chunk or shape), ("dtype", dtype))
         seeds.append(Seed(name, bytes(data), True, args))
     return seeds
@@ -187,9 +187,9 @@ def decode(target, seed: Seed, data):
     args = dict(seed.args)
     if target == "zarr":
         from chunkpress.storage import codecs as cpzarr
-        from chunkpress.graph import _codecs
+        from chunkpress.graph import codecs
 
-        return cpzarr.decode_chunk(data, _codecs.get_codec(args["codec"]), args["shape"],
+        return cpzarr.decode_chunk(data, codecs.get_codec(args["codec"]), args["shape"],
                                    args["dtype"], 0)
     if target == "floatpred":
         return _floatpred_decode(data)
@@ -250,11 +250,11 @@ def carries_checksum(seed: Seed, data) -> bool:
     block's magic, a trailer's magic (and for a SPERR stream, its seal flag), LERC's magic."""
     clean = seed.data
     if clean[:4] == BATCH:  # the batch header's, and each stream's own
-        from chunkpress.graph import _codecs
+        from chunkpress.kernels import formats
 
         if data[:4] != BATCH or len(data) != len(clean):
             return data[:4] == BATCH
-        _, streams = _codecs.batch_streams(clean)
+        _, streams = formats.batch_unpack(clean)
         pos = len(clean) - sum(len(stream) for stream in streams)
         for stream in streams:
             part = data[pos : pos + len(stream)]

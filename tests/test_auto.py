@@ -20,7 +20,7 @@ from zarr.codecs import Crc32cCodec
 import chunkpress
 from chunkpress import auto
 from chunkpress.demo import ocean_field
-from chunkpress.graph import _codecs, sample
+from chunkpress.graph import codecs, dispatch, sample
 from chunkpress.kernels import ChunkpressError
 from chunkpress.storage.codecs import AutoCodec
 
@@ -99,7 +99,7 @@ def test_blocks_take_different_codecs_where_that_pays():
     graph = dict(computed.__dask_graph__())
     for key in graph:
         encoded = getattr(graph[key], "value", graph[key])
-        assert _codecs.identify(encoded.data, np.float32) == c.choice.blocks[key[1:]]
+        assert dispatch.identify(encoded.data, np.float32) == c.choice.blocks[key[1:]]
 
 
 def test_the_choice_survives_persist_and_compute_and_the_graph_is_deterministic():
@@ -181,8 +181,8 @@ def test_a_damaged_auto_chunk_is_an_error_not_wrong_numbers(tmp_path):
     chunk.write_bytes(bytes(data))
     with pytest.raises(ChunkpressError):
         chunkpress.from_zarr(str(path)).compute()
-    with pytest.raises(_codecs.AutoError, match="none of the streams"):
-        _codecs.identify(b"\x00" * 64, np.float32)
+    with pytest.raises(codecs.AutoError, match="none of the streams"):
+        dispatch.identify(b"\x00" * 64, np.float32)
 
 
 @pytest.mark.parametrize("kwargs, error, words", [

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import chunkpress
-from chunkpress.graph import _codecs, pipeline
+from chunkpress.graph import codecs, pipeline
 from chunkpress.graph.compressed import CompressedArray
 
 RNG = np.random.default_rng(20260823)
@@ -89,7 +89,7 @@ def test_round_trip(codec, kwargs, bound, chunking):
     y = chunkpress.decompress(c)
     assert isinstance(y, da.Array) and y.shape == x.shape and y.dtype == x.dtype
     assert y.chunks == c.chunks
-    assert _codecs.get_codec(codec).align == 1 or all(
+    assert codecs.get_codec(codec).align == 1 or all(
         e % 4 == 0 for axis in c.chunks for e in axis[:-1]
     )
     y = y.compute()

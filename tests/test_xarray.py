@@ -163,7 +163,7 @@ def test_accessor_holds_no_state_and_encode_is_lazy(monkeypatch):
     ds = dataset(chunked=True)
     assert vars(ds.chunkpress) == {"_obj": ds}
     calls = []
-    monkeypatch.setattr(chunkpress.graph._codecs, "encode", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(chunkpress.graph.dispatch, "encode", lambda *a, **k: calls.append(1))
     ds.chunkpress.encode(tolerance=0.1)
     assert calls == []
 

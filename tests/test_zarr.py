@@ -20,7 +20,8 @@ from zarr.storage import MemoryStore, ZipStore
 
 import chunkpress
 from chunkpress.storage import codecs as cpzarr
-from chunkpress.graph import _codecs
+from chunkpress.graph import codecs, dispatch
+from chunkpress.kernels import registry
 from chunkpress.storage import from_zarr, info, integrity, to_zarr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,13 +41,13 @@ CODEC_CASES = [
 
 def _unavailable(name):
     """Why the codec ``name`` cannot run in this build (the kernel's own reason), or None."""
-    if name in _codecs.CODECS and not _codecs.CODECS[name].available:
+    if name in registry.names(available=False):
         try:
-            _codecs.get_codec(name)
+            codecs.get_codec(name)
         except ValueError as exc:
             return str(exc)
         return f"{name}: not available in this build"
-    _codecs.get_codec(name)  # a misspelt name fails, it is not skipped
+    codecs.get_codec(name)  # a misspelt name fails, it is not skipped
     return None
 
 
@@ -61,7 +62,7 @@ CODECS = [_case(*case) for case in CODEC_CASES]
 
 
 def test_codec_cases_name_every_registered_codec():
-    assert {c[0] for c in CODEC_CASES} >= set(_codecs.CODECS) - {"auto"}
+    assert {c[0] for c in CODEC_CASES} >= set(registry.names("array"))
 
 
 def field(shape=(40, 28, 20), dtype="float32", seed=0, nan=True):
@@ -108,7 +109,7 @@ def test_round_trip_through_a_directory_store(tmp_path, codec, params, bound, dt
 
 @pytest.mark.parametrize("codec, params, bound, dtype", CODECS)
 def test_codec_config_round_trips_and_is_namespaced(tmp_path, codec, params, bound, dtype):
-    zc = cpzarr.zarr_codec(codec, _codecs.normalize_targets(_codecs.get_codec(codec), **params))
+    zc = cpzarr.zarr_codec(codec, codecs.normalize_targets(codecs.get_codec(codec), params))
     config = zc.to_dict()
     assert config["name"].startswith("chunkpress.")
     assert json.loads(json.dumps(config)) == config
@@ -201,8 +202,8 @@ def test_existing_stores_are_refused_unless_overwrite(tmp_path):
 
 def test_every_block_is_encoded_once_and_written_as_its_chunk(tmp_path, monkeypatch):
     calls = []
-    encode = _codecs.encode
-    monkeypatch.setattr(_codecs, "encode", lambda *a, **k: calls.append(1) or encode(*a, **k))
+    encode = dispatch.encode
+    monkeypatch.setattr(dispatch, "encode", lambda *a, **k: calls.append(1) or encode(*a, **k))
     x = field((24, 20, 12), nan=False)
     path = str(tmp_path / "a.zarr")
     with dask.config.set(scheduler="threads"):
@@ -244,7 +245,7 @@ def test_a_compressed_array_is_written_without_encoding_again(tmp_path, monkeypa
     x = field((24, 20, 12))
     c = chunkpress.compress(x, tolerance=0.01, chunks=(8, 8, 8)).persist()
     calls = []
-    monkeypatch.setattr(_codecs, "encode", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(dispatch, "encode", lambda *a, **k: calls.append(1))
     path = str(tmp_path / "a.zarr")
     to_zarr(c, path)
     assert calls == []

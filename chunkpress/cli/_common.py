@@ -269,9 +269,12 @@ def tolerance(text):
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"must be a number (the max absolute error, e.g. 0.01), got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text}")
-    return value
+    from ..kernels import check_tolerance
+
+    try:
+        return check_tolerance("", value)  # the kernels' one check: finite and > 0
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_scheduler(sub) -> None:

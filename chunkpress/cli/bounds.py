@@ -59,8 +59,9 @@ def tolerance(text):
     except ValueError:
         raise ValueError("must be a number (the max absolute error, e.g. 0.01) or a "
                          f"percentage of the variable's range (e.g. 0.1%), got {raw!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"must be finite and > 0, got {raw}")
+    from ..kernels import check_tolerance
+
+    check_tolerance("", value)  # the kernels' one check: finite and > 0
     if relative:
         if value > 100:
             raise ValueError(f"a percentage of the variable's range must be at most 100%, "
@@ -101,7 +102,7 @@ def codec(text):
     name = text.strip().lower()
     if name == EXACT:
         return name
-    from ..graph._codecs import get_codec
+    from ..graph.codecs import get_codec
 
     get_codec(name)  # says which names there are
     return name
@@ -155,9 +156,9 @@ def add_arguments(sub) -> None:
     """--codec, --tolerance, --rate, --precision, --level, --mode, --quality, --config."""
     each = "; VAR=VALUE for one variable (repeat)"
     sub.add_argument("--codec", action=PerVariable, metavar="[VAR=]CODEC",
-                     help="zfp (default), sperr, sz3, lerc, szip, pcodec, floatpred+zstd, ...; "
-                          "auto: chosen on samples of each variable, per block where that wins "
-                          "(auto-array: one codec a variable); exact: not compressed" + each)
+                     help=_codec_choices() + "; auto: chosen on samples of each variable, per "
+                          "block where that wins (auto-array: one codec a variable); exact: not "
+                          "compressed" + each)
     sub.add_argument("--tolerance", action=PerVariable, metavar="[VAR=]TOL",
                      help="max absolute error, in the variable's units (0.01), or a percentage "
                           "of its range, max - min (0.1%%)" + each)
@@ -177,6 +178,17 @@ def add_arguments(sub) -> None:
                      help="settings per variable: [defaults] and [variables.NAME] tables of "
                           "codec, tolerance, rate, precision, level, mode, quality; the command "
                           "line's settings win over the file's at the same level")
+
+
+def _codec_choices() -> str:
+    """The codecs --codec takes, from the codec registry: zfp (default), sperr, ..."""
+    from ..kernels import registry
+
+    arrays = [n for n in registry.names("array", available=True) if n != DEFAULT_CODEC]
+    filters = registry.names("filter", available=True)
+    chain = f"{filters[0]}+zstd" if filters else "zstd"
+    return (f"{DEFAULT_CODEC} (default), {', '.join(arrays)}, "
+            f"{'/'.join(registry.names('bytes', available=True))} or a chain such as {chain}")
 
 
 def from_args(args) -> dict:
@@ -290,7 +302,7 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
 
 
 def _takes(codec_name) -> tuple:
-    from ..graph._codecs import get_codec
+    from ..graph.codecs import get_codec
 
     return get_codec(codec_name).targets
 

@@ -17,7 +17,8 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from ..kernels import ChunkpressError
-from . import _codecs
+from . import dispatch, measure
+from .codecs import Codec
 
 #: bump when the bytes a block encodes to change, so old graph names never match new ones
 FORMAT = 1
@@ -27,7 +28,7 @@ class Recipe(NamedTuple):
     """How :func:`encode_array` makes a CompressedArray's blocks, for writers that group them."""
 
     x: da.Array  # the input, cut into the blocks
-    codec: _codecs.Codec
+    codec: Codec
     kwargs: dict  # every block's kernel arguments, or a dict from block index to them
     verify_bound: object
     max_mse: object
@@ -74,7 +75,7 @@ def encode_array(x: da.Array, codec, kwargs, verify_bound=False, max_mse=None) -
 
     ``kwargs`` is the kernel arguments of every block, or a dict from block index to them
     (each task then carries its own); ``verify_bound`` and ``max_mse`` are
-    :func:`_codecs.encode`'s.
+    :func:`dispatch.encode`'s.
     """
     per_block = _per_block(kwargs)
     name = "chunkpress-encode-" + tokenize(x.name, codec, _stable(kwargs), verify_bound,
@@ -98,14 +99,14 @@ def _stable(kwargs):
     return kwargs
 
 
-def encode_block(block, codec, kwargs, verify_bound, max_mse, block_id) -> _codecs.Encoded:
+def encode_block(block, codec, kwargs, verify_bound, max_mse, block_id) -> measure.Encoded:
     """Return block ``block_id`` encoded as :func:`encode_array`'s task does it."""
     return _encode_task(block, codec, kwargs, verify_bound, max_mse, block_id=block_id)
 
 
 def _encode_task(block, codec, kwargs, verify_bound, max_mse, block_id=None):
     try:
-        return _codecs.encode(block, codec, kwargs, verify_bound, max_mse)
+        return dispatch.encode(block, codec, kwargs, verify_bound, max_mse)
     except ChunkpressError as exc:
         raise type(exc)(f"block {tuple(block_id)}: {exc}") from exc
 
@@ -122,7 +123,7 @@ def decode_array(encoded: da.Array, codec, dtype, token: str) -> da.Array:
 
 def _decode_task(encoded, codec, dtype, block_id=None):
     try:
-        return _codecs.decode(encoded.data, codec, encoded.shape, dtype)
+        return dispatch.decode(encoded.data, codec, encoded.shape, dtype)
     except ChunkpressError as exc:
         raise type(exc)(f"block {tuple(block_id)}: {exc}") from exc
 
@@ -154,7 +155,7 @@ def figures_array(encoded: da.Array) -> da.Array:
 
 def block_ranges(x: da.Array) -> da.Array:
     """Return the object array of each block's finite (min, max), one cell per block."""
-    return per_block(x, _codecs.block_range, "chunkpress-range-" + tokenize(x.name))
+    return per_block(x, measure.block_range, "chunkpress-range-" + tokenize(x.name))
 
 
 def global_range(ranges: np.ndarray) -> float:

@@ -25,7 +25,7 @@ from dask.base import DaskMethodsMixin
 from dask.core import flatten
 from dask.highlevelgraph import HighLevelGraph
 
-from . import _codecs, build, plan
+from . import build, codecs, measure, plan
 
 _FIELDS = ("nbytes", "max_error", "sse", "count", "lo", "hi", "corrected")
 
@@ -66,7 +66,7 @@ class CompressedArray(DaskMethodsMixin):
     def error_bound(self) -> float | None:
         """The max absolute error its target guarantees (0: lossless), or None where the
         target bounds no error (a rate, a precision, a PSNR)."""
-        return _codecs.bound(self._codec, self._target)
+        return codecs.bound(self._codec, self._target)
 
     @property
     def attributes(self) -> dict:
@@ -285,7 +285,7 @@ def _local_figures(blocks: da.Array) -> dict | None:
     for key in flatten(blocks.__dask_keys__()):
         value = graph[key]
         value = value.value if isinstance(value, DataNode) else value
-        if not isinstance(value, _codecs.Encoded):
+        if not isinstance(value, measure.Encoded):
             return None
         cells.append(build.block_figures(value))
     grid = np.empty(len(cells), object)

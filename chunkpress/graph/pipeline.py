@@ -16,7 +16,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from . import _codecs, build, plan
+from . import build, codecs, plan
 from .compressed import CompressedArray
 
 __all__ = ["as_array", "blocked", "compress_array", "workers"]
@@ -56,6 +56,7 @@ def blocked(x, spec, chunks) -> da.Array:
             new = plan.auto_chunks(x.shape, itemsize, spec.block_align(x.ndim, preferred=True),
                                    workers=workers())
     else:
+        plan.check_chunks(chunks)  # dask divides by a 0 (ZeroDivisionError) and takes -3
         try:
             new = da.core.normalize_chunks(
                 chunks, x.shape, dtype=x.dtype,
@@ -94,16 +95,16 @@ def compress_array(x, spec, target: dict, chunks="auto", verify=False) -> Compre
     numpy = x if isinstance(x, np.ndarray) else None  # the blocks are views of it
     x = blocked(x, spec, chunks)
     value_range = None
-    if _codecs.needs_range(spec, target):
+    if codecs.needs_range(spec, target):
         ranges = build.block_ranges(x).compute().reshape(x.numblocks)
         value_range = build.global_range(ranges)
-        kwargs = {index: _codecs.block_kwargs(spec, target, ranges[index][1] - ranges[index][0],
-                                              value_range)
+        kwargs = {index: codecs.block_kwargs(spec, target, ranges[index][1] - ranges[index][0],
+                                             value_range)
                   for index in np.ndindex(*x.numblocks)}
     else:
-        kwargs = _codecs.block_kwargs(spec, target)
-    verify_bound = _codecs.bound(spec, target) if verify else False
-    max_mse = _codecs.max_mse(spec, target, value_range) if verify else None
+        kwargs = codecs.block_kwargs(spec, target)
+    verify_bound = codecs.bound(spec, target) if verify else False
+    max_mse = codecs.max_mse(spec, target, value_range) if verify else None
     blocks = build.encode_array(x, spec, kwargs, verify_bound, max_mse)
     recipe = build.Recipe(x, spec, kwargs, verify_bound, max_mse, numpy)
     # the kernels decode to native byte order

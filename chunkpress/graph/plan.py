@@ -254,6 +254,39 @@ def nearest_aligned_block(shape, chunks, align) -> tuple:
     return tuple(block)
 
 
+def check_chunks(chunks) -> None:
+    """Raise ValueError for explicit ``chunks`` no block can have: an extent of 0 (or below,
+    but -1: the whole axis, as in dask), a bool, or a float that is not whole.
+
+    >>> check_chunks((16, -1, "auto"))
+    >>> check_chunks(0)
+    Traceback (most recent call last):
+    ...
+    ValueError: chunks=0: a block extent must be a whole number > 0 (or -1: the whole axis, or 'auto'), got 0
+    >>> check_chunks(((8, 8), (4, -3)))
+    Traceback (most recent call last):
+    ...
+    ValueError: chunks=((8, 8), (4, -3)): a block extent must be a whole number > 0 (or -1: the whole axis, or 'auto'), got -3
+    """
+    def bad(extent, top: bool) -> bool:
+        if isinstance(extent, bool):
+            return True
+        if isinstance(extent, float):
+            return not extent.is_integer() or bad(int(extent), top)
+        if isinstance(extent, int):
+            return extent == 0 and top or extent < (-1 if top else 0)
+        return False  # None, "auto", sizes in bytes: dask's own to read
+
+    items = chunks.values() if isinstance(chunks, dict) else \
+        chunks if isinstance(chunks, (tuple, list)) else [chunks]
+    for item in items:
+        inner = item if isinstance(item, (tuple, list)) else [item]
+        for extent in inner:
+            if bad(extent, inner is not item):
+                raise ValueError(f"chunks={chunks!r}: a block extent must be a whole number > 0 "
+                                 f"(or -1: the whole axis, or 'auto'), got {extent!r}")
+
+
 def codec_axes(ndim: int, codec_ndims) -> tuple:
     """Return (batch axes, codec ndim): how an ``ndim`` array maps onto a codec.
 

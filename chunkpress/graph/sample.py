@@ -7,7 +7,8 @@ candidate, each inside the block that holds its point; offsets are multiples of 
 ZFP sees its own 4^d blocks. Windows and their halves are both encoded: a fixed cost per
 stream (a header, SZ3's Huffman tree) shows in both, which tells it from the rate per value.
 For a choice per block, each block gets windows of its own. Here are the pure plans and the
-per-window calls; ``chunkpress.auto`` runs them on dask.
+per-window calls; ``chunkpress.auto`` runs them on dask. The candidates are the codecs the
+registry marks for auto (a descriptor's ``auto`` roles), in the registry's order.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _codecs
+from ..kernels import registry
+from . import blocks, codecs
 
 #: the candidates of a float array with a tolerance
-LOSSY = ("zfp", "sz3", "sperr", "lerc")
+LOSSY = tuple(d.name for d in registry.descriptors()
+              if d.kind == "array" and "lossy" in d.auto and d.available)
 #: the candidates of an integer array, or of floats without a tolerance (and auto's chain)
-LOSSLESS = ("pcodec", "szip", "lerc")
+LOSSLESS = tuple(d.name for d in registry.descriptors()
+                 if d.kind == "array" and "lossless" in d.auto and d.available)
 #: share of an array's values the trial encodes sample (windows are never smaller than below)
 FRACTION = 0.005
 #: values in a window at least: below this, stream headers and window edges skew the ratios
@@ -54,7 +58,7 @@ def candidates(dtype, ndim: int, tolerance=None, names=None) -> list[Candidate]:
     ``names`` restricts the choice; a codec named there that does not fit is a ValueError.
     """
     dtype = np.dtype(dtype).newbyteorder("=")
-    chain = _codecs.AUTO_CHAINS.get(dtype.kind)
+    chain = codecs.auto_chain(dtype)
     lossy = tolerance is not None and tolerance > 0
     default = LOSSY if lossy and dtype.kind == "f" else LOSSLESS + ((chain,) if chain else ())
     if names is None:
@@ -78,26 +82,34 @@ def candidates(dtype, ndim: int, tolerance=None, names=None) -> list[Candidate]:
 
 
 def _candidate(name, dtype, ndim, tolerance, chain) -> Candidate:
-    spec = _codecs.get_codec(name)
-    if spec.name == "auto":
+    spec = codecs.get_codec(name)
+    if spec.is_auto:
         raise ValueError("auto: candidates are concrete codecs, not auto")
-    if spec.name not in _codecs.CODECS and spec.name != chain:
+    if spec.chain.is_chain and spec.name != chain:
         raise ValueError(f"auto: the one lossless chain it may choose for {dtype} is {chain}, "
                          f"got {name!r} (a chain's stream does not say which chain wrote it)")
-    _codecs.check_input(spec, dtype, ndim)
+    codecs.check_input(spec, dtype, ndim)
     if spec.lossless:
         params = {}
     elif "tolerance" in spec.targets and tolerance:
         params = {"tolerance": float(tolerance)}
-    elif spec.name == "lerc":
-        params = {}  # lossless
+    elif _exact_by_default(spec):
+        params = {}  # lossless without parameters (LERC)
     else:
         raise ValueError(f"auto: {spec.name} keeps a bound only with a tolerance > 0; without "
                          "one auto chooses among lossless codecs")
-    target = _codecs.normalize_targets(spec, **params)
-    kwargs = _codecs.block_kwargs(spec, target)
-    _codecs.probe(spec, dtype, ndim, kwargs)
+    target = codecs.normalize_targets(spec, params, dtype)
+    kwargs = codecs.block_kwargs(spec, target)
+    codecs.probe(spec, dtype, ndim, kwargs)
     return Candidate(spec.name, params, kwargs)
+
+
+def _exact_by_default(spec) -> bool:
+    """Whether a codec given no parameters keeps every value exactly (LERC)."""
+    try:
+        return codecs.bound(spec, codecs.normalize_targets(spec, {})) == 0
+    except ValueError:  # it needs parameters
+        return False
 
 
 # --- windows (pure) ------------------------------------------------------------------------
@@ -258,7 +270,7 @@ def joins(candidate: Candidate) -> bool:
     (PCODEC's bins, zstd's dictionary): the windows are joined, so that it meets the mixture
     of values a block holds (ocean and land, calm and storm), not one homogeneous corner.
     """
-    return _codecs.get_codec(candidate.name).lossless or not candidate.kwargs.get("tolerance")
+    return codecs.get_codec(candidate.name).lossless or not candidate.kwargs.get("tolerance")
 
 
 def trial(windows, candidate: Candidate) -> tuple:
@@ -268,17 +280,17 @@ def trial(windows, candidate: Candidate) -> tuple:
     The windows (arrays of one shape) are joined along their last axis into one stream, or
     encoded one by one (see :func:`joins`).
     """
-    spec = _codecs.get_codec(candidate.name)
+    spec = codecs.get_codec(candidate.name)
     if joins(candidate) and len(windows) > 1:
-        blocks = [np.concatenate([np.asarray(w) for w in windows], axis=-1)]
+        arrays = [np.concatenate([np.asarray(w) for w in windows], axis=-1)]
     else:
-        blocks = [np.ascontiguousarray(w) for w in windows]
+        arrays = [np.ascontiguousarray(w) for w in windows]
     sizes, seconds = [], 0.0
-    for block in blocks:
+    for block in arrays:
         start = time.perf_counter()
-        sizes.append(len(_codecs.encode(block, spec, candidate.kwargs).data))
+        sizes.append(len(blocks.encode(block, spec, candidate.kwargs).data))
         seconds += time.perf_counter() - start
-    return sum(b.nbytes for b in blocks), sum(sizes), seconds, tuple(sizes)
+    return sum(b.nbytes for b in arrays), sum(sizes), seconds, tuple(sizes)
 
 
 def choose_in_block(block, candidates, fraction: float = FRACTION) -> Candidate:

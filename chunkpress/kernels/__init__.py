@@ -1,6 +1,6 @@
 """Per-chunk kernels: one block in, bytes out, and back. Knows nothing of dask, zarr or xarray."""
 
-from ._common import ChunkpressError, check_tolerance
+from ._common import ChunkpressError, check_tolerance  # noqa: F401 — the one tolerance check
 from .floatpred import FLOATPRED, FloatpredError, floatpred_check, floatpred_decode, floatpred_encode
 from .jetraw import JETRAW, JetrawError, jetraw_check, jetraw_decode, jetraw_encode
 from .lerc import LERC, LercError, lerc_check, lerc_decode, lerc_encode
@@ -11,7 +11,7 @@ from .szip import SZIP, SzipError, szip_check, szip_decode, szip_encode
 from .zfp import ZFP, ZfpError, zfp_check, zfp_decode, zfp_encode
 
 from . import registry
-from ._isolate import here as made_here  # decode in this process: streams made just now, here
+from ._isolate import here as made_here  # noqa: F401 — decode streams made just now, here
 
 #: the kernel codecs by name, each a module with NAME_encode, NAME_decode, NAME_check (the
 #: array codecs and filters of the registry; ``chunkpress.CODECS`` is what compress takes)

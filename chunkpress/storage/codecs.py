@@ -24,6 +24,7 @@ Two fields every chunkpress codec takes besides its target:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, ClassVar
 
@@ -32,8 +33,8 @@ from zarr.abc.codec import ArrayBytesCodec
 from zarr.core.common import parse_named_configuration
 from zarr.registry import register_codec
 
-from .. import kernels
-from ..graph import _codecs
+from ..graph import blocks, codecs, dispatch, measure
+from ..kernels import registry
 from . import integrity
 
 if TYPE_CHECKING:
@@ -41,10 +42,6 @@ if TYPE_CHECKING:
 
     from zarr.core.array_spec import ArraySpec
     from zarr.core.buffer import Buffer, NDBuffer
-
-__all__ = ["ChunkpressCodec", "ZfpCodec", "SperrCodec", "Sz3Codec", "LercCodec", "SzipCodec",
-           "PcodecCodec", "ChainCodec", "AutoCodec", "zarr_codec", "decode_chunk",
-           "decode_block"]
 
 
 @dataclass(frozen=True)
@@ -68,19 +65,15 @@ class ChunkpressCodec(ArrayBytesCodec):
             if isinstance(self.missing, bool) or not isinstance(self.missing, (int, float)):
                 raise TypeError(f"{self.name}: missing must be a number, got {self.missing!r}")
             object.__setattr__(self, "missing", float(self.missing))
-        spec = self.spec
-        target = _codecs.normalize_targets(spec, **self.target)
-        if spec.name in ("zfp", "sperr", "sz3"):
-            _codecs.probe(spec, np.float64, spec.ndims[0],
-                          _codecs.block_kwargs(spec, target, 1.0, 1.0))
+        codecs.normalize_targets(self.spec, self.target)  # the kernels' own checks
 
     @property
     def name(self) -> str:
         return f"chunkpress.{self.codec}"
 
     @property
-    def spec(self) -> _codecs.Codec:
-        return _codecs.get_codec(self.codec)
+    def spec(self) -> codecs.Codec:
+        return codecs.get_codec(self.codec)
 
     @property
     def target(self) -> dict:
@@ -99,7 +92,7 @@ class ChunkpressCodec(ArrayBytesCodec):
 
     @property
     def error(self) -> type:
-        return _codecs._error(self.spec)
+        return self.spec.error
 
     @classmethod
     def from_dict(cls, data) -> Self:
@@ -111,7 +104,7 @@ class ChunkpressCodec(ArrayBytesCodec):
         return {"name": self.name, "configuration": {**self.target, **self.extra}}
 
     def validate(self, *, shape, dtype, chunk_grid) -> None:
-        _codecs.check_input(self.spec, dtype.to_native_dtype(), len(shape))
+        codecs.check_input(self.spec, dtype.to_native_dtype(), len(shape))
 
     def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
         raise NotImplementedError
@@ -119,15 +112,15 @@ class ChunkpressCodec(ArrayBytesCodec):
     def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer:
         block = self._block(chunk_array)
         spec = self.spec
-        target = _codecs.normalize_targets(spec, **self.target)
-        if _codecs.needs_range(spec, target):
+        target = codecs.normalize_targets(spec, self.target, block.dtype)
+        if codecs.needs_range(spec, target):
             # a chunk written by zarr on its own: its PSNR is over its own value range
-            lo, hi = _codecs.block_range(block)
+            lo, hi = measure.block_range(block)
             span = hi - lo if hi >= lo else 0.0
-            kwargs = _codecs.block_kwargs(spec, target, span, span)
+            kwargs = codecs.block_kwargs(spec, target, span, span)
         else:
-            kwargs = _codecs.block_kwargs(spec, target)
-        data = _codecs.encode(block, spec, kwargs).data
+            kwargs = codecs.block_kwargs(spec, target)
+        data = dispatch.encode(block, spec, kwargs).data
         return self._sealed(data, chunk_spec)
 
     def _block(self, chunk_array) -> np.ndarray:
@@ -165,81 +158,71 @@ class ChunkpressCodec(ArrayBytesCodec):
         return self._decode_sync(chunk_bytes, chunk_spec)
 
 
-@dataclass(frozen=True)
-class ZfpCodec(ChunkpressCodec):
-    """ZFP: exactly one of tolerance (max absolute error), rate, precision."""
-
-    codec: ClassVar[str] = "zfp"
-    tolerance: float | None = None
-    rate: float | None = None
-    precision: int | None = None
-
-
-@dataclass(frozen=True)
-class SperrCodec(ChunkpressCodec):
-    """SPERR: tolerance, or mode ('rate', 'psnr', 'pwe') with quality."""
-
-    codec: ClassVar[str] = "sperr"
-    tolerance: float | None = None
-    mode: str | None = None
-    quality: float | None = None
+def _generated(class_name: str, codec: str, params: tuple, doc: str, base=ChunkpressCodec):
+    """Return a frozen dataclass of ``base`` with one field (default None) per parameter."""
+    cls = dataclasses.make_dataclass(
+        class_name, [(p, object, dataclasses.field(default=None)) for p in params],
+        bases=(base,), frozen=True, namespace={"codec": codec, "__doc__": doc})
+    cls.__module__ = __name__  # found by pickle and the entry points, as the module's own
+    globals()[class_name] = cls
+    return cls
 
 
-@dataclass(frozen=True)
-class Sz3Codec(ChunkpressCodec):
-    codec: ClassVar[str] = "sz3"
-    tolerance: float | None = None
+def _class_name(codec: str) -> str:
+    return f"{codec.capitalize()}Codec"
+
+
+#: one class per array codec of the registry: ZfpCodec, SperrCodec, ... (chunkpress.zfp, ...)
+_BY_CODEC = {d.name: _generated(_class_name(d.name), d.name, d.param_names,
+                                f"chunkpress.{d.name}: {d.doc}. Fields: the codec's target "
+                                f"({', '.join(d.param_names) or 'none'}), write, missing.")
+             for d in registry.descriptors() if d.kind == "array"}
 
 
 @dataclass(frozen=True)
-class LercCodec(ChunkpressCodec):
-    codec: ClassVar[str] = "lerc"
-    tolerance: float | None = None
-
-
-@dataclass(frozen=True)
-class SzipCodec(ChunkpressCodec):
-    codec: ClassVar[str] = "szip"
-
-
-@dataclass(frozen=True)
-class PcodecCodec(ChunkpressCodec):
-    codec: ClassVar[str] = "pcodec"
-    level: int | None = None
-
-
-@dataclass(frozen=True)
-class ChainCodec(ChunkpressCodec):
-    """A lossless chain such as ``floatpred+zstd``: ``chain`` names it, ``level`` its last codec."""
-
+class _ChainBase(ChunkpressCodec):
     codec: ClassVar[str] = "chain"
     chain: str = "floatpred+zstd"
-    level: int | None = None
 
     def __post_init__(self):
-        if not isinstance(self.chain, str) or self.chain.lower() in _codecs.CODECS:
+        try:
+            chain = codecs.get_codec(self.chain) if isinstance(self.chain, str) else None
+        except ValueError:
+            chain = None
+        if chain is None or chain.is_auto or not chain.chain.is_chain:
             raise ValueError(f"chunkpress.chain: chain must name a lossless chain such as "
                              f"'floatpred+zstd', got {self.chain!r}")
         super().__post_init__()
 
     @property
-    def spec(self) -> _codecs.Codec:
-        return _codecs.get_codec(self.chain)
+    def spec(self) -> codecs.Codec:
+        return codecs.get_codec(self.chain)
 
     @property
     def target(self) -> dict:
-        return {} if self.level is None else {"level": self.level}
+        return {k: v for k, v in super().target.items() if k != "chain"}
 
     def to_dict(self) -> dict:
         return {"name": self.name,
                 "configuration": {"chain": self.chain, **self.target, **self.extra}}
 
 
+def _chain_params() -> tuple:
+    """Every parameter a part of a chain takes (filters, bytes codecs, lossless array codecs)."""
+    parts = [d for d in registry.descriptors() if d.kind != "array" or d.lossless]
+    return tuple(dict.fromkeys(p for d in parts for p in d.param_names))
+
+
+#: a chain such as ``floatpred+zstd``: ``chain`` names it, the other fields its parts' targets
+ChainCodec = _generated("ChainCodec", "chain", _chain_params(),
+                        "A chain such as ``floatpred+zstd``: ``chain`` names it, the other "
+                        "fields its parts' parameters (``level`` of its last codec).",
+                        base=_ChainBase)
 @dataclass(frozen=True)
 class AutoCodec(ChunkpressCodec):
     """codec="auto": each chunk is the stream of the codec chosen for it, which says which.
 
-    Reading needs nothing more than the stream (see ``chunkpress.graph._codecs.identify``).
+    Reading needs nothing more than the stream (see ``chunkpress.graph.dispatch.identify``).
     A chunk that zarr writes on its own is encoded with the candidate that encodes windows of
     it to the fewest bytes. ``candidates`` (default: auto's for the dtype) are the codecs
     chosen from, ``tolerance`` their bound (none: lossless).
@@ -257,7 +240,7 @@ class AutoCodec(ChunkpressCodec):
                                 f"got {names!r}")
             object.__setattr__(self, "candidates", tuple(n.strip().lower() for n in names))
             for name in self.candidates:
-                _codecs.get_codec(name)  # an unknown name fails here, naming the choices
+                codecs.get_codec(name)  # an unknown name fails here, naming the choices
         super().__post_init__()
 
     @property
@@ -273,12 +256,11 @@ class AutoCodec(ChunkpressCodec):
     def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer:
         block = self._block(chunk_array)
         kwargs = {**self.target, "candidates": self.candidates}
-        data = _codecs.encode(block, self.spec, kwargs).data
+        data = dispatch.encode(block, self.spec, kwargs).data
         return self._sealed(data, chunk_spec)
 
 
-_BY_CODEC = {cls.codec: cls for cls in
-             (ZfpCodec, SperrCodec, Sz3Codec, LercCodec, SzipCodec, PcodecCodec, AutoCodec)}
+_BY_CODEC["auto"] = AutoCodec
 
 
 def zarr_codec(codec: str, target: dict | None = None, **extra) -> ChunkpressCodec:
@@ -286,14 +268,14 @@ def zarr_codec(codec: str, target: dict | None = None, **extra) -> ChunkpressCod
 
     ``extra``: the bookkeeping fields, ``write`` and ``missing`` (see the module's docstring).
     """
-    spec = _codecs.get_codec(codec)
+    spec = codecs.get_codec(codec)
     target = {**(target or {}), **{k: v for k, v in extra.items() if v is not None}}
     if spec.name in _BY_CODEC:
         return _BY_CODEC[spec.name](**target)
     return ChainCodec(chain=spec.name, **target)
 
 
-def decode_chunk(data, spec: _codecs.Codec, chunk_shape, dtype, fill_value=0) -> np.ndarray:
+def decode_chunk(data, spec: codecs.Codec, chunk_shape, dtype, fill_value=0) -> np.ndarray:
     """Return the ``chunk_shape`` block in a stored stream, padding an edge block's stream."""
     chunk_shape = tuple(chunk_shape)
     block = decode_block(data, spec, chunk_shape, dtype)
@@ -304,45 +286,29 @@ def decode_chunk(data, spec: _codecs.Codec, chunk_shape, dtype, fill_value=0) ->
     return padded
 
 
-def decode_block(data, spec: _codecs.Codec, chunk_shape, dtype) -> np.ndarray:
+def decode_block(data, spec: codecs.Codec, chunk_shape, dtype) -> np.ndarray:
     """Return the block in a stored stream as it was stored: an edge block is not padded."""
     chunk_shape = tuple(chunk_shape)
     dtype = np.dtype(dtype)
-    if spec.name == "auto":  # the stream says its codec
-        spec = _codecs.get_codec(_codecs.identify(data, dtype))
-    error = _codecs._error(spec)
-    if spec.name not in _codecs.CODECS:  # a chain's stream does not hold its shape
-        return _codecs.decode(data, spec, chunk_shape, dtype)
-    block = _decode_any(data, spec)
+    if spec.is_auto:  # the stream says its codec
+        spec = codecs.get_codec(dispatch.identify(data, dtype))
+    if not spec.holds_shape:  # a chain's stream: its block is the chunk, whole
+        return blocks.decode(data, spec, chunk_shape, dtype)
+    block = blocks.decode_any(memoryview(data).cast("B"), spec)
     shape = block.shape
     if len(shape) != len(chunk_shape) or any(s > c for s, c in zip(shape, chunk_shape)):
-        raise error(f"{spec.name}: the stored stream holds a block of shape {shape}, which does "
-                    f"not fit the chunk shape {chunk_shape}; the bytes belong to another array")
+        raise spec.error(f"{spec.name}: the stored stream holds a block of shape {shape}, which "
+                         f"does not fit the chunk shape {chunk_shape}; the bytes belong to "
+                         "another array")
     if block.dtype != dtype:
-        raise error(f"{spec.name}: the stored stream holds {block.dtype} values, the array is "
-                    f"{dtype}; the stored bytes belong to another array")
+        raise spec.error(f"{spec.name}: the stored stream holds {block.dtype} values, the array "
+                         f"is {dtype}; the stored bytes belong to another array")
     return block
-
-
-def _decode_any(data, spec: _codecs.Codec) -> np.ndarray:
-    """Return the block a kernel stream (or a batch of them, see _codecs) holds, any shape."""
-    buf = memoryview(data).cast("B")
-    decode = getattr(kernels, f"{spec.name}_decode")
-    if not _codecs._is_batch(buf):
-        return decode(buf)
-    lead, streams = _codecs.batch_streams(buf)
-    blocks = [decode(stream) for stream in streams]
-    inner = blocks[0].shape if blocks else (0,) * spec.ndims[0]
-    if any(b.shape != inner or b.dtype != blocks[0].dtype for b in blocks):
-        raise _codecs._error(spec)(f"{spec.name}: the streams of a batch block differ in shape; "
-                                   "the stored bytes are damaged")
-    dtype = blocks[0].dtype if blocks else np.float64
-    out = np.empty(tuple(lead) + tuple(inner), dtype)
-    for index, b in zip(np.ndindex(*lead), blocks):
-        out[index] = b
-    return out
 
 
 for _cls in (*_BY_CODEC.values(), ChainCodec):
     # for a process that has imported chunkpress without it being installed (a source tree)
     register_codec(f"chunkpress.{_cls.codec}", _cls)
+
+__all__ = ["ChunkpressCodec", *(c.__name__ for c in _BY_CODEC.values()), "ChainCodec",
+           "zarr_codec", "decode_chunk", "decode_block"]

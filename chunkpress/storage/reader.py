@@ -24,7 +24,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore, ZipStore
 
-from ..graph import _codecs
+from ..graph import codecs
 from ..kernels import ChunkpressError
 from . import integrity, publish, shards
 from .codecs import ChunkpressCodec, decode_block
@@ -212,7 +212,7 @@ def info(store, *, storage_options=None) -> pd.DataFrame:
             codec = read.codec
             target = codec.target
             scale = abs(float(array.attrs.get("scale_factor", 1.0)))
-            bound = _codecs.bound(codec.spec, target)
+            bound = codecs.bound(codec.spec, target)
             row.update(codec=codec.spec.name,
                        parameters=", ".join(f"{k}={v}" for k, v in target.items()),
                        error_bound=math.nan if bound is None else bound * scale)

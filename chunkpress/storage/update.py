@@ -34,7 +34,7 @@ import warnings
 from zarr.core.sync import sync
 from zarr.storage import LocalStore, ZipStore
 
-from ..graph import _codecs
+from ..graph import codecs
 from . import integrity
 from .dataset import unpublished_array
 from .destination import Destination, IncompleteStoreError, read_json
@@ -76,7 +76,7 @@ class StoreArray:
         """Raise ValueError if ``codec`` or ``params`` (stored units) differ from the store's."""
         given = {k: v for k, v in (params or {}).items() if v is not None}
         conflicts = []
-        if codec is not None and _codecs.get_codec(codec).name != self.codec.spec.name:
+        if codec is not None and codecs.get_codec(codec).name != self.codec.spec.name:
             conflicts.append(f"codec={codec!r}")
         target = self.codec.target
         for key, value in given.items():

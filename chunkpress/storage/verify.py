@@ -27,7 +27,7 @@ import zarr
 from zarr.codecs import Crc32cCodec
 from zarr.storage import LocalStore, ZipStore
 
-from ..graph import _codecs
+from ..graph import codecs
 from ..kernels import ChunkpressError
 from . import integrity, publish, reader, shards
 
@@ -150,7 +150,7 @@ def _check_array(name, array, pool) -> tuple:
     codec = read.codec
     placed = codec.write is not None
     stats["checks"] = "crc, place" if placed else "crc only"
-    bound = _codecs.bound(codec.spec, codec.target)
+    bound = codecs.bound(codec.spec, codec.target)
     stats["error_bound"] = math.nan if bound is None else bound * _cf(array)[0]
     grid = _grid(array.shape, read.chunk_shape)
     if read.sharding is not None:

@@ -31,7 +31,7 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore, MemoryStore
 
 from .. import api
-from ..graph import _codecs, build, pipeline
+from ..graph import build, codecs, pipeline
 from ..graph.compressed import CompressedArray
 from . import integrity, publish, shards as _shards
 from .codecs import zarr_codec
@@ -386,19 +386,19 @@ def compress_for_zarr(data, codec, chunks, verify, params) -> CompressedArray:
                 f"the blocks of this CompressedArray (chunks {data.chunks}) are not a zarr "
                 "chunk grid (equal blocks along each axis, the last one smaller); compress "
                 "with chunks= one block shape, or pass the array to to_zarr")
-        if data.codec not in _codecs.CODECS and _ragged(data.shape, data.chunks):
+        if not data.spec.holds_shape and _ragged(data.shape, data.chunks):
             raise ValueError(
                 f"{data.codec}: its streams do not record their shape, so its edge blocks must "
                 "be whole chunks; pass the array to to_zarr (it pads them) or compress with "
                 "chunks that divide the shape")
         return data
     codec = "zfp" if codec is None else codec
-    spec = _codecs.get_codec(codec)
+    spec = codecs.get_codec(codec)
     compressed = api.compress(data, codec, chunks=chunks, verify=verify, **given)
     if not regular_chunks(compressed.chunks):
         compressed = api.compress(data, codec, chunks=compressed.chunksize, verify=verify,
                                   **given)
-    if spec.name not in _codecs.CODECS and _ragged(compressed.shape, compressed.chunks):
+    if not spec.holds_shape and _ragged(compressed.shape, compressed.chunks):
         # a chain's stream does not hold its shape: its edge blocks are padded to whole chunks
         x = da.asarray(data) if not isinstance(data, da.Array) else data
         size = compressed.chunksize
