@@ -11,6 +11,12 @@ from .accessor import CompressedDataset
 from .storage import from_zarr, info, to_zarr
 from .storage.publish import IncompleteStoreError, WriterBusyError
 from .storage.verify import verify
+from .graph.codecs import accepted as _accepted
+
+#: the codec names ``compress`` takes, from the codec registry: array codecs, "auto" and
+#: "auto-array", bytes codecs alone, chains of one filter ("floatpred+zstd"; several filters
+#: chain too). ``chunkpress.kernels.CODECS`` names the kernel modules.
+CODECS = _accepted()
 
 __version__ = "0.1.0"
 

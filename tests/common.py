@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 import chunkpress as cp
+from chunkpress.kernels import registry
 
 TESTS = Path(__file__).resolve().parent
 #: where the chunkpress under test was imported from (site-packages once installed, the source
@@ -56,11 +57,10 @@ class Mode:
 
 @dataclass(frozen=True)
 class Codec:
-    """A codec of chunkpress.kernels as the tests see it."""
+    """A codec of chunkpress.kernels as the tests see it: the registry's facts (dtypes, ndims,
+    error) and the ways the tests call it (modes, interop)."""
 
     name: str
-    dtypes: tuple
-    ndims: tuple
     float_modes: tuple  # modes for float data
     int_modes: tuple = ()  # modes for integer data
     #: what a finite block of the codec's own dimensionality encodes to: "trailer" (the
@@ -70,10 +70,26 @@ class Codec:
     imagecodecs_encode: Callable | None = None
     #: (stream) -> imagecodecs' own decode of a stream
     imagecodecs_decode: Callable | None = None
-    tolerance_arg: bool = True  # whether the encoder takes tolerance=
 
     def __str__(self):
         return self.name
+
+    @property
+    def descriptor(self):
+        return registry.get(self.name)
+
+    @property
+    def dtypes(self) -> tuple:
+        return tuple(d.name for d in self.descriptor.dtypes)
+
+    @property
+    def ndims(self) -> tuple:
+        return self.descriptor.ndims
+
+    @property
+    def tolerance_arg(self) -> bool:
+        """Whether the encoder takes tolerance=."""
+        return "tolerance" in self.descriptor.param_names
 
     def encode(self, data, **params):
         return getattr(cp, f"{self.name}_encode")(data, **params)
@@ -86,7 +102,7 @@ class Codec:
 
     @property
     def error(self) -> type:
-        return getattr(cp, {"sz3": "Sz3Error"}.get(self.name, self.name.capitalize() + "Error"))
+        return self.descriptor.error
 
     @property
     def constant(self):
@@ -143,7 +159,7 @@ SPERR_PSNR, SPERR_RATE = 80, 8
 
 CODECS = {
     "zfp": Codec(
-        "zfp", FLOATS, (1, 2, 3, 4),
+        "zfp",
         (
             Mode("tolerance", {"tolerance": 1e-3}, 1e-3),
             Mode("rate", {"rate": ZFP_RATE}, None,
@@ -156,7 +172,7 @@ CODECS = {
         imagecodecs_decode=lambda s: __import__("imagecodecs").zfp_decode(s),
     ),
     "sperr": Codec(
-        "sperr", FLOATS, (2, 3),
+        "sperr",
         (
             Mode("pwe", {"tolerance": 1e-3}, 1e-3),
             Mode("psnr", {"mode": "psnr", "quality": SPERR_PSNR}, None,
@@ -169,14 +185,12 @@ CODECS = {
         imagecodecs_decode=lambda s: __import__("imagecodecs").sperr_decode(s),
     ),
     "sz3": Codec(
-        "sz3", FLOATS, (1, 2, 3, 4),
+        "sz3",
         (Mode("tolerance", {"tolerance": 1e-3}, 1e-3),),
         imagecodecs_encode=lambda a: __import__("imagecodecs").sz3_encode(a, mode="abs", abs=1e-3),
     ),
     "lerc": Codec(
         "lerc",
-        ("int8", "uint8", "int16", "uint16", "int32", "uint32", "float32", "float64"),
-        (1, 2, 3),
         (
             Mode("tolerance", {"tolerance": 1e-3}, 1e-3),
             Mode("lossless", {"tolerance": 0}, 0),
@@ -191,26 +205,29 @@ CODECS = {
     ),
     "szip": Codec(
         "szip",
-        ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
-         "float32", "float64"),
-        (1, 2, 3, 4, 5, 6, 7, 8),
         (Mode("nn", {"coding": "nn"}, 0), Mode("ec", {"coding": "ec", "pixels_per_block": 8}, 0)),
         (Mode("nn", {"coding": "nn"}, 0), Mode("ec", {"coding": "ec", "pixels_per_block": 8}, 0)),
-        tolerance_arg=False,
     ),
     "pcodec": Codec(
         "pcodec",
-        ("uint16", "int16", "uint32", "int32", "uint64", "int64", "float16", "float32",
-         "float64"),
-        (1, 2, 3, 4, 5, 6, 7, 8),
         (Mode("level8", {}, 0), Mode("level0", {"level": 0}, 0), Mode("level12", {"level": 12}, 0)),
         (Mode("level8", {}, 0), Mode("level0", {"level": 0}, 0), Mode("level12", {"level": 12}, 0)),
-        tolerance_arg=False,
     ),
 }
 
-#: the codecs whose streams can be made and decoded here (JETRAW cannot, FLOATPRED has its own
-#: tests in test_floatpred.py)
+
+
+def _registered(d) -> Codec:
+    """A registered array codec without modes above: called with its descriptor's example."""
+    mode = Mode("example", dict(d.example), d.max_error(d.check_target(d.example)))
+    kinds = {t.kind for t in d.dtypes}
+    return Codec(d.name, (mode,) if "f" in kinds else (), (mode,) if kinds & {"i", "u"} else ())
+
+
+CODECS.update({d.name: _registered(d) for d in registry.descriptors()
+               if d.kind == "array" and d.available and d.name not in CODECS})
+#: the codecs whose streams can be made and decoded here: every available array codec of the
+#: registry (JETRAW is not; FLOATPRED, a filter, has its own tests in test_floatpred.py)
 NAMES = tuple(CODECS)
 LOSSY = tuple(name for name, codec in CODECS.items() if codec.tolerance_arg)
 #: the codecs whose own streams imagecodecs makes and chunkpress decodes

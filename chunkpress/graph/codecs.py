@@ -20,7 +20,7 @@ from .. import kernels
 from ..kernels import ChunkpressError, chains, registry
 from . import plan
 
-__all__ = ["Codec", "AutoError", "AUTO", "AUTO_NAMES", "get_codec", "auto_chain",
+__all__ = ["Codec", "AutoError", "AUTO", "AUTO_NAMES", "get_codec", "accepted", "auto_chain",
            "check_input", "normalize_targets", "needs_range", "block_kwargs", "max_mse",
            "bound", "error", "probe"]
 
@@ -115,6 +115,15 @@ def get_codec(name) -> Codec:
         raise TypeError(f"codec must be a string such as 'zfp', got {type(name).__name__}")
     key = name.strip().lower()
     return AUTO if key in AUTO_NAMES else _codec(key)
+
+
+def accepted() -> tuple:
+    """Return the codec names ``compress`` takes: the registry's array codecs, auto, the bytes
+    codecs alone and the chains of one filter (chains of several filters are taken too)."""
+    names = chains.accepted()
+    arrays = registry.names("array", available=True)
+    return (*[n for n in names if n in arrays], *AUTO_NAMES,
+            *[n for n in names if n not in arrays])
 
 
 def auto_chain(dtype) -> str | None:

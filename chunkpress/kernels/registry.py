@@ -35,7 +35,7 @@ import numpy as np
 from ._common import ChunkpressError
 
 __all__ = ["Param", "Descriptor", "KINDS", "ANY_NDIM", "descriptors", "get", "names",
-           "check_params"]
+           "check_params", "markdown_table"]
 
 KINDS = ("array", "filter", "bytes")
 #: every dimensionality a chunkpress block may have (zarr's limit)
@@ -108,6 +108,13 @@ class Descriptor:
     #: (target) -> the max absolute error every value keeps (0.0: exact) or None (no
     #: point-wise bound). Default: 0.0 where lossless, else the target's tolerance, if any
     bound: Callable | None = None
+    #: (target) -> r, the max relative error: |x - y| <= r * max(|x|, tiny) for every finite
+    #: x (tiny: the dtype's smallest normal number, so subnormals keep r * tiny), or None
+    #: (no such bound; the default). Bit rounding's is 2**-(keepbits+1)
+    relative: Callable | None = None
+    #: a filter: the lossless codec after it when it is named alone ("bitround" is
+    #: "bitround+zstd"); empty: the filter is named in a chain only ("floatpred+zstd")
+    terminal: str = ""
     #: whether the target {"mode": "psnr", "quality": dB} is the PSNR of the whole array: the
     #: graph computes the value range first and gives each block ``mode="psnr", quality=``
     #: of its own, or ``tolerance=`` (see graph/plan.block_psnr)
@@ -161,6 +168,14 @@ class Descriptor:
             return 0.0
         return None if target.get("tolerance") is None else float(target["tolerance"])
 
+    def max_relative_error(self, target: dict):
+        """Return the max relative error under ``target`` (see ``relative``; 0.0 lossless),
+        or None."""
+        if self.lossless:
+            return 0.0
+        bound = None if self.relative is None else self.relative(target)
+        return None if bound is None else float(bound)
+
 
 def check_params(descriptor: Descriptor, given: dict, dtype=None) -> dict:
     """Check each value given with its Param's check and the required ones are there; return
@@ -207,3 +222,37 @@ def names(kind: str | None = None, *, available: bool | None = None) -> tuple:
     return tuple(d.name for d in descriptors()
                  if (kind is None or d.kind == kind)
                  and (available is None or d.available == available))
+
+
+def markdown_table() -> str:
+    """Return the README's table of the codecs: name, kind, dtypes, ndims, parameters, lossless."""
+    rows = ["| codec | kind | dtypes | ndim | parameters | lossless |",
+            "|---|---|---|---|---|---|"]
+    for d in descriptors():  # every registered codec, available in this build or not
+        name = d.name
+        params = ", ".join(f"`{p.name}`" for p in d.params) or "none"
+        lossless = "yes" if d.lossless else (
+            "with tolerance 0" if d.max_error({}) == 0 else "no")
+        rows.append(f"| {name} | {d.kind} | {_dtypes_text(d.dtypes)} | {_ndims_text(d.ndims)} "
+                    f"| {params} | {lossless} |")
+    return "\n".join(rows) + "\n"
+
+
+def _dtypes_text(dtypes) -> str:
+    """float32/64, (u)int8/16, bool: a compact name of a set of dtypes."""
+    bits = {kind: sorted(8 * d.itemsize for d in dtypes if d.kind == kind) for kind in "fiub"}
+    parts = []
+    if bits["f"]:
+        parts.append("float" + "/".join(map(str, bits["f"])))
+    if bits["i"] and bits["i"] == bits["u"]:
+        parts.append("(u)int" + "/".join(map(str, bits["i"])))
+    else:
+        parts += [f"{name}" + "/".join(map(str, bits[k]))
+                  for k, name in (("i", "int"), ("u", "uint")) if bits[k]]
+    return ", ".join(parts + ["bool"] * bool(bits["b"]))
+
+
+def _ndims_text(ndims) -> str:
+    if tuple(ndims) == ANY_NDIM:
+        return "any"
+    return f"{min(ndims)}-{max(ndims)}" if len(ndims) > 1 else str(ndims[0])

@@ -1,0 +1,306 @@
+"""Every codec of the registry, at every layer: kernel, graph, Zarr (plain and sharded),
+codec="auto", the command. The cases are read from ``chunkpress.kernels.registry``: a codec
+gets every check here by being registered once (a DESCRIPTOR at the end of its kernel module).
+A codec this build lacks is skipped with the kernel's own reason, never left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+import chunkpress
+from chunkpress import auto
+from chunkpress.cli import main
+from chunkpress.cli.bounds import KEYS
+from chunkpress.graph import codecs, dispatch, sample
+from chunkpress.kernels import ChunkpressError, chains, registry
+from chunkpress.storage import codecs as zarr_codecs
+
+from common import FIXTURES, fixture_manifest, raw_bits, with_nonfinite
+
+
+@dataclass(frozen=True)
+class Case:
+    """One codec name as compress takes it, with what a typical call of it keeps."""
+
+    name: str
+    chain: chains.Chain
+    params: dict  # the parts' examples, as compress takes them
+    dtype: np.dtype
+    ndim: int
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def target(self) -> dict:
+        return self.chain.check_target(self.params, self.dtype)
+
+    @property
+    def bound(self):
+        return self.chain.max_error(self.target)
+
+    def data(self, shape=None) -> np.ndarray:
+        """A smooth field with NaN/Inf cells (floats), ragged against 8^d chunks."""
+        shape = shape or (12, 10, 9)[3 - self.ndim:] if self.ndim <= 3 else (3, 4, 5, 6)
+        rng = np.random.default_rng(7)
+        x = np.cumsum(rng.standard_normal(shape), axis=0)
+        if self.dtype.kind in "iu":
+            return np.round((x - x.min()) * 3).astype(self.dtype)
+        return with_nonfinite(x.astype(self.dtype), seed=3)
+
+
+def _terminals(f: registry.Descriptor) -> list:
+    """The codecs a filter is checked before: the first bytes codec and lossless array codec
+    that take its dtypes."""
+    out = []
+    for kind in ("bytes", "array"):
+        for d in registry.descriptors():
+            if d.kind == kind and d.lossless and d.available and set(f.dtypes) & set(d.dtypes):
+                out.append(d.name)
+                break
+    return out
+
+
+def _case(name: str):
+    chain = chains.resolve(name)
+    params = {k: v for part in chain.parts for k, v in part.example.items()}
+    dtype = np.dtype("float32") if np.dtype("float32") in chain.dtypes else chain.dtypes[0]
+    ndim = 3 if 3 in chain.ndims else max(chain.ndims)
+    marks = [] if chain.available else [pytest.mark.skip(reason=chain.unavailable)]
+    return pytest.param(Case(name, chain, params, dtype, ndim), id=name, marks=marks)
+
+
+NAMES = [n for d in registry.descriptors()
+         for n in ([f"{d.name}+{t}" for t in _terminals(d)] if d.kind == "filter" else [d.name])]
+CASES = [_case(n) for n in NAMES]
+#: the codecs codec="auto" may choose (a descriptor's ``auto`` roles)
+AUTO = [c for c in CASES if c.values[0].name == codecs.auto_chain(c.values[0].dtype) or
+        (not c.values[0].chain.is_chain and c.values[0].chain.terminal.auto)]
+
+
+def assert_kept(x, y, bound, what=""):
+    """Shape and dtype kept, NaN/Inf kept bit for bit, the bound held on the finite values."""
+    assert y.shape == x.shape and y.dtype == x.dtype, what
+    if x.dtype.kind == "f":
+        bad = ~np.isfinite(x)
+        assert np.array_equal(raw_bits(x)[bad], raw_bits(y)[bad]), f"{what}: NaN/Inf changed"
+    if bound == 0:
+        assert np.array_equal(raw_bits(x), raw_bits(y)), f"{what}: not bit for bit"
+    elif bound is not None:
+        finite = np.isfinite(x)
+        error = np.abs(x[finite].astype(float) - y[finite].astype(float)).max()
+        assert error <= bound, f"{what}: max error {error} over {bound}"
+
+
+def test_every_codec_is_a_case():
+    """Each registered codec is checked: alone, or (a filter) before a lossless codec."""
+    named = {p for n in NAMES for p in n.split("+")}
+    assert named == set(registry.names())
+    for d in registry.descriptors():
+        assert d.doc and issubclass(d.error, ChunkpressError), d.name
+
+
+# --- kernel ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_kernel_round_trip_keeps_the_bound_and_nan(case):
+    x = case.data()
+    stream = case.chain.encode(x, **case.target)
+    assert_kept(x, case.chain.decode(stream, x.shape, x.dtype), case.bound, case.name)
+    if case.chain.holds_shape:  # its stream says the shape
+        assert_kept(x, case.chain.decode(stream), case.bound, case.name)
+    if case.chain.is_chain or case.chain.terminal.recognised == "magic":
+        assert case.chain.check(stream) is True
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_kernel_damaged_stream_is_the_codecs_error(case):
+    x = case.data()
+    damaged = bytearray(case.chain.encode(x, **case.target))
+    damaged[len(damaged) // 2] ^= 0x10
+    with pytest.raises(case.chain.error):
+        case.chain.decode(bytes(damaged), x.shape, x.dtype)
+
+
+@pytest.mark.parametrize("codec", registry.names(available=True))
+def test_frozen_fixtures_decode(codec):
+    """Each codec's streams written once (tests/fixtures) still decode to their arrays."""
+    entries = [e for e in fixture_manifest() if codec in e["codec"].split("+")]
+    assert entries, f"no fixture of {codec} in tests/fixtures (make_fixtures.py --add)"
+    for entry in entries:
+        original = np.load(FIXTURES / entry["original"])
+        stream = (FIXTURES / entry["stream"]).read_bytes()
+        assert hashlib.sha256(stream).hexdigest() == entry["sha256"], entry["stream"]
+        spec = codecs.get_codec(entry["codec"])
+        decoded = dispatch.decode(stream, spec, original.shape, original.dtype)
+        assert_kept(original, decoded, entry["tolerance"], entry["stream"])
+
+
+# --- graph ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_compress_decompress(case):
+    x = case.data()
+    c = chunkpress.compress(x, case.name, chunks=(8,) * x.ndim, verify=True, **case.params)
+    assert c.codec == case.name and c.error_bound == case.bound
+    assert_kept(x, chunkpress.decompress(c).compute(), case.bound, case.name)
+    assert c.max_error <= (case.bound if case.bound is not None else np.inf)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_parameter_is_checked_by_its_kernel_at_every_layer(case):
+    """A string or a bool for any parameter: TypeError/ValueError naming it, from compress,
+    from the Zarr codec and from the kernel, before anything is encoded."""
+    x = case.data()
+    for param in case.chain.params:
+        for bad in ("1", True):
+            given = {param.name: bad}
+            with pytest.raises((TypeError, ValueError), match=param.name):
+                chunkpress.compress(x, case.name, **given)
+            with pytest.raises((TypeError, ValueError), match=param.name):
+                zarr_codecs.zarr_codec(case.name, given)
+            with pytest.raises((TypeError, ValueError), match=param.name):
+                case.chain.check_target(given, x.dtype)
+
+
+@pytest.mark.parametrize("codec, params, error, words", [
+    ("sperr", {"mode": "psnr", "quality": -5}, ValueError,
+     r"quality for mode 'psnr' must be dB in \(0, 400\]"),
+    ("zfp", {"tolerance": 0.1, "chunks": 0}, ValueError, r"chunks=0: a block extent must be"),
+    ("zfp", {"tolerance": 0.1, "chunks": (8, -3)}, ValueError, r"got -3"),
+    ("floatpred+zstd", {"level": 99}, ValueError, r"level must be an integer in 1\.\.22"),
+    ("floatpred+zstd", {"level": -1}, ValueError, r"level must be an integer in 1\.\.22"),
+    ("floatpred+zstd", {"level": 2.5}, TypeError, r"level must be an integer in 1\.\.22"),
+    ("floatpred+zstd", {"level": "8"}, TypeError, r"level must be an integer in 1\.\.22"),
+    ("zfp", {"tolerance": "0.1"}, TypeError, r"tolerance must be a number"),
+    ("zfp", {"tolerance": True}, TypeError, r"tolerance must be a number"),
+    ("auto", {"tolerance": "0.1"}, TypeError, r"tolerance must be a number"),
+    ("auto", {"tolerance": True}, TypeError, r"tolerance must be a number"),
+    ("sz3", {"tolerance": np.float32(-1)}, ValueError, r"tolerance must be finite and > 0"),
+])
+def test_bad_arguments_fail_before_any_task(codec, params, error, words):
+    """Each value is refused by the one check of its kernel, wherever it is given: compress
+    (before a task runs, the input lazy or not) and the Zarr codec."""
+    ran = []
+    x = np.zeros((16, 16), "float32")
+    lazy = da.from_array(x, chunks=8).map_blocks(lambda b: ran.append(1) or b, dtype=x.dtype,
+                                                 meta=np.empty((0, 0), x.dtype))
+    for data in (x, lazy):
+        with pytest.raises(error, match=words):
+            chunkpress.compress(data, codec, **params)
+    assert not ran
+    target = {k: v for k, v in params.items() if k != "chunks"}
+    if target != params:
+        return
+    with pytest.raises(error, match=words):
+        zarr_codecs.zarr_codec(codec, target)
+
+
+# --- Zarr -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_zarr_codec_configuration_round_trips(case):
+    zc = zarr_codecs.zarr_codec(case.name, case.target)
+    config = zc.to_dict()
+    assert config["name"] == ("chunkpress.chain" if case.chain.is_chain else
+                              f"chunkpress.{case.name}")
+    assert json.loads(json.dumps(config)) == config
+    again = type(zc).from_dict(config)
+    assert again == zc and hash(again) == hash(zc)
+    assert zarr.registry.get_codec_class(config["name"]) is type(zc)
+
+
+@pytest.mark.parametrize("sharded", [False, True], ids=["plain", "sharded"])
+@pytest.mark.parametrize("case", CASES)
+def test_zarr_codec_inside_a_zarr_array(tmp_path, case, sharded):
+    """Plain zarr writes and reads through the codec, in chunks and inside shards."""
+    x = case.data()
+    chunks = (8,) * x.ndim
+    array = zarr.create_array(str(tmp_path / "a.zarr"), shape=x.shape, dtype=x.dtype,
+                              chunks=chunks, shards=(16,) * x.ndim if sharded else None,
+                              serializer=zarr_codecs.zarr_codec(case.name, case.target),
+                              compressors=None, fill_value=0)
+    array[...] = x
+    back = zarr.open_array(str(tmp_path / "a.zarr"), mode="r")
+    assert_kept(x, back[...], case.bound, case.name)
+
+
+# --- codec="auto" ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", AUTO)
+def test_auto_takes_it_and_reads_its_streams(case):
+    x = case.data()
+    lossy = case.bound != 0 and "tolerance" in case.target
+    tolerance = case.target["tolerance"] if lossy else None
+    names = [c.name for c in sample.candidates(x.dtype, x.ndim, tolerance)]
+    assert case.name in names
+    c = auto.compress(x, "auto", tolerance=tolerance, candidates=[case.name])
+    assert c.choice.codec == case.name
+    assert_kept(x, chunkpress.decompress(c).compute(), case.bound, case.name)
+    graph = dict(c.persist().__dask_graph__())
+    for index in np.ndindex(*c.numblocks):
+        encoded = getattr(graph[(c.name, *index)], "value", graph[(c.name, *index)])
+        assert dispatch.identify(encoded.data, x.dtype) == case.name
+
+
+def test_auto_chooses_only_among_codecs_registered_for_it():
+    flagged = {d.name for d in registry.descriptors() if d.auto}
+    for dtype, tolerance in (("float32", 0.01), ("float32", None), ("int16", None)):
+        for candidate in sample.candidates(np.dtype(dtype), 3, tolerance):
+            assert set(candidate.name.split("+")) <= flagged
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_command_compresses_a_netcdf_file_with_it(tmp_path, capsys, case):
+    unknown = [k for k in case.params if k not in KEYS]
+    if unknown:
+        pytest.skip(f"the command has no --{unknown[0]}")
+    x = case.data()
+    source, out = tmp_path / "in.nc", tmp_path / "out.zarr"
+    xr.Dataset({"t": (("z", "y", "x")[3 - x.ndim:], x)}).to_netcdf(source)
+    flags = [a for k, v in case.params.items() for a in (f"--{k}", str(v))]
+    code = main(["compress", str(source), str(out), "--var", "t", "--codec", case.name,
+                 *flags, "--workers", "1"])
+    assert code == 0, capsys.readouterr().err
+    back = chunkpress.from_zarr(str(out), "t").compute()
+    assert_kept(x, back, case.bound, case.name)
+
+
+# --- what compress takes --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", chunkpress.CODECS)
+def test_every_name_in_chunkpress_codecs_compresses(name):
+    spec = codecs.get_codec(name)
+    dtype = np.dtype("float32") if np.dtype("float32") in spec.dtypes else spec.dtypes[0]
+    x = (np.arange(4 * 8 * 8).reshape(4, 8, 8) % 23).astype(dtype)
+    params = {} if spec.is_auto else {k: v for p in spec.chain.parts
+                                      for k, v in p.example.items()}
+    c = chunkpress.compress(x, name, **params)
+    bound = codecs.bound(spec, c.params)
+    assert_kept(x, chunkpress.decompress(c).compute(), bound, name)
+
+
+def test_chunkpress_codecs_is_what_compress_takes():
+    unavailable = registry.names(available=False)
+    filters = registry.names("filter")
+    for name in unavailable + filters:
+        assert name not in chunkpress.CODECS
+        with pytest.raises(ValueError):
+            chunkpress.compress(np.zeros((4, 4), "uint16"), name)
