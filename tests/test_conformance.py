@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import dask.array as da
 import numpy as np
@@ -99,6 +100,16 @@ def assert_kept(x, y, bound, what=""):
         finite = np.isfinite(x)
         error = np.abs(x[finite].astype(float) - y[finite].astype(float)).max()
         assert error <= bound, f"{what}: max error {error} over {bound}"
+
+
+def test_the_readme_table_is_the_registry():
+    """README.md's table of codecs is chunkpress.kernels.registry.markdown_table()."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = text.index("<!-- codecs: chunkpress.kernels.registry.markdown_table() -->\n")
+    table = text[text.index("\n", start) + 1:text.index("<!-- /codecs -->")]
+    assert table == registry.markdown_table(), (
+        "README.md's table of codecs is not the registry's; put this in its place:\n"
+        + registry.markdown_table())
 
 
 def test_every_codec_is_a_case():
