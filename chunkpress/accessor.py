@@ -200,12 +200,20 @@ class ChunkpressAccessor:
         return encode(self._obj, codec, **kwargs)
 
     def to_zarr(self, store, codec=None, *, overwrite=False, compute=True,
-                storage_options=None, shards=None, append_dim=None, region=None, **kwargs):
+                storage_options=None, shards=None, append_dim=None, region=None,
+                portable=False, **kwargs):
         """Compress and write to a Zarr v3 store in one go (see CompressedDataset.to_zarr).
 
         ``codec`` defaults to "zfp"; with ``append_dim`` or ``region`` to the store's codec,
-        and a codec or parameter given must be the store's.
+        and a codec or parameter given must be the store's. ``portable=True`` stores the
+        variables given a ``tolerance`` and/or ``rel_tolerance`` (one value, or a dict per
+        variable) with codecs zarr and numcodecs register themselves, so that the store opens
+        without chunkpress (see ``chunkpress.to_zarr``).
         """
+        if portable:
+            return _portable_to_zarr(self._obj, store, codec, kwargs, overwrite=overwrite,
+                                     compute=compute, storage_options=storage_options,
+                                     shards=shards, append_dim=append_dim, region=region)
         if append_dim is not None or region is not None:
             _check_update(overwrite, shards, append_dim, region)
             dataset, _ = _as_dataset(self._obj)
@@ -276,6 +284,49 @@ def _variable_chunks(chunks, dims):
     if isinstance(chunks, dict):
         return {axis: chunks[dim] for axis, dim in enumerate(dims) if dim in chunks}
     return chunks
+
+
+def _portable_to_zarr(obj, store, codec, kwargs, *, shards, append_dim, region, **options):
+    """ChunkpressAccessor.to_zarr(portable=True): each variable's portable codecs, then the
+    dataset written (``chunkpress.storage.portable``)."""
+    from .storage.portable import portable_for
+
+    if codec is not None:
+        raise ValueError(f"portable=True chooses numcodecs' codecs for the bound; drop "
+                         f"codec={codec!r} (or drop portable=True)")
+    if shards is not None or append_dim is not None or region is not None:
+        raise ValueError("portable=True writes a whole new store: drop shards, append_dim "
+                         "and region")
+    unknown = set(kwargs) - {"tolerance", "rel_tolerance", "variables", "verify"}
+    if unknown:
+        raise TypeError(f"to_zarr(portable=True) takes tolerance, rel_tolerance and "
+                        f"variables; got unexpected arguments {sorted(unknown)}")
+    dataset, _ = _as_dataset(obj)
+    bounds = {k: kwargs.get(k) for k in ("tolerance", "rel_tolerance")}
+    per_var = {k: v for k, v in bounds.items() if isinstance(v, dict)}
+    for values in per_var.values():
+        _check_names(dataset, values, "is given a parameter")
+    variables = kwargs.get("variables")
+    if variables is not None:
+        variables = [variables] if isinstance(variables, str) else list(variables)
+        _check_names(dataset, variables, "is to be compressed")
+    names = variables if variables is not None else [
+        n for n in dataset.data_vars if compressible(dataset[n].variable)]
+    chosen = {}
+    for name in names:
+        if per_var and not any(name in v for v in per_var.values()):
+            continue  # a dict was given and this variable is not in it: kept exact
+        var = dataset[name].variable
+        if "scale_factor" in var.encoding or "add_offset" in var.encoding:
+            continue  # packed by its producer: kept as stored
+        given = {k: (v.get(name) if isinstance(v, dict) else v) for k, v in bounds.items()}
+        if all(v is None for v in given.values()):
+            continue
+        try:
+            chosen[name] = portable_for(var.data, **given)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"variable {name!r}: {exc}") from exc
+    return _dataset.write_dataset(dataset, {}, store, portable=chosen, **options)
 
 
 def _check_update(overwrite, shards, append_dim, region) -> None:

@@ -7,7 +7,10 @@ sits above both, so that neither imports the other.
 
 from __future__ import annotations
 
+import numpy as np
 import zarr
+
+from ..graph.compressed import CompressedArray
 
 from . import publish
 from .append import write_region
@@ -21,7 +24,7 @@ _PARAMS = ("tolerance", "rate", "precision", "mode", "quality", "level")
 def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=None, mode=None,
             quality=None, level=None, chunks="auto", verify=False, path=None, overwrite=False,
             compute=True, attributes=None, dimension_names=None, storage_options=None,
-            shards=None, region=None):
+            shards=None, region=None, rel_tolerance=None, portable=False):
     """Compress ``data`` block by block straight into a Zarr v3 array in ``store``.
 
     ``data`` is anything ``chunkpress.compress`` takes (compressed here with ``codec``, default
@@ -37,9 +40,23 @@ def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=Non
     Zarr store it replaces. ``region=`` (a tuple of slices, aligned to the chunks) rewrites
     part of an existing chunkpress array with its own codec and target.
 
+    ``portable=True`` writes only codecs that zarr and numcodecs register themselves (no
+    ``codec``): numcodecs' quantize (``tolerance``) or bitround (``rel_tolerance``, or both),
+    then blosc-zstd and a CRC-32C, every block certified by the task that writes it; the store
+    opens wherever zarr does, without chunkpress (see ``chunkpress.storage.portable``).
+
     ``compute=False`` returns a ``dask.delayed`` that does the work, like
     ``dask.array.to_zarr``; otherwise the blocks are written now and the zarr array returned.
     """
+    if portable:
+        return _portable(data, store, codec=codec, tolerance=tolerance,
+                         rel_tolerance=rel_tolerance, others=(rate, precision, mode, quality,
+                                                              level, shards, region),
+                         verify=verify, chunks=chunks, path=path, overwrite=overwrite,
+                         compute=compute, attributes=attributes,
+                         dimension_names=dimension_names, storage_options=storage_options)
+    if rel_tolerance is not None:
+        raise ValueError("rel_tolerance: not taken by to_zarr here yet without portable=True")
     params = dict(zip(_PARAMS, (tolerance, rate, precision, mode, quality, level)))
     if region is not None:
         return write_region(data, store, region, path=path, codec=codec, params=params,
@@ -69,6 +86,26 @@ def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=Non
     job = WriteJob(writes, destination, [plan],
                    lambda: _open_written(store, storage_options, destination, path))
     return job if not compute else job.compute()
+
+
+def _portable(data, store, *, codec, tolerance, rel_tolerance, others, verify, **options):
+    """to_zarr(portable=True): the checks, then chunkpress.storage.portable's write."""
+    from .portable_write import to_zarr_portable
+
+    if codec is not None:
+        raise ValueError(f"portable=True chooses numcodecs' codecs for the bound; drop "
+                         f"codec={codec!r} (or drop portable=True)")
+    if any(v is not None for v in others):
+        raise ValueError("portable=True takes tolerance= and rel_tolerance= only (not rate, "
+                         "precision, mode, quality, level, shards or region)")
+    if not isinstance(verify, (bool, np.bool_)):
+        raise TypeError(f"verify must be True or False, got {verify!r}")
+    # verify=True or not: a portable write certifies every block as it writes it
+    if isinstance(data, CompressedArray):
+        raise ValueError("portable=True: data is already compressed (a CompressedArray); "
+                         "pass the array itself")
+    return to_zarr_portable(data, store, tolerance=tolerance, rel_tolerance=rel_tolerance,
+                            **options)
 
 
 def _open_written(store, storage_options, destination, path) -> zarr.Array:

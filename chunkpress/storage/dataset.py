@@ -46,13 +46,21 @@ class Variable:
 
 
 def write_dataset(source: xr.Dataset, variables: dict, store, *, overwrite=False,
-                  storage_options=None, shards=None, compute=True, attributes=None):
+                  storage_options=None, shards=None, compute=True, attributes=None,
+                  portable=None):
     """Write ``source`` to ``store``: ``variables`` maps names to :class:`Variable` (the
-    compressed ones), every other variable is written exact, as xarray would.
+    compressed ones), every other variable is written exact, as xarray would; ``portable``
+    maps names to the zarr/numcodecs codecs that store them instead (see ``portable``).
 
     ``attributes``: extra attributes per compressed variable (e.g. what codec="auto" chose).
     Returns the zarr group written, or (``compute=False``) a WriteJob that writes it.
     """
+    if portable:
+        from .portable import portable_variable
+
+        source = source.copy()
+        for name, chosen in portable.items():
+            source[name] = portable_variable(source[name].variable, chosen)
     destination = publish.open_destination(store, None, overwrite=overwrite,
                                            storage_options=storage_options)
     try:

@@ -4,13 +4,15 @@ A portable variable is written through zarr's own codec pipeline, so a colleague
 numcodecs and xarray (and no chunkpress) opens it. The bound asked for is met by a filter that
 numcodecs ships, then a lossless stage (blosc: zstd behind a byte shuffle) and a CRC-32C:
 
-- ``tolerance=t`` (absolute): ``numcodecs.quantize`` with the fewest decimal digits whose step
-  keeps it: values become multiples of ``2**-bits`` (``bits = ceil(log2(10**digits))``), an
-  error of at most ``2**-(bits + 1)``; NaN stays NaN (land masks work);
+- ``tolerance=t`` (absolute): ``numcodecs.fixedscaleoffset`` with a float ``astype``: values
+  rounded to multiples of the largest power of two ``q`` with ``q / 2 <= t`` (scaling by a
+  power of two is exact), an error of at most ``q / 2``; NaN stays NaN (land masks work);
 - ``rel_tolerance=r`` (pointwise relative): ``numcodecs.bitround`` keeping ``k`` mantissa
   bits, ``2**-(k + 1) <= r``; zeros stay zero, signs are kept;
 - both: bit rounding with ``k`` large enough that its error at the largest magnitude is
   within ``t`` too.
+
+(``portable_write`` writes a portable array; ``dataset`` a dataset's portable variables.)
 
 The filters' arithmetic has edges (a value rounded past the largest float, a scale that
 overflows), so every block is measured before the store is published (:func:`certify`).
@@ -24,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Portable", "choose", "certify", "PortableBoundError"]
+__all__ = ["Portable", "choose", "certify", "PortableBoundError", "portable_for",
+           "portable_variable"]
 
 #: mantissa bits of each float width (what numcodecs' BitRound keeps at most)
 MANTISSA = {2: 10, 4: 23, 8: 52}
@@ -38,9 +41,9 @@ class PortableBoundError(ValueError):
 class Portable:
     """The zarr codecs of one portable variable, and what they promise."""
 
-    filters: tuple  # zarr array-to-array codecs (numcodecs' quantize or bitround), or none
+    filters: tuple  # zarr array-to-array codecs (fixedscaleoffset or bitround), or none
     compressors: tuple  # bytes-to-bytes codecs: blosc (zstd, shuffle), crc32c
-    description: str  # e.g. "quantize digits=3 + blosc-zstd" (for report() and info)
+    description: str  # e.g. "bitround keepbits=9 + blosc-zstd" (for report() and info)
     tolerance: float | None = None
     rel_tolerance: float | None = None
 
@@ -49,21 +52,15 @@ class Portable:
         return {"filters": list(self.filters) or None, "compressors": list(self.compressors)}
 
 
-def quantize_digits(tolerance: float) -> int:
-    """Return the fewest decimal digits numcodecs' Quantize needs to keep ``tolerance``.
+def scale_step(tolerance: float) -> float:
+    """Return the largest power of two whose half keeps ``tolerance``: the spacing of the
+    values kept (numcodecs' Quantize would round to decimal digits, up to 3.3 bits finer
+    than needed).
 
-    >>> quantize_digits(0.01), quantize_digits(0.5), quantize_digits(1e-6)
-    (2, 0, 6)
+    >>> scale_step(0.01), scale_step(0.5), scale_step(3.0)
+    (0.015625, 1.0, 4.0)
     """
-    digits = 0
-    while quantize_step(digits) / 2 > tolerance:
-        digits += 1
-    return digits
-
-
-def quantize_step(digits: int) -> float:
-    """Return the spacing of the values numcodecs' Quantize keeps at ``digits`` (its rule)."""
-    return 2.0 ** -math.ceil(math.log2(10.0 ** digits))
+    return 2.0 ** math.floor(math.log2(2 * tolerance))
 
 
 def keepbits(dtype, rel_tolerance: float | None, tolerance: float | None = None,
@@ -112,12 +109,16 @@ def choose(dtype, tolerance=None, rel_tolerance=None, amax=None, amin=None) -> P
                                  "float64 only; write it exact or without portable=True")
     with warnings.catch_warnings():  # "numcodecs codecs are not in the Zarr v3 spec"
         warnings.simplefilter("ignore")
-        from zarr.codecs import BitRound, Quantize
+        from zarr.codecs import BitRound, FixedScaleOffset
 
         if rel_tolerance is None:
-            digits = quantize_digits(tolerance)
-            return Portable((Quantize(digits=digits, dtype=dtype.str),), compressors,
-                            f"quantize digits={digits} + blosc-zstd", tolerance, None)
+            # multiples of a power of two: scaling by it is exact, so the error is the
+            # rounding's alone, half a step, and NaN/Inf pass through (a float astype)
+            step = scale_step(tolerance)
+            scale = FixedScaleOffset(offset=0, scale=1 / step, dtype=dtype.str,
+                                     astype=dtype.str)
+            return Portable((scale,), compressors,
+                            f"fixedscaleoffset scale=1/{step:g} + blosc-zstd", tolerance, None)
         if tolerance is not None and amax is None:
             raise ValueError("portable: tolerance and rel_tolerance together need amax, the "
                              "largest finite magnitude")
@@ -172,3 +173,66 @@ def certify(block: np.ndarray, portable: Portable) -> tuple[float, float]:
             f"portable ({portable.description}): max relative error {max_rel!r} over "
             f"rel_tolerance {portable.rel_tolerance!r}; write it without portable=True")
     return max_abs, max_rel
+
+
+#: the attribute that says which portable codecs keep which bound (for ``info``)
+ATTRIBUTE = "chunkpress_portable"
+
+
+def portable_for(x, tolerance=None, rel_tolerance=None) -> Portable:
+    """Return the portable codecs for the (dask or numpy) array ``x``, checking the bounds
+    and, where they are needed, measuring its largest and smallest nonzero magnitudes."""
+    import dask.array as da
+
+    from ..kernels import check_tolerance
+
+    if tolerance is None and rel_tolerance is None:
+        raise ValueError("portable=True needs tolerance= (max absolute error) and/or "
+                         "rel_tolerance= (max error relative to each value), or neither "
+                         "for an exact variable; got neither")
+    if tolerance is not None:
+        tolerance = check_tolerance("portable", tolerance)
+    if rel_tolerance is not None:
+        rel_tolerance = check_tolerance("portable", rel_tolerance, name="rel_tolerance")
+        if rel_tolerance >= 1:
+            raise ValueError(f"portable: rel_tolerance must be < 1, got {rel_tolerance!r}")
+    dtype = np.dtype(x.dtype)
+    amax = amin = None
+    if dtype.kind == "f" and rel_tolerance is not None:
+        a = abs(da.asarray(x))
+        finite = da.isfinite(a) & (a != 0)
+        amax, amin = da.compute(da.where(finite, a, 0).max(), da.where(finite, a, np.inf).min())
+        amax, amin = float(amax), float(amin)
+        amin = amin if math.isfinite(amin) else None
+    return choose(dtype, tolerance, rel_tolerance, amax, amin)
+
+
+# --- a variable of a dataset --------------------------------------------------------------
+
+
+def portable_variable(var, chosen: Portable):
+    """Return the xarray Variable ``var`` as a portable write stores it: its values certified
+    (now, or by each dask task), NaN as its fill value, the portable codecs as its encoding."""
+    import dask
+    import xarray as xr
+
+    if dask.is_dask_collection(var.data):
+        data = var.data.map_blocks(_certified, chosen, dtype=var.dtype)
+    else:
+        data = np.asarray(var.data)
+        certify(data, chosen)
+    dropped = ("compressors", "compressor", "filters", "serializer", "_FillValue")
+    encoding = {k: v for k, v in var.encoding.items() if k not in dropped}
+    encoding.update(chosen.encoding())
+    if var.dtype.kind == "f":
+        encoding["_FillValue"] = np.nan  # a fill value through the filter could change
+    attrs = {k: v for k, v in var.attrs.items() if k != "_FillValue"}
+    attrs[ATTRIBUTE] = {"codecs": chosen.description,
+                        **{n: getattr(chosen, n) for n in ("tolerance", "rel_tolerance")
+                           if getattr(chosen, n)}}
+    return xr.Variable(var.dims, data, attrs=attrs, encoding=encoding)
+
+
+def _certified(block, chosen):
+    certify(block, chosen)
+    return block
