@@ -319,6 +319,32 @@ def test_zfp_stream_is_imagecodecs_stream_and_trailer():
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
+def test_zfp_block_sliced_out_of_a_larger_array(dtype):
+    """A block sliced out of a larger array (rows contiguous, as dask and Zarr chunks are),
+    which ZFP reads in place, encodes to the bytes of its contiguous copy: finite, with
+    non-finite cells, and with magnitudes whose bound is checked and patched."""
+    rng = np.random.default_rng(3)
+    big = rng.standard_normal((20, 30, 40)).astype(dtype)
+    big[4, 9, 11], big[7, 12, 20] = np.nan, -np.inf
+    huge = big * 1e12
+    for source, params in [(big, {"tolerance": 1e-3}), (big, {"rate": 12}),
+                           (big, {"precision": 20}), (huge, {"tolerance": 1e-3})]:
+        for index in [np.s_[2:18, 5:25, 3:37], np.s_[4, 2:29, 1:40], np.s_[7, 12, 5:39],
+                      np.s_[::3, 1:29:2, 2:38]]:
+            block = source[index]
+            before = block.copy()
+            ours = bytes(cp.zfp_encode(block, **params))
+            assert ours == bytes(cp.zfp_encode(np.ascontiguousarray(block), **params)), \
+                f"{index} {params}"
+            assert np.array_equal(block, before, equal_nan=True)  # the input is left alone
+            decoded = cp.zfp_decode(ours)
+            finite = np.isfinite(block)
+            assert np.array_equal(raw_bits(decoded[~finite]), raw_bits(block[~finite]))
+            if "tolerance" in params:
+                assert_within(block, decoded, params["tolerance"], f"{index} {params}")
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
 def test_sz3_decodes_bare_imagecodecs_stream(dtype):
     for ndim in (1, 2, 3, 4):
         array = sample(SHAPES[ndim], dtype, "smooth")

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import _frame, _isolate, _native
+from . import _frame, _isolate, _native, relative
 from ._common import FLOAT_DTYPES, as_bytes, as_native, write_array_out, write_bytes_out
 
 
@@ -42,22 +42,28 @@ class Spec:
     #: (stream, shape or None, dtype or None) -> ndarray: decodes a stream that is not a frame
     #: (the codec's own, sealed or not); by default ``decode``
     decode_bare: Callable | None = None
+    #: the codec reads a block of up to 3 dimensions whose rows are contiguous in place (ZFP
+    #: takes strides): a block sliced out of a larger array is not copied first
+    strided: bool = False
 
 
 def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b""):
     """Return the stream of one block; ``tolerance`` (or None) is certified on finite cells."""
-    a = as_native(data, spec.name, dtypes=spec.dtypes, ndims=spec.ndims, zero_d=True)
+    a = data if spec.strided and _rows_contiguous(data, spec) else \
+        as_native(data, spec.name, dtypes=spec.dtypes, ndims=spec.ndims, zero_d=True)
     shape = a.shape
     if a.size == 0:
         return write_bytes_out(_frame.pack(spec.name, a.dtype, shape, b""), out, spec.name)
     block = a.reshape((1,) * spec.ndims[0]) if a.ndim == 0 else a
-    flat = block.reshape(-1)
     mask = None
     amax = 0.0
     if a.dtype.kind == "f" and (spec.mask or tolerance is not None):
-        bad, amax = _native.scan(flat)
+        rows = block.reshape(1, 1, -1) if block.flags.c_contiguous else \
+            block.reshape((1,) * (3 - block.ndim) + block.shape)  # a view: rows contiguous
+        bad, amax = _native.scan(rows)
         if bad and spec.mask:
-            block, mask = _frame.split_nonfinite(block, bad)
+            block, mask = _frame.split_nonfinite(np.ascontiguousarray(block), bad)
+    original = a.reshape(block.shape)  # with its non-finite cells: what a patch is checked on
     params, verify, store = spec.plan(block, params, tolerance, amax)
     verify = verify and tolerance is not None and a.dtype.kind == "f"
     if store:
@@ -68,7 +74,7 @@ def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b"
     if own:
         # room for the seal too: it is appended without copying the stream
         stream = _own_stream(spec, block, params, spec.capacity(block, params) + 16)
-        patch = _find_patch(spec, stream, block, flat, tolerance) if verify else None
+        patch = _find_patch(spec, stream, block, original, tolerance) if verify else None
         if patch is None:
             stream = spec.seal(stream) if spec.seal is not None else stream
             return write_bytes_out(stream, out, spec.name)
@@ -87,7 +93,7 @@ def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b"
             frame.put_payload(_call(spec, spec.encode, block, params, None))
             payload = frame.payload()
         with payload:
-            patch = _find_patch(spec, payload, block, flat, tolerance) if verify else None
+            patch = _find_patch(spec, payload, block, original, tolerance) if verify else None
     return write_bytes_out(frame.finish(mask, patch), out, spec.name)
 
 
@@ -114,11 +120,21 @@ def _own_stream(spec, block, params, capacity):
     return buf
 
 
-def _find_patch(spec, stream, block, flat, tolerance):
-    """Decode ``stream`` and return the finite cells it leaves outside ``tolerance``, if any."""
+def _find_patch(spec, stream, block, original, tolerance):
+    """Decode ``stream`` and return the finite cells of ``original`` it leaves outside
+    ``tolerance``, if any."""
     with _isolate.here():  # a stream just made here
         decoded = _call(spec, spec.decode, stream, block.shape, block.dtype, b"")
+    flat = np.ascontiguousarray(original).reshape(-1)  # (a copy only of a strided block)
     return _frame.find_patch(flat, np.ascontiguousarray(decoded), tolerance)
+
+
+def _rows_contiguous(data, spec) -> bool:
+    """Whether ``data`` can be encoded where it lies: a native block the codec takes, of up to
+    3 dimensions, whose rows are contiguous (anything else goes through ``as_native``)."""
+    return (isinstance(data, np.ndarray) and 1 <= data.ndim <= 3 and data.ndim in spec.ndims
+            and data.dtype in spec.dtypes and data.dtype.isnative and data.flags.aligned
+            and data.strides[-1] == data.itemsize and min(data.strides) >= 0)
 
 
 def decode(spec: Spec, data, shape=None, dtype=None, out=None):
@@ -138,6 +154,9 @@ def decode(spec: Spec, data, shape=None, dtype=None, out=None):
         native_shape = frame.shape or (1,) * spec.ndims[0]
         if frame.stored:
             decoded = _frame.stored_block(frame, native_shape, spec.error)
+        elif frame.relative:  # a relative bound: the codec coded the log of the magnitudes
+            decoded = relative.invert(frame, native_shape, lambda inner: decode(spec, inner),
+                                      spec.name, spec.error)
         else:
             decoded = _call(spec, spec.decode, frame.payload, native_shape, frame.dtype,
                             frame.params)

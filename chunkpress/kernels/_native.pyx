@@ -52,36 +52,48 @@ cdef extern from *:
 
 
 
-def scan(const floating[::1] a):
+def scan(const floating[:, :, :] a):
     """Return (number of non-finite cells, an upper bound of |x| over the finite cells).
 
-    The bound is exact for float32 and, for normal float64 values, within 2**-20. The common case,
-    no non-finite cell, is one SIMD pass; a block with non-finite cells is read again.
+    ``a`` is read in place: a 3-D view whose rows (last axis) are contiguous, such as a block
+    sliced out of a larger array, or a contiguous block as one row. The bound is exact for
+    float32 and, for normal float64 values, within 2**-20. The common case, no non-finite cell,
+    is one SIMD pass; a block with non-finite cells is read again.
     """
-    cdef Py_ssize_t i, n = a.shape[0], bad = 0
+    cdef Py_ssize_t i, j, k, nz = a.shape[0], ny = a.shape[1], nx = a.shape[2], bad = 0
     cdef double amax = 0, x
-    cdef uint32_t top
-    if n == 0:
+    cdef uint32_t top = 0, row
+    if nz == 0 or ny == 0 or nx == 0:
         return 0, 0.0
+    if nx > 1 and a.strides[2] != sizeof(floating):
+        raise ValueError("scan: the rows (last axis) must be contiguous")
     with nogil:
+        for i in range(nz):
+            for j in range(ny):
+                if floating is float:
+                    row = chunkpress_amax_f32(<const uint32_t *>&a[i, j, 0], nx)
+                else:
+                    row = chunkpress_amax_hi_f64(<const uint32_t *>&a[i, j, 0], nx)
+                if row > top:
+                    top = row
         if floating is float:
-            top = chunkpress_amax_f32(<const uint32_t *>&a[0], n)
             if top < 0x7f800000u:
                 amax = chunkpress_f32_from_bits(top)
         else:
-            top = chunkpress_amax_hi_f64(<const uint32_t *>&a[0], n)
             if top < 0x7ff00000u:
                 amax = chunkpress_f64_from_bits((<uint64_t>top << 32) | 0xffffffffu)
         if (floating is float and top >= 0x7f800000u) or (
                 floating is double and top >= 0x7ff00000u):
             amax = 0
-            for i in range(n):
-                x = a[i]
-                if x - x == 0:
-                    if fabs(x) > amax:
-                        amax = fabs(x)
-                else:
-                    bad += 1
+            for i in range(nz):
+                for j in range(ny):
+                    for k in range(nx):
+                        x = a[i, j, k]
+                        if x - x == 0:
+                            if fabs(x) > amax:
+                                amax = fabs(x)
+                        else:
+                            bad += 1
     return bad, amax
 
 

@@ -156,7 +156,8 @@ def _same(a, b):
 
 
 _SPEC = _lossy.Spec("zfp", ZfpError, (1, 2, 3, 4), _encode, _decode, _plan,
-                    seal=_frame.add_trailer, capacity=_capacity, decode_bare=_decode_bare)
+                    seal=_frame.add_trailer, capacity=_capacity, decode_bare=_decode_bare,
+                    strided=True)
 
 
 def zfp_encode(data, *, rate=None, precision=None, tolerance=None, out=None):
