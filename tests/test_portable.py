@@ -212,3 +212,21 @@ def test_portable_refuses_what_it_cannot_take_before_writing(tmp_path):
     with pytest.raises(KeyError, match="'nope'"):
         ds.chunkpress.to_zarr(store, tolerance={"nope": 0.1}, portable=True)
     assert not store.exists()
+
+
+def test_the_command_writes_a_portable_store_and_info_says_what_holds(tmp_path, capsys):
+    from chunkpress.cli import main
+
+    source, store = tmp_path / "ocean.nc", tmp_path / "o.zarr"
+    ocean().to_netcdf(source)
+    assert main(["compress", str(source), str(store), "--tolerance", "sst=0.01",
+                 "--tolerance", "wind=0.05", "--portable"]) == 0
+    out = capsys.readouterr()
+    assert "Numcodecs" not in out.err
+    rows = {line.split()[0]: line for line in out.out.splitlines()[2:]}
+    assert "fixedscaleoffset" in rows["sst"] and "tolerance=0.01" in rows["sst"]
+    assert read_without_chunkpress("print(sorted(xr.open_zarr(sys.argv[1]).data_vars))",
+                                   store).strip() == "['land', 'slp', 'sst', 'wind']"
+    assert main(["compress", str(source), str(tmp_path / "x.zarr"), "--tolerance", "0.01",
+                 "--codec", "sz3", "--portable"]) == 1
+    assert "drop --codec" in capsys.readouterr().err and not (tmp_path / "x.zarr").exists()

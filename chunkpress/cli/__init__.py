@@ -39,6 +39,8 @@ def main(argv=None) -> int:
         argv = ["demo"]
     parser = _parser()
     args = parser.parse_args(argv)
+    # said of every store with a numcodecs filter (--portable's): nothing for the user to do
+    warnings.filterwarnings("ignore", "Numcodecs codecs are not in the Zarr version 3")
     before = errors.output_state(args)
     try:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import bounds
-from ._common import add_scheduler, check_output, print_table, scheduler
+from ._common import UserError, add_scheduler, check_output, print_table, scheduler
 from .info import info_table
 from .inputs import add_arguments as add_input_arguments
 from .inputs import check_input, check_remote_output, expand, open_inputs, remote_errors, storage_options
@@ -47,6 +47,9 @@ def add_arguments(sub) -> None:
     sub.add_argument("--verify", action="store_true",
                      help="decode every block as it is made and report the measured max error")
     sub.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    sub.add_argument("--portable", action="store_true",
+                     help="write only codecs zarr and numcodecs have (no --codec): the store "
+                          "opens where chunkpress is not installed; each bound certified")
     add_scheduler(sub)
 
 
@@ -68,6 +71,8 @@ def main(args) -> int:
         line = bounds.describe_relative(chosen)
         if line:
             print(line)
+        if args.portable:
+            return _portable(ds, chosen, args, options)
         enc = ds.chunkpress.encode(verify=args.verify, **bounds.encode_arguments(chosen))
         if args.verify:
             enc = run(enc.persist, "compressing")
@@ -76,6 +81,25 @@ def main(args) -> int:
         run(job, "writing")  # published here: this process checks every chunk is there
         report = enc.report() if args.verify else _table(args.output, options)
     print_table(report)
+    return 0
+
+
+def _portable(ds, chosen, args, options) -> int:
+    """--portable: numcodecs' filters for each variable's bound, written and certified."""
+    given = bounds.encode_arguments(chosen)
+    codecs = {c for c in given.pop("codec", {}).values() if c not in (None, "zfp")}
+    if getattr(args, "codec", None) or codecs:
+        raise UserError("--portable chooses numcodecs' codecs for each bound; drop --codec "
+                        "(or drop --portable)")
+    kept = {k: given[k] for k in ("tolerance", "rel_tolerance", "variables") if k in given}
+    others = sorted(k for k in given if k not in kept)
+    if others:
+        raise UserError(f"--portable takes --tolerance and --rel-tolerance only; drop "
+                        f"{', '.join('--' + k.replace('_', '-') for k in others)}")
+    job = ds.chunkpress.to_zarr(args.output, portable=True, overwrite=args.overwrite,
+                                compute=False, storage_options=options or None, **kept)
+    run(job, "writing")
+    print_table(_table(args.output, options))
     return 0
 
 

@@ -26,7 +26,7 @@ from zarr.storage import LocalStore, ZipStore
 
 from ..graph import codecs
 from ..kernels import ChunkpressError
-from . import integrity, publish, shards
+from . import integrity, portable, publish, shards
 from .codecs import ChunkpressCodec, decode_block
 
 __all__ = ["from_zarr", "info", "Layout", "layout", "read_chunk", "chunk_object",
@@ -226,15 +226,29 @@ def info(store, *, storage_options=None) -> pd.DataFrame:
                             for i in np.ndindex(*counts)}
                 row["missing_chunks"] = len(expected - keys)
         else:
-            compressors = [c.to_dict()["name"] for c in array.compressors]
-            row.update(codec="+".join(compressors) or "none", parameters="",
-                       error_bound=0.0 if array.dtype.kind != "f" or not array.filters else
-                       math.nan)
+            names = [c.to_dict()["name"] for c in (*array.filters, *array.compressors)]
+            row.update(codec="+".join(n.removeprefix("numcodecs.") for n in names) or "none",
+                       parameters="", error_bound=0.0 if array.dtype.kind != "f" or
+                       not array.filters else math.nan)
+            row.update(_portable_row(array.attrs.get(portable.ATTRIBUTE)))
         rows.append(row)
     columns = ["variable", "codec", "parameters", "dtype", "shape", "original_bytes",
                "stored_bytes", "ratio", "error_bound", "measured_error", "missing_chunks"]
     table = pd.DataFrame(rows, columns=columns).set_index("variable")
     return table.astype({"missing_chunks": "Int64"})
+
+
+def _portable_row(entry) -> dict:
+    """What a portable write recorded (``chunkpress.storage.portable``): its bounds, measured."""
+    if not isinstance(entry, dict):
+        return {}
+    row = {"parameters": ", ".join(f"{k}={entry[k]:g}" for k in ("tolerance", "rel_tolerance")
+                                   if isinstance(entry.get(k), (int, float)))}
+    if isinstance(entry.get("tolerance"), (int, float)):
+        row["error_bound"] = float(entry["tolerance"])
+    if isinstance(entry.get("measured_error"), (int, float)):
+        row["measured_error"] = float(entry["measured_error"])
+    return row
 
 
 async def _keys(store, prefix) -> set:
