@@ -21,7 +21,15 @@ cdef extern from *:
        turns into SIMD code, and a result at or above the bits of infinity means a non-finite
        value is present. For doubles only the high 32-bit words are compared (SSE2 has no
        64-bit compare): that bounds |x| from above to 2**-20 relative, and still sees every
-       non-finite value, whose high word alone has the exponent all ones. */
+       non-finite value, whose high word alone has the exponent all ones. Where gcc can, an
+       AVX2 copy is made beside the SSE2 one and chosen when the CPU has it (about 3x faster on
+       data in cache: the scan is a pass over every block before its codec sees it). */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define CHUNKPRESS_SIMD __attribute__((target_clones("avx2", "default")))
+    #else
+    #define CHUNKPRESS_SIMD
+    #endif
+    CHUNKPRESS_SIMD
     static uint32_t chunkpress_amax_f32(const uint32_t *p, Py_ssize_t n) {
         int32_t m = 0;
         for (Py_ssize_t i = 0; i < n; i++) {
@@ -30,6 +38,7 @@ cdef extern from *:
         }
         return (uint32_t)m;
     }
+    CHUNKPRESS_SIMD
     static uint32_t chunkpress_amax_hi_f64(const uint32_t *p, Py_ssize_t n) {
         int32_t m = 0;
         for (Py_ssize_t i = 0; i < n; i++) {
