@@ -14,7 +14,9 @@ Frame layout, format version 1, all integers little-endian::
     5       1         codec id (1 zfp, 2 sperr, 3 sz3, 4 lerc, 5 szip, 6 pcodec)
     6       1         flags: 1 = mask sections follow, 2 = patch sections follow,
                       4 = stored: the codec stream is zstd(the block's raw values), for
-                      blocks the codec cannot take (or where it would miss the bound)
+                      blocks the codec cannot take (or where it would miss the bound),
+                      8 = relative: the codec stream codes the log of the magnitudes, with
+                      signs and zeros before it (see relative.py; not with 4)
     7       1         ndim (0-32)
     8       4         dtype as numpy's type string, NUL-padded (b"<f4\\0")
     12      8*ndim    shape (uint64)
@@ -52,6 +54,8 @@ CODECS_IDS_ITEMS = tuple(CODEC_IDS.items())
 FLAG_MASK = 1
 FLAG_PATCH = 2
 FLAG_STORED = 4
+#: the codec stream codes the log of the magnitudes (a relative bound, see relative.py)
+FLAG_RELATIVE = 8
 MAX_NDIM = 32
 #: a decoded block larger than this is refused before anything is allocated
 MAX_BLOCK_BYTES = 1 << 34
@@ -82,6 +86,7 @@ class Frame(NamedTuple):
     mask: Mask | None
     patch: Patch | None
     stored: bool
+    relative: bool = False
 
 
 def crc32c(data) -> int:
@@ -153,12 +158,12 @@ class Writer:
         """The codec stream as written (a view: release it before finish)."""
         return memoryview(self.buf)[self.start : self.start + self.size]
 
-    def finish(self, mask=None, patch=None, *, stored=False) -> bytearray:
+    def finish(self, mask=None, patch=None, *, stored=False, relative=False) -> bytearray:
         buf, end = self.buf, self.start + self.size
         del buf[end:]
         struct.pack_into("<Q", buf, self.start - 8, self.size)
         buf[6] = ((FLAG_MASK if mask is not None else 0) | (FLAG_PATCH if patch is not None else 0)
-                  | (FLAG_STORED if stored else 0))
+                  | (FLAG_STORED if stored else 0) | (FLAG_RELATIVE if relative else 0))
         sections = []
         if mask is not None:
             sections += [zstd(mask.bits), zstd(mask.values)]
@@ -188,7 +193,8 @@ def unpack(data, codec: str, error: type) -> Frame:
     if codec_id != CODEC_IDS[codec]:
         names = {v: k for k, v in CODEC_IDS.items()}
         raise error(f"{codec}: the stream is a {names.get(codec_id, 'unknown')} frame, not {codec}")
-    if ndim > MAX_NDIM or flags & ~(FLAG_MASK | FLAG_PATCH | FLAG_STORED):
+    if ndim > MAX_NDIM or flags & ~(FLAG_MASK | FLAG_PATCH | FLAG_STORED | FLAG_RELATIVE) or (
+            flags & FLAG_STORED and flags & FLAG_RELATIVE):
         raise error(f"{codec}: corrupt frame header")
     try:
         # (numpy parses any type string, structured ones too, some raising SyntaxError)
@@ -243,7 +249,7 @@ def unpack(data, codec: str, error: type) -> Frame:
     if pos != end:
         raise error(f"{codec}: {end - pos} unexpected bytes at the end of the frame")
     return Frame(codec, dtype, tuple(shape), params, payload, mask, patch,
-                 bool(flags & FLAG_STORED))
+                 bool(flags & FLAG_STORED), bool(flags & FLAG_RELATIVE))
 
 
 def reserve(nbytes: int, codec: str, error: type):
