@@ -7,13 +7,15 @@ import numpy as np
 
 from . import auto
 from .graph import build, codecs, pipeline
+from .graph import information as _information
 from .graph.compressed import CompressedArray
 
 __all__ = ["compress", "decompress"]
 
 
 def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mode=None,
-             quality=None, level=None, chunks="auto", verify=False) -> CompressedArray:
+             quality=None, level=None, chunks="auto", verify=False, keepbits=None,
+             digits=None, method=None, information=None) -> CompressedArray:
     """Return the lazy compressed form of ``data``, one codec stream per block.
 
     ``data`` is a dask array, a numpy array, or anything ``dask.array.asarray`` takes. The
@@ -30,6 +32,12 @@ def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mo
     - ``sz3``: ``tolerance``. ``lerc``: ``tolerance`` (0 or None: lossless).
     - ``szip``, ``pcodec`` (``level``), ``"floatpred+zstd"`` and the other lossless chains
       (``level`` of the final codec): lossless.
+    - ``"bitround"`` (``"bitround+zstd"``), ``"bitround+pcodec"``: ``keepbits`` mantissa bits
+      kept, rounded to nearest (a relative bound of 2**-(keepbits+1)); or ``information``
+      (e.g. 0.99): the keepbits holding that share of the array's real information, chosen
+      once from the data (see ``chunkpress.graph.information``). NaN and +-Inf pass unchanged.
+    - ``"quantize"`` (``"quantize+zstd"``), ``"quantize+pcodec"``: netCDF-4's quantization,
+      ``digits`` and ``method`` ("bitgroom", "granularbr" or "bitround"); NaN/Inf kept.
     - ``"auto"``, ``"auto-array"``: ``tolerance`` (none or 0: lossless); the codec is chosen
       from samples of the data, per block where that wins (see ``chunkpress.auto``).
 
@@ -52,6 +60,8 @@ def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mo
     Bad arguments raise ValueError/TypeError here, before any task runs.
     """
     if isinstance(codec, str) and codec.strip().lower() in codecs.AUTO_NAMES:
+        codecs.normalize_targets(codecs.AUTO, dict(keepbits=keepbits, digits=digits,
+                                                   method=method, information=information))
         return auto.compress(data, codec, tolerance=tolerance, rate=rate, precision=precision,
                              mode=mode, quality=quality, level=level, chunks=chunks,
                              verify=verify)
@@ -60,12 +70,19 @@ def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mo
         raise TypeError(f"verify must be True or False, got {verify!r}")
     x = pipeline.as_array(data)
     codecs.check_input(spec, x.dtype, x.ndim)
-    target = codecs.normalize_targets(spec, dict(tolerance=tolerance, rate=rate,
-                                                 precision=precision, mode=mode,
-                                                 quality=quality, level=level), x.dtype)
+    given = dict(tolerance=tolerance, rate=rate, precision=precision, mode=mode,
+                 quality=quality, level=level, keepbits=keepbits, digits=digits, method=method)
+    share = _information.check(spec, information, given)
+    if share is not None:  # the rest checked with a keepbits the data will choose
+        given[_information.PARAMETER] = _information.placeholder(x.dtype)
+    target = codecs.normalize_targets(spec, given, x.dtype)
     # a bad value for the codec fails here, on a tiny block, not on a worker
     codecs.probe(spec, x.dtype, x.ndim, codecs.block_kwargs(spec, target, 1.0, 1.0))
-    return pipeline.compress_array(x, spec, target, chunks, verify)
+    if share is not None:  # one pass over the data: the keepbits of every block
+        target[_information.PARAMETER] = _information.keepbits(
+            pipeline.blocked(x, spec, chunks), share)
+    compressed = pipeline.compress_array(x, spec, target, chunks, verify)
+    return compressed.with_attributes(_information.attributes(spec, target, share))
 
 
 def decompress(compressed: CompressedArray) -> da.Array:

@@ -22,7 +22,7 @@ from . import plan
 
 __all__ = ["Codec", "AutoError", "AUTO", "AUTO_NAMES", "get_codec", "accepted", "auto_chain",
            "check_input", "normalize_targets", "needs_range", "block_kwargs", "max_mse",
-           "bound", "error", "probe"]
+           "bound", "relative_bound", "error", "probe"]
 
 FLOATS = tuple(np.dtype(t) for t in ("float32", "float64"))
 INTEGERS = tuple(np.dtype(t) for t in ("int8", "uint8", "int16", "uint16", "int32", "uint32",
@@ -194,6 +194,15 @@ def bound(codec: Codec, target: dict):
     if codec.chain is None:
         return float(target.get("tolerance") or 0.0)
     return codec.chain.max_error(target)
+
+
+def relative_bound(codec: Codec, target: dict):
+    """Return r, the max error relative to each value, |x - y| <= r * max(|x|, tiny) (tiny: the
+    dtype's smallest normal number; 0 for lossless), or None (see the registry's
+    ``Descriptor.relative``)."""
+    if codec.chain is None:
+        return 0.0 if not target.get("tolerance") else None
+    return codec.chain.max_relative_error(target)
 
 
 def error(codec: Codec) -> type:

@@ -15,6 +15,7 @@ fetched on first use by one small task per block, without moving the blocks.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import dask
@@ -34,13 +35,15 @@ class CompressedArray(DaskMethodsMixin):
     """Compressed blocks of an array, with the codec and target they were made with."""
 
     def __init__(self, blocks: da.Array, dtype, codec, target: dict, verify: bool = False,
-                 figures: dict | None = None, recipe: build.Recipe | None = None):
+                 figures: dict | None = None, recipe: build.Recipe | None = None,
+                 attributes: dict | None = None):
         self._blocks = blocks
         self._recipe = recipe  # how the lazy blocks are made; dropped once they exist
         self._dtype = np.dtype(dtype)
         self._codec = codec
         self._target = dict(target)
         self._verify = bool(verify)
+        self._attributes = dict(attributes or {})
         self._figures = figures
         self._pending = None  # the figures of persisted blocks, persisted beside them
         if self._figures is None:
@@ -69,10 +72,23 @@ class CompressedArray(DaskMethodsMixin):
         return codecs.bound(self._codec, self._target)
 
     @property
+    def relative_bound(self) -> float | None:
+        """The max relative error its target guarantees: |x - y| <= r * max(|x|, tiny) for
+        every finite value (tiny: the dtype's smallest normal number); 0 for lossless, None
+        where the target bounds none (see ``chunkpress.kernels.registry.Descriptor``)."""
+        return codecs.relative_bound(self._codec, self._target)
+
+    @property
     def attributes(self) -> dict:
-        """What a store keeps beside its blocks as array attributes (none here; codec="auto"
-        records its choice)."""
-        return {}
+        """What a store keeps beside its blocks as array attributes: how a bit rounding was
+        chosen (``chunkpress.graph.information``); codec="auto" records its choice."""
+        return dict(self._attributes)
+
+    def with_attributes(self, attributes: dict) -> CompressedArray:
+        """Return the same blocks with ``attributes`` added to those a store keeps."""
+        out = copy.copy(self)
+        out._attributes = {**self._attributes, **attributes}
+        return out
 
     @property
     def blocks(self) -> da.Array:
@@ -210,7 +226,7 @@ class CompressedArray(DaskMethodsMixin):
 
     def _meta(self) -> dict:
         return {"dtype": self._dtype, "codec": self._codec, "target": self._target,
-                "verify": self._verify}
+                "verify": self._verify, "attributes": self._attributes}
 
     # --- display -------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Per-chunk kernels: one block in, bytes out, and back. Knows nothing of dask, zarr or xarray."""
 
 from ._common import ChunkpressError, check_tolerance  # noqa: F401 — the one tolerance check
+from ._common import is_real  # noqa: F401 — what a number is, for the checks above
 from .floatpred import FLOATPRED, FloatpredError, floatpred_check, floatpred_decode, floatpred_encode
 from .jetraw import JETRAW, JetrawError, jetraw_check, jetraw_decode, jetraw_encode
 from .lerc import LERC, LercError, lerc_check, lerc_decode, lerc_encode

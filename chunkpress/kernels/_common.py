@@ -146,3 +146,48 @@ def write_array_out(decoded: np.ndarray, out, codec: str) -> np.ndarray:
         target = out
     np.copyto(target, decoded.astype(out.dtype, copy=False), casting="same_kind")
     return out
+
+
+# --- filters (an array in, an array of the same shape and dtype out) --------------------------
+
+#: the float widths the float filters take (float16, float32, float64), by itemsize
+_FLOAT_SIZES = (2, 4, 8)
+
+
+def check_floats(data, codec: str) -> np.ndarray:
+    """Return ``data`` after checking it is a float16/32/64 numpy array (either byte order)."""
+    if not isinstance(data, np.ndarray):
+        raise TypeError(f"{codec}: data must be a numpy array, got {type(data).__name__}")
+    if data.dtype.kind != "f" or data.dtype.itemsize not in _FLOAT_SIZES:
+        raise ValueError(
+            f"{codec}: data dtype must be float16, float32 or float64 (either byte order), "
+            f"got {data.dtype}"
+        )
+    return data
+
+
+def filter_output(out, data: np.ndarray, codec: str) -> np.ndarray:
+    """Return ``out`` checked to hold a filter's result (data's shape and type), or a new array.
+
+    ``data``'s byte order need not match ``out``'s.
+    """
+    if out is None:
+        return np.empty(data.shape, data.dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{codec}: out must be a numpy array or None, got {type(out).__name__}")
+    if out.shape != data.shape or out.dtype.newbyteorder("=") != data.dtype.newbyteorder("="):
+        raise ValueError(f"{codec}: out must have the shape and dtype of data, "
+                         f"{data.shape} {data.dtype}; got {out.shape} {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{codec}: out is read-only")
+    return out
+
+
+def filter_identity(data: np.ndarray, out, codec: str) -> np.ndarray:
+    """Return ``data`` itself, or a copy of it in ``out``: a lossy filter's decoding."""
+    if out is None:
+        return data
+    result = filter_output(out, data, codec)
+    if result is not data:
+        np.copyto(result, data)
+    return result

@@ -41,8 +41,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from ._common import check_floats
 from ._numba import kernel
-from .bitround import check_floats
 
 __all__ = [
     "FORMATS",

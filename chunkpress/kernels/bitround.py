@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import ChunkpressError
+from ._common import ChunkpressError, check_floats, filter_identity, filter_output
 from ._numba import kernel
+from .registry import Descriptor, Param
 
 __all__ = [
     "BITROUND",
@@ -36,7 +37,6 @@ __all__ = [
     "bitround_check",
     "bitround_decode",
     "bitround_encode",
-    "check_floats",
     "check_keepbits",
 ]
 
@@ -96,7 +96,7 @@ def check_keepbits(keepbits, dtype) -> int:
 
 def bitround_encode(data, *, keepbits, out=None) -> np.ndarray:
     """Return ``data`` with ``keepbits`` mantissa bits kept, rounded to nearest, ties to even."""
-    data = check_floats(data)
+    data = check_floats(data, _CODEC)
     keepbits = check_keepbits(keepbits, data.dtype)
     result = filter_output(out, data, _CODEC)
     if data.size == 0:
@@ -128,7 +128,7 @@ def bitround_encode(data, *, keepbits, out=None) -> np.ndarray:
 
 def bitround_decode(data, *, out=None) -> np.ndarray:
     """Return the rounded floats as they are (a filter's decoding is the identity)."""
-    return filter_identity(check_floats(data), out, _CODEC)
+    return filter_identity(check_floats(data, _CODEC), out, _CODEC)
 
 
 def bitround_check(data) -> bool:
@@ -136,40 +136,24 @@ def bitround_check(data) -> bool:
     return False
 
 
-def check_floats(data, codec: str = _CODEC) -> np.ndarray:
-    """Return ``data`` after checking it is a float16/32/64 numpy array (either byte order)."""
-    if not isinstance(data, np.ndarray):
-        raise TypeError(f"{codec}: data must be a numpy array, got {type(data).__name__}")
-    if data.dtype.kind != "f" or data.dtype.itemsize not in _WORDS:
-        raise ValueError(
-            f"{codec}: data dtype must be float16, float32 or float64 (either byte order), "
-            f"got {data.dtype}"
-        )
-    return data
+# --- the registry's entry (see registry.py) --------------------------------------------
 
 
-def filter_identity(data: np.ndarray, out, codec: str) -> np.ndarray:
-    """Return ``data`` itself, or a copy of it in ``out``: a filter's decoding."""
-    if out is None:
-        return data
-    result = filter_output(out, data, codec)
-    if result is not data:
-        np.copyto(result, data)
-    return result
+def _keepbits(keepbits, dtype=None) -> int:
+    """keepbits for ``dtype``; where it is unknown (a Zarr configuration), for any float width."""
+    return check_keepbits(keepbits, np.float64 if dtype is None else dtype)
 
 
-def filter_output(out, data: np.ndarray, codec: str) -> np.ndarray:
-    """Return ``out`` checked to hold a filter's result (data's shape and type), or a new array.
+def _relative(target) -> float:
+    """Half a unit in the last kept bit, relative to the value (see the module's docstring)."""
+    return 2.0 ** -(int(target["keepbits"]) + 1)
 
-    Shared by the float filters (bitround, quantize); ``data``'s byte order need not match.
-    """
-    if out is None:
-        return np.empty(data.shape, data.dtype)
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"{codec}: out must be a numpy array or None, got {type(out).__name__}")
-    if out.shape != data.shape or out.dtype.newbyteorder("=") != data.dtype.newbyteorder("="):
-        raise ValueError(f"{codec}: out must have the shape and dtype of data, "
-                         f"{data.shape} {data.dtype}; got {out.shape} {out.dtype}")
-    if not out.flags.writeable:
-        raise ValueError(f"{codec}: out is read-only")
-    return out
+
+DESCRIPTOR = Descriptor(
+    name="bitround", kind="filter", encode=bitround_encode, decode=bitround_decode,
+    error=BitroundError, dtypes=tuple(MANTISSA_BITS),
+    params=(Param("keepbits", _keepbits, "mantissa bits kept: 0..10 (float16), 0..23 "
+                  "(float32), 0..52 (float64)", required=True),),
+    relative=_relative, terminal="zstd", recognised="none", rank=2,
+    example={"keepbits": 10},
+    doc="bit rounding: keepbits mantissa bits, round to nearest, ties to even; NaN/Inf kept")

@@ -4,7 +4,9 @@
 ``"zstd"`` zstd alone; ``"bitround+pcodec"`` bit rounding, then PCODEC. Every name is parsed
 here, once, from the registry: a new filter or codec composes with the others by being
 registered. The terminal of a chain with filters is lossless (a filter's output is coded
-exactly); a chain ending in a bytes codec writes the chain layout (kernels/formats.py).
+exactly); a chain ending in a bytes codec writes the chain layout (kernels/formats.py). A
+filter whose descriptor names a ``terminal`` may be named alone: ``"bitround"`` is the chain
+``"bitround+zstd"`` (and is called so).
 """
 
 from __future__ import annotations
@@ -83,9 +85,14 @@ class Chain:
             raise ValueError(f"{self.name}: takes {', '.join(takes) or 'no parameters'}; "
                              f"{', '.join(extra)} {'is' if len(extra) == 1 else 'are'} not "
                              "for this codec")
+        own = self._split(given)
+        for part, values in zip(self.parts, own):  # each value by its own check, first
+            for param in part.params:
+                if param.name in values:
+                    param.check(values[param.name], dtype)
         target = {}
-        for part, own in zip(self.parts, self._split(given)):
-            target.update(part.check_target(own, dtype))
+        for part, values in zip(self.parts, own):  # then each part's rules (required, ...)
+            target.update(part.check_target(values, dtype))
         return target
 
     def max_error(self, target: dict):
@@ -93,6 +100,18 @@ class Chain:
         bounds = [p.max_error(own) for p, own in zip(self.parts, self._split(target))]
         # each part's error adds to those before it (its input is their output)
         return None if any(b is None for b in bounds) else float(sum(bounds))
+
+    def max_relative_error(self, target: dict):
+        """Return r with |x - y| <= r * max(|x|, tiny) for every finite value under ``target``
+        (see ``Descriptor.relative``; 0.0 exact), or None."""
+        bounds = [p.max_relative_error(own) for p, own in zip(self.parts, self._split(target))]
+        if any(b is None for b in bounds):
+            return None
+        # each part's error is relative to its input, the output of those before it
+        total = 1.0
+        for b in bounds:
+            total *= 1.0 + b
+        return total - 1.0 if total > 1.0 else 0.0
 
     def _split(self, kwargs: dict) -> list:
         """Return the arguments of each part, in the order of ``parts``."""
@@ -159,6 +178,9 @@ class Chain:
 @functools.cache
 def _resolve(key: str) -> Chain:
     by_name = {d.name: d for d in registry.descriptors()}
+    alone = by_name.get(key)
+    if alone is not None and alone.kind == "filter" and alone.terminal:
+        key = f"{key}+{alone.terminal}"  # a filter named alone: its descriptor's chain
     parts = key.split("+")
     if not all(p in by_name for p in parts):
         raise KeyError(key)
@@ -195,16 +217,22 @@ def choices(*first) -> str:
     """Return the codec names ``resolve`` takes, as a sentence (``first`` named first)."""
     arrays = ", ".join((*first, *registry.names("array", available=True)))
     filters = "/".join(registry.names("filter", available=True)) or "none"
-    return (f"{arrays}, a bytes codec ({', '.join(registry.names('bytes', available=True))}) "
-            f"or a chain: filters ({filters}) joined by '+' before a lossless codec, such as "
+    alone = [f"{d.name} ({d.name}+{d.terminal})" for d in registry.descriptors()
+             if d.kind == "filter" and d.terminal and d.available]
+    return (f"{arrays}, a bytes codec ({', '.join(registry.names('bytes', available=True))}), "
+            + (f"a filter alone: {', '.join(alone)}, " if alone else "")
+            + f"or a chain: filters ({filters}) joined by '+' before a lossless codec, such as "
             "floatpred+zstd")
 
 
 def accepted() -> tuple:
-    """Return the codec names ``compress`` takes, chains of one filter included (chains of
-    several filters are taken too: each filter's output goes to the next)."""
+    """Return the codec names ``compress`` takes: filters named alone (where their descriptor
+    names a terminal) and chains of one filter included (chains of several filters are taken
+    too: each filter's output goes to the next)."""
     out = list(registry.names("array", available=True))
     out += registry.names("bytes", available=True)
+    out += [d.name for d in registry.descriptors()
+            if d.kind == "filter" and d.terminal and d.available]
     for f in registry.names("filter", available=True):
         for t in _lossless_terminals():
             try:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import ChunkpressError
+from ._common import ChunkpressError, check_floats, filter_output
 from .registry import Descriptor
 from ._numba import kernel
 
@@ -214,7 +214,7 @@ def floatpred_check(data) -> None:
 def floatpred_encode(data, *, axis: int = -1, dist: int = 1, out=None) -> np.ndarray:
     """Return the floating-point predicted array, of the shape and dtype of ``data``."""
     axis, dist = _check_args(data, axis, dist)
-    result = _output(out, data)
+    result = filter_output(out, data, _CODEC)
     if data.size == 0:
         return result
     rows, length, stride = _layout(data, axis, dist)
@@ -235,7 +235,7 @@ def floatpred_encode(data, *, axis: int = -1, dist: int = 1, out=None) -> np.nda
 def floatpred_decode(data, *, axis: int = -1, dist: int = 1, out=None) -> np.ndarray:
     """Return the un-predicted floating-point array, of the shape and dtype of ``data``."""
     axis, dist = _check_args(data, axis, dist)
-    result = _output(out, data)
+    result = filter_output(out, data, _CODEC)
     if data.size == 0:
         return result
     rows, length, stride = _layout(data, axis, dist)
@@ -255,13 +255,7 @@ def floatpred_decode(data, *, axis: int = -1, dist: int = 1, out=None) -> np.nda
 
 def _check_args(data, axis, dist):
     """Return (axis >= 0, dist) after checking the arguments; raise TypeError/ValueError."""
-    if not isinstance(data, np.ndarray):
-        raise TypeError(f"{_CODEC}: data must be a numpy array, got {type(data).__name__}")
-    if data.dtype.kind != "f" or data.dtype.itemsize not in _WORDS:
-        raise ValueError(
-            f"{_CODEC}: data dtype must be float16, float32 or float64 (either byte order), "
-            f"got {data.dtype}"
-        )
+    check_floats(data, _CODEC)
     if data.ndim == 0:
         raise ValueError(f"{_CODEC}: data must have at least 1 dimension, got a 0-d array")
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
@@ -276,22 +270,6 @@ def _check_args(data, axis, dist):
     if dist not in (1, 2):
         raise ValueError(f"{_CODEC}: dist must be 1 or 2, got {dist}")
     return int(axis) % data.ndim, int(dist)
-
-
-def _output(out, data: np.ndarray) -> np.ndarray:
-    """Return ``out`` after checking it can hold the result, or a new C-ordered array."""
-    if out is None:
-        return np.empty(data.shape, data.dtype)
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"{_CODEC}: out must be a numpy array or None, got {type(out).__name__}")
-    if out.shape != data.shape or out.dtype.newbyteorder("=") != data.dtype.newbyteorder("="):
-        raise ValueError(
-            f"{_CODEC}: out must have the shape and dtype of data, {data.shape} {data.dtype}; "
-            f"got {out.shape} {out.dtype}"
-        )
-    if not out.flags.writeable:
-        raise ValueError(f"{_CODEC}: out is read-only")
-    return out
 
 
 def _layout(data: np.ndarray, axis: int, dist: int) -> tuple[int, int, int]:

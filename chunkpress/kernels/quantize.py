@@ -25,12 +25,14 @@ float16 is refused: imagecodecs would read it as float64 (past the end of the bu
 
 from __future__ import annotations
 
+import math
+
 import imagecodecs
 import numpy as np
 
-from ._common import ChunkpressError
+from ._common import ChunkpressError, check_integer, filter_identity, filter_output
 from ._numba import kernel
-from .bitround import filter_identity, filter_output
+from .registry import Descriptor, Param
 
 __all__ = [
     "METHODS",
@@ -87,10 +89,7 @@ def digit_range(method: str, dtype) -> range:
 
 def check_quantize(method, digits, dtype) -> tuple[str, int]:
     """Return (method, digits) after checking them for ``dtype``; raise TypeError/ValueError."""
-    if not isinstance(method, str):
-        raise TypeError(f"{_CODEC}: method must be one of {', '.join(METHODS)}, got {method!r}")
-    if method not in METHODS:
-        raise ValueError(f"{_CODEC}: method must be one of {', '.join(METHODS)}, got {method!r}")
+    method = _method(method)
     allowed = digit_range(method, dtype)
     what = "mantissa bits" if method == "bitround" else "significant decimal digits"
     if isinstance(digits, bool) or not isinstance(digits, (int, np.integer)):
@@ -152,3 +151,62 @@ def quantize_decode(data, *, out=None) -> np.ndarray:
 def quantize_check(data) -> bool:
     """Return False: quantized floats are plain floats, not a recognisable stream."""
     return False
+
+
+# --- the registry's entry (see registry.py) --------------------------------------------
+
+
+def _method(method, dtype=None) -> str:
+    if not isinstance(method, str):
+        raise TypeError(f"{_CODEC}: method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"{_CODEC}: method must be one of {', '.join(METHODS)}, got {method!r}")
+    return method
+
+
+def _digits(digits, dtype=None) -> int:
+    """digits in the widest range of any method for ``dtype`` (float64 where unknown); the
+    range of the method given is checked by the target, with both."""
+    dtype = np.float64 if dtype is None else dtype
+    return check_integer(_CODEC, "digits", digits, 1, max(digit_range(m, dtype)[-1]
+                                                           for m in METHODS))
+
+
+def _target(given: dict, dtype=None) -> dict:
+    """{"digits": n, "method": m}: each checked alone (the error names it), then together."""
+    for name, check in (("method", _method), ("digits", _digits)):
+        if name in given:
+            check(given[name], dtype)
+    if "digits" not in given:
+        raise ValueError(f"{_CODEC}: digits (significant decimal digits, or mantissa bits with "
+                         "method='bitround') is required")
+    method, digits = check_quantize(given.get("method", "bitgroom"), given["digits"],
+                                    np.float64 if dtype is None else dtype)
+    return {"digits": digits, "method": method}
+
+
+def _relative(target):
+    """The max relative error each method keeps (None for Granular BitRound).
+
+    BitRound keeps ``digits`` bits, rounded: half a unit in the last one. BitGroom keeps
+    ceil(digits log2 10) + 1 bits and shaves or sets the rest: less than a unit in the last
+    one. Granular BitRound keeps bits by each value's decimal exponent; measured above its
+    nominal 0.5 10**(1 - digits) near the smallest normal numbers, it claims no bound.
+    """
+    digits, method = int(target["digits"]), target.get("method", "bitgroom")
+    if method == "bitround":
+        return 2.0 ** -(digits + 1)
+    if method == "bitgroom":
+        return 2.0 ** -(math.ceil(digits * math.log2(10)) + 1)
+    return None
+
+
+DESCRIPTOR = Descriptor(
+    name="quantize", kind="filter", encode=quantize_encode, decode=quantize_decode,
+    error=QuantizeError, dtypes=_DTYPES,
+    params=(Param("method", _method, f"one of {', '.join(METHODS)} (default bitgroom)"),
+            Param("digits", _digits, "significant decimal digits, 1..6 (float32) or 1..15 "
+                  "(float64); mantissa bits with method='bitround'", required=True)),
+    target=_target, relative=_relative, terminal="zstd", available=QUANTIZE.available,
+    recognised="none", rank=3, example={"digits": 3, "method": "bitgroom"},
+    doc="netCDF-4 quantization (BitGroom, Granular BitRound, BitRound); NaN/Inf kept")
