@@ -318,6 +318,37 @@ def test_zfp_stream_is_imagecodecs_stream_and_trailer():
         assert ours[:-8] == theirs and ours[-4:] == b"CPK\x01", f"{block.shape} {mode} {level}"
 
 
+def test_zfp_decodes_streams_of_every_size_in_turn_and_in_threads():
+    """ZFP pads each stream in a buffer its thread keeps: streams small and large, sealed or
+    not, cut short or whole, decoded one after another and from several threads at once,
+    each decode to their own values (or are refused when cut short)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(11)
+    cases = []
+    for shape in [(40, 50, 60), (4, 4), (64, 64, 64), (7,), (30, 30, 30)]:
+        array = np.cumsum(rng.standard_normal(shape), axis=0).astype("float32")
+        theirs = imagecodecs.zfp_encode(array, 1e-3, mode="a")
+        expected = imagecodecs.zfp_decode(theirs)
+        cases += [(bytes(cp.zfp_encode(array, tolerance=1e-3)), expected),
+                  (theirs, expected), (theirs[: len(theirs) // 2 // 8 * 8], None)]
+
+    def decode_all(order):
+        for number in order:
+            stream, expected = cases[number]
+            if expected is None:
+                with pytest.raises(cp.ZfpError):
+                    cp.zfp_decode(stream)
+            else:
+                assert np.array_equal(raw_bits(cp.zfp_decode(stream)), raw_bits(expected))
+
+    decode_all(range(len(cases)))
+    decode_all(reversed(range(len(cases))))
+    with ThreadPoolExecutor(4) as pool:
+        orders = [rng.permutation(len(cases)) for _ in range(16)]
+        list(pool.map(decode_all, orders))
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_zfp_block_sliced_out_of_a_larger_array(dtype):
     """A block sliced out of a larger array (rows contiguous, as dask and Zarr chunks are),

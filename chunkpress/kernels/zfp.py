@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import math
+import mmap
+import threading
 
 import imagecodecs
 import numpy as np
@@ -54,7 +56,7 @@ _TYPES = {0: "int32", 1: "int64", 2: "float32", 3: "float64"}
 _EXTENT_BITS = {1: 48, 2: 24, 3: 16, 4: 12}
 
 
-def _guard(stream):
+def _guard(stream, writable=False):
     """Return (a ZFP stream made safe for zfp's decoder, where the stream's own bytes end).
 
     zfp's decoder trusts its input: a forged size field allocates terabytes, and a header or
@@ -62,7 +64,8 @@ def _guard(stream):
     checked (zfp 1.0, least significant bit first: 32 bits of magic; 52 bits of field
     metadata: 2 bits type, 2 bits ndim - 1, the extents - 1, slowest axis first; the mode,
     12 bits, or 64 when those are all ones) and the stream is given zeros behind it, as many
-    as the most any block can read past where the stream says it ends.
+    as the most any block can read past where the stream says it ends. With ``writable``
+    the caller may write into the zeros (else they are this thread's, kept for its next call).
     """
     if len(stream) < 16 or bytes(stream[:4]) != b"zfp\x05":
         raise ZfpError("zfp: not a ZFP stream (no 'zfp' version-5 header) or truncated")
@@ -93,9 +96,44 @@ def _guard(stream):
     if size > _frame.MAX_BLOCK_BYTES or blocks * max(minbits, 1) > 8 * len(stream) - header_bits:
         raise ZfpError(f"zfp: the header claims a {size}-byte array, more than the "
                        f"{len(stream)}-byte stream can hold; the stream is corrupt")
-    padded = np.zeros(len(stream) + blocks * reads // 8 + 64, np.uint8)
-    padded[: len(stream)] = np.frombuffer(stream, np.uint8)
-    return padded, len(stream)
+    return _padded(stream, blocks * reads // 8 + 64, writable), len(stream)
+
+
+#: streams up to this size are padded in a buffer each thread keeps (larger ones: a new one)
+SCRATCH_BYTES = 1 << 25
+_scratch = threading.local()
+
+
+def _padded(stream, pad: int, writable: bool) -> np.ndarray:
+    """Return the bytes of ``stream`` followed by ``pad`` zero bytes.
+
+    The padding is mostly never read (zfp reads past a stream's end only when it is damaged
+    or forged) and is often larger than the stream (2 MB behind a 1 MiB chunk's), so it is
+    not cleared for each stream: each thread keeps a buffer whose zeros zfp only reads, and
+    copies the stream in just before them. Fresh pages would cost a page fault each, and
+    calloc clears reused memory; either costs more than decoding a well compressed chunk.
+    """
+    size = len(stream)
+    if writable or size > SCRATCH_BYTES:
+        padded = _zeros(size + pad)
+        padded[:size] = np.frombuffer(stream, np.uint8)
+        return padded
+    room, zeros = getattr(_scratch, "shape", (0, 0))
+    if room < size or zeros < pad:
+        room, zeros = max(size, min(2 * room, SCRATCH_BYTES)), max(pad, zeros)
+        _scratch.buffer, _scratch.shape = _zeros(room + zeros), (room, zeros)
+    padded = _scratch.buffer[room - size : room + pad]
+    padded[:size] = np.frombuffer(stream, np.uint8)
+    return padded
+
+
+def _zeros(nbytes):
+    """Return ``nbytes`` zero bytes, writable; pages never touched cost nothing (a fresh
+    anonymous mapping is zero without being written; calloc may clear reused memory)."""
+    if nbytes < 1 << 18:
+        return np.zeros(nbytes, np.uint8)
+    private = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
+    return np.frombuffer(mmap.mmap(-1, nbytes, **private), np.uint8)
 
 
 def _encode(block, params, out=None):
@@ -140,7 +178,7 @@ def _decode_bare(data, shape, dtype):
     bytes it needed were missing.
     """
     stream, vouched = _frame.strip_trailer(data, "zfp", ZfpError)
-    padded, end = _guard(stream)
+    padded, end = _guard(stream, writable=not vouched)
     decoded = imagecodecs.zfp_decode(padded)
     if not vouched:
         padded[end:] = 0xFF
