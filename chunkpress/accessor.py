@@ -21,16 +21,19 @@ import xarray as xr
 from xarray.conventions import decode_cf_variable, encode_cf_variable
 
 from . import api
+from .graph.information import ATTRIBUTE
 from .storage import append as _append, dataset as _dataset, writer as _writer
 
 __all__ = ["encode", "CompressedDataset", "ChunkpressAccessor", "compressible"]
 
-_PARAMS = ("tolerance", "rate", "precision", "mode", "quality", "level")
+_PARAMS = ("tolerance", "rate", "precision", "mode", "quality", "level", "keepbits",
+           "digits", "method", "information")
 _DATAARRAY_NAME = "__xarray_dataarray_variable__"
 
 def encode(obj, codec="zfp", *, tolerance=None, rate=None, precision=None, mode=None,
            quality=None, level=None, variables=None, chunks="auto",
-           verify=False) -> CompressedDataset:
+           verify=False, keepbits=None, digits=None, method=None,
+           information=None) -> CompressedDataset:
     """Return the lazy CompressedDataset of an xarray Dataset or DataArray.
 
     ``codec`` and each parameter are one value for every variable or a dict from variable name
@@ -39,11 +42,13 @@ def encode(obj, codec="zfp", *, tolerance=None, rate=None, precision=None, mode=
     variable). ``chunks``: ``"auto"``, one block shape for every variable, or a dict from
     dimension name to block extent, as xarray takes it (``{"time": 4, "lat": 48}``; a
     dimension not named is one block). Nothing is compressed until the result is computed,
-    written or reported.
+    written or reported. ``information`` (``codec="bitround"``) chooses each variable's
+    keepbits from its own data, once; ``report()`` shows what it chose.
     """
     dataset, name = _as_dataset(obj)
     _check_chunks(dataset, chunks)
-    given = dict(zip(_PARAMS, (tolerance, rate, precision, mode, quality, level)))
+    given = dict(zip(_PARAMS, (tolerance, rate, precision, mode, quality, level, keepbits,
+                               digits, method, information)))
     per_var = {k: v for k, v in given.items() if isinstance(v, dict)}
     if isinstance(codec, dict):
         per_var["codec"] = codec
@@ -110,7 +115,10 @@ class CompressedDataset:
     def report(self) -> pd.DataFrame:
         """One row per data variable: codec, parameters, bytes, ratio, max error, bound.
 
-        Where codec="auto" chose, a column ``choice`` says what and the sampled ratios why.
+        Where codec="auto" chose, a column ``choice`` says what and the sampled ratios why;
+        where the error relative to each value is bounded (bit rounding, quantization),
+        ``rel_bound``: |x - y| <= rel_bound * max(|x|, smallest normal); their ``error_bound``
+        is NaN, having no absolute one.
         """
         rows = []
         for name in self._source.data_vars:
@@ -134,17 +142,20 @@ class CompressedDataset:
             choice = getattr(c, "choice", None)
             rows.append({
                 "variable": name, "codec": c.codec,
-                "parameters": ", ".join(f"{k}={v}" for k, v in entry.params.items()),
+                "parameters": _parameters(entry),
                 "dtype": str(var.dtype), "original_bytes": raw,
                 "compressed_bytes": c.nbytes, "ratio": raw / c.nbytes if c.nbytes else math.inf,
                 "max_error": math.nan if max_error is None else max_error * scale,
                 "error_bound": math.nan if bound is None else bound * scale,
                 "choice": "" if choice is None else choice.summary(),
+                "rel_bound": _relative_bound(entry),
             })
         columns = ["variable", "codec", "parameters", "dtype", "original_bytes",
                    "compressed_bytes", "ratio", "max_error", "error_bound"]
         if any(row.get("choice") for row in rows):  # codec="auto": what it chose, and why
             columns.append("choice")
+        if any(not math.isnan(row.get("rel_bound", math.nan)) for row in rows):
+            columns.append("rel_bound")
         table = pd.DataFrame(rows, columns=columns).set_index("variable")
         return table.astype({"compressed_bytes": "Int64"})
 
@@ -337,6 +348,23 @@ def _check_update(overwrite, shards, append_dim, region) -> None:
                          "rewrite part of one: give one or the other")
     if shards is not None:
         raise ValueError("an append or region write uses the store's shards: drop shards=")
+
+
+def _parameters(entry) -> str:
+    """The parameters as given, then those chosen from them (keepbits from information)."""
+    chosen = entry.compressed.attributes.get(ATTRIBUTE) or {}
+    shown = {**entry.params, **{k: v for k, v in chosen.items()
+                                if k not in entry.params and k != "relative_bound"}}
+    return ", ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def _relative_bound(entry) -> float:
+    """The relative bound on the variable's own values (rel_tolerance, bit rounding), or NaN
+    (none, exact, or a packed variable's offset in between)."""
+    bound = entry.compressed.relative_bound
+    if not bound or float(entry.attrs.get("add_offset", 0.0)) != 0.0:
+        return math.nan
+    return float(bound)
 
 
 def _entry_params(entries) -> dict:

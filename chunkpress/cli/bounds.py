@@ -17,6 +17,10 @@ precision or quality) comes whole from the first of these that gives one, so a f
 ``rate = 8`` and a command line's ``--tolerance 0.1`` never meet; ``mode`` goes with
 ``quality``. A value for the rest is given only to the variables whose codec takes it
 (``--codec T=floatpred+zstd --tolerance 0.01``: the tolerance is for the others).
+
+Bit rounding (``--codec bitround``) takes ``keepbits`` or ``information``, a share of each
+variable's real information (its keepbits chosen from its own data, once); quantization
+(``--codec quantize``) ``digits``, with its ``method``, which goes with ``digits``.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ import re
 from ._common import UserError
 
 #: what a variable's compression is made of, in the order the report shows them
-KEYS = ("codec", "tolerance", "rate", "precision", "level", "mode", "quality")
+KEYS = ("codec", "tolerance", "rate", "precision", "level", "mode", "quality", "keepbits",
+        "information", "digits", "method")
 #: the target: exactly one of these says how much may be lost
-TARGETS = ("tolerance", "rate", "precision", "quality")
+TARGETS = ("tolerance", "rate", "precision", "quality", "keepbits", "information", "digits")
 MODES = ("rate", "psnr", "pwe")
 #: codec name that keeps a variable exact (not compressed), as ``chunkpress info`` shows it
 EXACT = "exact"
@@ -121,10 +126,27 @@ def _codec_name(text):
     return text.strip().lower()
 
 
+def share(text):
+    """A share of a variable's real information, in (0, 1]: ``0.99``."""
+    from ..graph.information import check_share
+
+    return check_share(_positive(float)(text))  # then the graph's one check: at most 1
+
+
+def method(text):
+    from ..kernels.quantize import METHODS
+
+    if text not in METHODS:
+        raise ValueError(f"must be one of {', '.join(METHODS)} (quantize's methods), "
+                         f"got {text!r}")
+    return text
+
+
 #: how each setting's value is read, from the command line (text) or TOML (typed)
 PARSE = {"codec": codec, "tolerance": tolerance, "rate": _positive(float),
          "precision": _positive(int), "level": _integer, "mode": mode,
-         "quality": _positive(float)}
+         "quality": _positive(float), "keepbits": _integer, "information": share,
+         "digits": _integer, "method": method}
 
 
 # --- the command line -----------------------------------------------------------------------
@@ -153,7 +175,8 @@ class PerVariable(argparse.Action):
 
 
 def add_arguments(sub) -> None:
-    """--codec, --tolerance, --rate, --precision, --level, --mode, --quality, --config."""
+    """--codec, --tolerance, --rate, --precision, --level, --mode, --quality, --keepbits,
+    --information, --digits, --method, --config."""
     each = "; VAR=VALUE for one variable (repeat)"
     sub.add_argument("--codec", action=PerVariable, metavar="[VAR=]CODEC",
                      help=_codec_choices() + "; auto: chosen on samples of each variable, per "
@@ -174,9 +197,21 @@ def add_arguments(sub) -> None:
     sub.add_argument("--quality", action=PerVariable, metavar="[VAR=]Q",
                      help="SPERR's target for --mode, e.g. --codec sperr --mode psnr "
                           "--quality 60" + each)
+    for key, metavar, text in (  # bit rounding and quantization
+            ("keepbits", "K", "mantissa bits kept by bit rounding (--codec bitround): a "
+             "relative error of at most 2^-(K+1)"),
+            ("information", "SHARE", "bit rounding: keep the bits that hold this share of each "
+             "variable's real information (0.99), chosen once from its data"),
+            ("digits", "N", "quantize: significant digits (mantissa bits with --method "
+             "bitround)"),
+            ("method", "METHOD", "quantize's method with --digits: bitgroom (default), "
+             "granularbr, bitround")):
+        sub.add_argument(f"--{key}", action=PerVariable, metavar=f"[VAR=]{metavar}",
+                         help=text + each)
     sub.add_argument("--config", metavar="FILE.toml",
                      help="settings per variable: [defaults] and [variables.NAME] tables of "
-                          "codec, tolerance, rate, precision, level, mode, quality; the command "
+                          "codec, tolerance, rate, precision, level, mode, quality, keepbits, "
+                          "information, digits, method; the command "
                           "line's settings win over the file's at the same level")
 
 
@@ -187,8 +222,12 @@ def _codec_choices() -> str:
     arrays = [n for n in registry.names("array", available=True) if n != DEFAULT_CODEC]
     filters = registry.names("filter", available=True)
     chain = f"{filters[0]}+zstd" if filters else "zstd"
+    alone = [d.name for d in registry.descriptors()
+             if d.kind == "filter" and d.terminal and d.available]
     return (f"{DEFAULT_CODEC} (default), {', '.join(arrays)}, "
-            f"{'/'.join(registry.names('bytes', available=True))} or a chain such as {chain}")
+            f"{'/'.join(registry.names('bytes', available=True))}, "
+            + (f"{', '.join(alone)} (before zstd), " if alone else "")
+            + f"or a chain such as {chain}")
 
 
 def from_args(args) -> dict:
@@ -290,9 +329,9 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
             if targets:
                 chosen.update(targets)
                 break
-        for key in ("level", "mode"):
-            if key == "mode" and "quality" not in chosen:
-                continue  # a mode goes with its quality
+        for key, partner in (("level", None), ("mode", "quality"), ("method", "digits")):
+            if partner is not None and partner not in chosen:
+                continue  # a mode goes with its quality, a method with its digits
             for settings, n in levels(key, name):
                 if n in settings and (n is not None or key in takes):
                     chosen[key] = settings[n]
@@ -302,9 +341,11 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
 
 
 def _takes(codec_name) -> tuple:
+    from ..graph import information
     from ..graph.codecs import get_codec
 
-    return get_codec(codec_name).targets
+    codec = get_codec(codec_name)
+    return codec.targets + (("information",) if information.takes(codec) else ())
 
 
 def absolute(dataset, chosen: dict) -> dict:

@@ -19,6 +19,8 @@ examples:
   chunkpress compress 'model_*.nc' out.zarr --codec sz3 --tolerance 0.1% --tolerance SLP=0.05
   chunkpress compress a.nc b.nc c.nc out.zarr --config bounds.toml --workers 8
   chunkpress compress coads.cdf out.zarr --no-decode-times --codec sperr --mode psnr --quality 60
+  chunkpress compress sst.nc sst.zarr --codec bitround --information 0.99
+  chunkpress compress sst.nc sst.zarr --codec quantize --digits 3 --method granularbr
   chunkpress compress s3://bucket/in.zarr s3://bucket/out.zarr --tolerance 0.01 \\
       --storage-option endpoint_url=https://host --storage-option anon=false
 

@@ -117,6 +117,7 @@ def info_json(store, table) -> dict:
             "claimed_bound": _number(row["error_bound"]),
             "measured_error": _number(row["measured_error"]),
             "missing_chunks": _number(row["missing_chunks"]),
+            **({"rel_bound": _number(row["rel_bound"])} if "rel_bound" in row else {}),
             "auto": None if choice is None else
             {"summary": choice[0], "choice": choice[1]}})
     original = int(table["original_bytes"].sum())

@@ -27,8 +27,8 @@ from ..kernels import bitinfo, is_real
 from . import build
 from .codecs import Codec
 
-__all__ = ["PARAMETER", "ATTRIBUTE", "check", "takes", "placeholder", "choose_keepbits",
-           "counts_array", "keepbits", "attributes", "settled"]
+__all__ = ["PARAMETER", "ATTRIBUTE", "check", "check_share", "takes", "placeholder",
+           "choose_keepbits", "counts_array", "keepbits", "attributes", "settled"]
 
 #: the codec parameter ``information`` chooses
 PARAMETER = "keepbits"
@@ -53,6 +53,18 @@ def check(codec: Codec, information, given: dict) -> float | None:
     """
     if information is None:
         return None
+    share = check_share(information)
+    if not takes(codec):
+        raise ValueError(f"{codec.name}: information= chooses bit rounding's keepbits and this "
+                         "codec takes none; use codec='bitround' (or 'bitround+pcodec')")
+    if given.get(PARAMETER) is not None:
+        raise ValueError(f"give keepbits or information, not both (keepbits={given[PARAMETER]!r}"
+                         f", information={information!r})")
+    return share
+
+
+def check_share(information) -> float:
+    """Return ``information`` as a float after checking it is a number in (0, 1]."""
     if not is_real(information):
         raise TypeError(f"information must be a number in (0, 1] (the share of the real "
                         f"information to keep, e.g. 0.99), got {information!r}")
@@ -60,12 +72,6 @@ def check(codec: Codec, information, given: dict) -> float | None:
     if not 0 < share <= 1:  # NaN fails this too
         raise ValueError(f"information must be in (0, 1] (the share of the real information "
                          f"to keep, e.g. 0.99), got {information!r}")
-    if not takes(codec):
-        raise ValueError(f"{codec.name}: information= chooses bit rounding's keepbits and this "
-                         "codec takes none; use codec='bitround' (or 'bitround+pcodec')")
-    if given.get(PARAMETER) is not None:
-        raise ValueError(f"give keepbits or information, not both (keepbits={given[PARAMETER]!r}"
-                         f", information={information!r})")
     return share
 
 

@@ -18,13 +18,15 @@ from .writer import ArrayWrite, WriteJob, compress_for_zarr, reopen
 
 __all__ = ["to_zarr"]
 
-_PARAMS = ("tolerance", "rate", "precision", "mode", "quality", "level")
+_PARAMS = ("tolerance", "rate", "precision", "mode", "quality", "level", "keepbits", "digits",
+           "method", "information")
 
 
 def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=None, mode=None,
             quality=None, level=None, chunks="auto", verify=False, path=None, overwrite=False,
             compute=True, attributes=None, dimension_names=None, storage_options=None,
-            shards=None, region=None, rel_tolerance=None, portable=False):
+            shards=None, region=None, rel_tolerance=None, portable=False, keepbits=None,
+            digits=None, method=None, information=None):
     """Compress ``data`` block by block straight into a Zarr v3 array in ``store``.
 
     ``data`` is anything ``chunkpress.compress`` takes (compressed here with ``codec``, default
@@ -40,6 +42,11 @@ def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=Non
     Zarr store it replaces. ``region=`` (a tuple of slices, aligned to the chunks) rewrites
     part of an existing chunkpress array with its own codec and target.
 
+    ``keepbits`` or ``information`` (bit rounding: ``codec="bitround"``), ``digits`` and
+    ``method`` (``codec="quantize"``) are ``chunkpress.compress``'s; the keepbits chosen from
+    ``information`` is the codec's configuration, and the array's attributes say how
+    (``chunkpress_rounding``).
+
     ``portable=True`` writes only codecs that zarr and numcodecs register themselves (no
     ``codec``): numcodecs' quantize (``tolerance``) or bitround (``rel_tolerance``, or both),
     then blosc-zstd and a CRC-32C, every block certified by the task that writes it; the store
@@ -51,13 +58,15 @@ def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=Non
     if portable:
         return _portable(data, store, codec=codec, tolerance=tolerance,
                          rel_tolerance=rel_tolerance, others=(rate, precision, mode, quality,
-                                                              level, shards, region),
+                                                              level, shards, region, keepbits,
+                                                              digits, method, information),
                          verify=verify, chunks=chunks, path=path, overwrite=overwrite,
                          compute=compute, attributes=attributes,
                          dimension_names=dimension_names, storage_options=storage_options)
     if rel_tolerance is not None:
         raise ValueError("rel_tolerance: not taken by to_zarr here yet without portable=True")
-    params = dict(zip(_PARAMS, (tolerance, rate, precision, mode, quality, level)))
+    params = dict(zip(_PARAMS, (tolerance, rate, precision, mode, quality, level, keepbits,
+                                digits, method, information)))
     if region is not None:
         return write_region(data, store, region, path=path, codec=codec, params=params,
                             verify=verify, compute=compute, storage_options=storage_options)
@@ -97,7 +106,8 @@ def _portable(data, store, *, codec, tolerance, rel_tolerance, others, verify, *
                          f"codec={codec!r} (or drop portable=True)")
     if any(v is not None for v in others):
         raise ValueError("portable=True takes tolerance= and rel_tolerance= only (not rate, "
-                         "precision, mode, quality, level, shards or region)")
+                         "precision, mode, quality, level, keepbits, digits, method, "
+                         "information, shards or region)")
     if not isinstance(verify, (bool, np.bool_)):
         raise TypeError(f"verify must be True or False, got {verify!r}")
     # verify=True or not: a portable write certifies every block as it writes it

@@ -190,8 +190,8 @@ class _ChainBase(ChunkpressCodec):
         except ValueError:
             chain = None
         if chain is None or chain.is_auto or not chain.chain.is_chain:
-            raise ValueError(f"chunkpress.chain: chain must name a lossless chain such as "
-                             f"'floatpred+zstd', got {self.chain!r}")
+            raise ValueError(f"chunkpress.chain: chain must name a chain such as "
+                             f"'floatpred+zstd' or 'bitround+zstd', got {self.chain!r}")
         super().__post_init__()
 
     @property
@@ -215,8 +215,9 @@ def _chain_params() -> tuple:
 
 #: a chain such as ``floatpred+zstd``: ``chain`` names it, the other fields its parts' targets
 ChainCodec = _generated("ChainCodec", "chain", _chain_params(),
-                        "A chain such as ``floatpred+zstd``: ``chain`` names it, the other "
-                        "fields its parts' parameters (``level`` of its last codec).",
+                        "A chain such as ``floatpred+zstd`` or ``bitround+zstd``: ``chain`` "
+                        "names it, the other fields its parts' parameters (``keepbits`` of "
+                        "bit rounding, ``level`` of its last codec).",
                         base=_ChainBase)
 @dataclass(frozen=True)
 class AutoCodec(ChunkpressCodec):

@@ -24,7 +24,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore, ZipStore
 
-from ..graph import codecs
+from ..graph import codecs, information
 from ..kernels import ChunkpressError
 from . import integrity, portable, publish, shards
 from .codecs import ChunkpressCodec, decode_block
@@ -186,7 +186,10 @@ def info(store, *, storage_options=None) -> pd.DataFrame:
     ``missing_chunks`` counts the chunk objects (shards) of a chunkpress-written array that
     are not in the store. ``chunkpress.verify`` checks every chunk; given the original, it
     measures the error anew. Each array is read from its own ``zarr.json``, as ``from_zarr``
-    reads it, not from the root's consolidated copy.
+    reads it, not from the root's consolidated copy. Bit rounding and quantization, which
+    bound no absolute error (``error_bound`` NaN), have a ``rel_bound`` (|x - y| <= rel_bound
+    * max(|x|, the smallest normal number)), and ``parameters`` the ``information`` share a
+    keepbits was chosen for.
     """
     opened = read_store(store, storage_options)
     publish.check_complete(opened, None, storage_options)
@@ -213,12 +216,18 @@ def info(store, *, storage_options=None) -> pd.DataFrame:
             target = codec.target
             scale = abs(float(array.attrs.get("scale_factor", 1.0)))
             bound = codecs.bound(codec.spec, target)
+            rounding = array.attrs.get(information.ATTRIBUTE)  # keepbits chosen from it
+            chosen = {k: v for k, v in rounding.items() if k == "information"} \
+                if isinstance(rounding, dict) else {}
             row.update(codec=codec.spec.name,
-                       parameters=", ".join(f"{k}={v}" for k, v in target.items()),
+                       parameters=", ".join(f"{k}={v}" for k, v in {**target, **chosen}.items()),
                        error_bound=math.nan if bound is None else bound * scale)
             measured = array.attrs.get(MEASURED)
             if isinstance(measured, (int, float)) and not isinstance(measured, bool):
                 row["measured_error"] = float(measured) * scale
+            relative = codecs.relative_bound(codec.spec, target)
+            if relative and not array.attrs.get("add_offset"):  # bit rounding, quantization
+                row["rel_bound"] = float(relative)
             if codec.write is not None:  # chunkpress wrote every chunk: none may be absent
                 grid = array.shards if read.sharding is not None else read.chunk_shape
                 counts = [math.ceil(n / c) if n else 0 for n, c in zip(array.shape, grid)]
@@ -234,6 +243,8 @@ def info(store, *, storage_options=None) -> pd.DataFrame:
         rows.append(row)
     columns = ["variable", "codec", "parameters", "dtype", "shape", "original_bytes",
                "stored_bytes", "ratio", "error_bound", "measured_error", "missing_chunks"]
+    if any("rel_bound" in row for row in rows):  # a bound relative to each value
+        columns[-1:-1] = ["rel_bound"]
     table = pd.DataFrame(rows, columns=columns).set_index("variable")
     return table.astype({"missing_chunks": "Int64"})
 

@@ -31,7 +31,7 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore, MemoryStore
 
 from .. import api
-from ..graph import build, codecs, pipeline
+from ..graph import build, codecs, information, pipeline
 from ..graph.compressed import CompressedArray
 from . import integrity, publish, shards as _shards
 from .codecs import zarr_codec
@@ -395,9 +395,11 @@ def compress_for_zarr(data, codec, chunks, verify, params) -> CompressedArray:
     codec = "zfp" if codec is None else codec
     spec = codecs.get_codec(codec)
     compressed = api.compress(data, codec, chunks=chunks, verify=verify, **given)
+    # compressed again below (other chunks, padded edges): with what was chosen from the data
+    given, attributes = information.settled(given, compressed.params), compressed.attributes
     if not regular_chunks(compressed.chunks):
         compressed = api.compress(data, codec, chunks=compressed.chunksize, verify=verify,
-                                  **given)
+                                  **given).with_attributes(attributes)
     if not spec.holds_shape and _ragged(compressed.shape, compressed.chunks):
         # a chain's stream does not hold its shape: its edge blocks are padded to whole chunks
         x = da.asarray(data) if not isinstance(data, da.Array) else data
@@ -406,7 +408,7 @@ def compress_for_zarr(data, codec, chunks, verify, params) -> CompressedArray:
         padded = da.pad(x, pad, mode="constant").rechunk(size)
         blocks = api.compress(padded, codec, chunks=size, verify=verify, **given)
         compressed = CompressedArray(_cut(blocks.blocks, x.shape), blocks.dtype, blocks.spec,
-                                     blocks.params, blocks.verified)
+                                     blocks.params, blocks.verified, attributes=attributes)
     return compressed
 
 
