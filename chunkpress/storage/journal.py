@@ -27,7 +27,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore, ZipStore
 
-from . import publish
+from .destination import staging_name
 
 __all__ = ["JOURNAL", "commit", "finish_pending", "ordered"]
 
@@ -143,7 +143,7 @@ def _digest(data: bytes | None) -> str | None:
 
 
 def _journal_path(root: str) -> str:
-    return publish.staging_name(root, "journal")
+    return staging_name(root, "journal")
 
 
 def _get(where, key: str) -> bytes | None:
