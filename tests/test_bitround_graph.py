@@ -188,6 +188,27 @@ def test_relative_bound_holds_on_every_finite_value(seed, dtype, keepbits):
     assert np.array_equal(np.signbit(x[np.isfinite(x)]), np.signbit(y[np.isfinite(x)]))
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["float32", "float64"]),
+       st.sampled_from(["bitgroom", "bitround"]), st.integers(1, 52))
+def test_quantize_relative_bound_holds_on_any_bit_pattern(seed, dtype, method, digits):
+    """The bound quantize claims (BitGroom: 2^-(ceil(digits log2 10)+1); BitRound:
+    2^-(digits+1)) holds on every finite value of arrays of random bit patterns."""
+    most = {("bitgroom", "float32"): 6, ("bitgroom", "float64"): 15,
+            ("bitround", "float32"): 23, ("bitround", "float64"): 52}[method, dtype]
+    digits = 1 + digits % most
+    word = np.dtype(dtype.replace("float", "uint"))
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, np.iinfo(word).max, 400, dtype=word, endpoint=True).view(dtype)
+    x = x.reshape(20, 20)
+    c = chunkpress.compress(x, "quantize", digits=digits, method=method, chunks=(10, 20))
+    y = chunkpress.decompress(c).compute()
+    assert c.relative_bound is not None
+    assert relative_error(x, y) <= c.relative_bound
+    bad = ~np.isfinite(x)
+    assert np.array_equal(raw_bits(x)[bad], raw_bits(y)[bad])
+
+
 # --- what was chosen, where a user looks ---------------------------------------------------
 
 
