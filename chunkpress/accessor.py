@@ -26,13 +26,13 @@ from .storage import append as _append, dataset as _dataset, writer as _writer
 
 __all__ = ["encode", "CompressedDataset", "ChunkpressAccessor", "compressible"]
 
-_PARAMS = ("tolerance", "rate", "precision", "mode", "quality", "level", "keepbits",
-           "digits", "method", "information")
+_PARAMS = ("tolerance", "rate", "precision", "mode", "quality", "level", "rel_tolerance",
+           "keepbits", "digits", "method", "information")
 _DATAARRAY_NAME = "__xarray_dataarray_variable__"
 
 def encode(obj, codec="zfp", *, tolerance=None, rate=None, precision=None, mode=None,
            quality=None, level=None, variables=None, chunks="auto",
-           verify=False, keepbits=None, digits=None, method=None,
+           verify=False, rel_tolerance=None, keepbits=None, digits=None, method=None,
            information=None) -> CompressedDataset:
     """Return the lazy CompressedDataset of an xarray Dataset or DataArray.
 
@@ -47,8 +47,8 @@ def encode(obj, codec="zfp", *, tolerance=None, rate=None, precision=None, mode=
     """
     dataset, name = _as_dataset(obj)
     _check_chunks(dataset, chunks)
-    given = dict(zip(_PARAMS, (tolerance, rate, precision, mode, quality, level, keepbits,
-                               digits, method, information)))
+    given = dict(zip(_PARAMS, (tolerance, rate, precision, mode, quality, level,
+                               rel_tolerance, keepbits, digits, method, information)))
     per_var = {k: v for k, v in given.items() if isinstance(v, dict)}
     if isinstance(codec, dict):
         per_var["codec"] = codec
@@ -116,9 +116,9 @@ class CompressedDataset:
         """One row per data variable: codec, parameters, bytes, ratio, max error, bound.
 
         Where codec="auto" chose, a column ``choice`` says what and the sampled ratios why;
-        where the error relative to each value is bounded (bit rounding, quantization),
-        ``rel_bound``: |x - y| <= rel_bound * max(|x|, smallest normal); their ``error_bound``
-        is NaN, having no absolute one.
+        where a ``rel_tolerance`` was given, ``max_rel_error`` (measured, ``verify=True``) and
+        ``rel_bound`` (also bit rounding's and quantization's: |x - y| <= rel_bound *
+        max(|x|, smallest normal); their ``error_bound`` is NaN, having no absolute one).
         """
         rows = []
         for name in self._source.data_vars:
@@ -140,6 +140,7 @@ class CompressedDataset:
             max_error = c.max_error
             bound = c.error_bound
             choice = getattr(c, "choice", None)
+            rel = c.max_rel_error
             rows.append({
                 "variable": name, "codec": c.codec,
                 "parameters": _parameters(entry),
@@ -148,6 +149,7 @@ class CompressedDataset:
                 "max_error": math.nan if max_error is None else max_error * scale,
                 "error_bound": math.nan if bound is None else bound * scale,
                 "choice": "" if choice is None else choice.summary(),
+                "max_rel_error": math.nan if rel is None else rel,
                 "rel_bound": _relative_bound(entry),
             })
         columns = ["variable", "codec", "parameters", "dtype", "original_bytes",
@@ -155,7 +157,7 @@ class CompressedDataset:
         if any(row.get("choice") for row in rows):  # codec="auto": what it chose, and why
             columns.append("choice")
         if any(not math.isnan(row.get("rel_bound", math.nan)) for row in rows):
-            columns.append("rel_bound")
+            columns += ["max_rel_error", "rel_bound"]  # rel_tolerance: measured, and bound
         table = pd.DataFrame(rows, columns=columns).set_index("variable")
         return table.astype({"compressed_bytes": "Int64"})
 
@@ -402,6 +404,11 @@ def _compress_variable(dataset, name, codec, params, chunks, verify, explicit):
     scale = abs(float(encoded.attrs.get("scale_factor", 1.0))) or 1.0
     given = {k: v for k, v in params.items() if v is not None}
     stored_params = dict(given)
+    if "rel_tolerance" in given and ("scale_factor" in encoded.attrs
+                                     or "add_offset" in encoded.attrs):
+        raise ValueError(f"variable {name!r} is packed (scale_factor/add_offset): a "
+                         "rel_tolerance on its stored values would not bound its decoded "
+                         "ones; give tolerance, or drop the packing from its encoding")
     if "tolerance" in stored_params and ("scale_factor" in encoded.attrs
                                          or "add_offset" in encoded.attrs):
         stored_params["tolerance"] = _stored_tolerance(name, var, encoded.attrs,

@@ -8,14 +8,16 @@ import numpy as np
 from . import auto
 from .graph import build, codecs, pipeline
 from .graph import information as _information
+from .kernels import relative
 from .graph.compressed import CompressedArray
 
 __all__ = ["compress", "decompress"]
 
 
 def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mode=None,
-             quality=None, level=None, chunks="auto", verify=False, keepbits=None,
-             digits=None, method=None, information=None) -> CompressedArray:
+             quality=None, level=None, chunks="auto", verify=False,
+             rel_tolerance=None, keepbits=None, digits=None, method=None,
+             information=None) -> CompressedArray:
     """Return the lazy compressed form of ``data``, one codec stream per block.
 
     ``data`` is a dask array, a numpy array, or anything ``dask.array.asarray`` takes. The
@@ -41,6 +43,11 @@ def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mo
     - ``"auto"``, ``"auto-array"``: ``tolerance`` (none or 0: lossless); the codec is chosen
       from samples of the data, per block where that wins (see ``chunkpress.auto``).
 
+    ``rel_tolerance=r`` (float arrays; ZFP, SZ3, SPERR, LERC) bounds each value's error by
+    ``r`` times its magnitude: ``|x - y| <= r * |x|``, zeros stay zeros, signs are kept,
+    whatever the magnitudes (subnormals to the largest floats); with ``tolerance`` too, both
+    hold. The codec codes the log of the magnitudes (see ``chunkpress.kernels.relative``).
+
     An array with more dimensions than its codec takes is compressed as a batch over its
     leading axes (each block holds one codec stream per leading index).
 
@@ -60,6 +67,9 @@ def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mo
     Bad arguments raise ValueError/TypeError here, before any task runs.
     """
     if isinstance(codec, str) and codec.strip().lower() in codecs.AUTO_NAMES:
+        if rel_tolerance is not None:
+            raise ValueError(f"codec={codec!r} does not take rel_tolerance; give one of the "
+                             f"codecs that do: {', '.join(relative.codecs())}")
         codecs.normalize_targets(codecs.AUTO, dict(keepbits=keepbits, digits=digits,
                                                    method=method, information=information))
         return auto.compress(data, codec, tolerance=tolerance, rate=rate, precision=precision,
@@ -71,7 +81,8 @@ def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mo
     x = pipeline.as_array(data)
     codecs.check_input(spec, x.dtype, x.ndim)
     given = dict(tolerance=tolerance, rate=rate, precision=precision, mode=mode,
-                 quality=quality, level=level, keepbits=keepbits, digits=digits, method=method)
+                 quality=quality, level=level, rel_tolerance=rel_tolerance, keepbits=keepbits,
+                 digits=digits, method=method)
     share = _information.check(spec, information, given)
     if share is not None:  # the rest checked with a keepbits the data will choose
         given[_information.PARAMETER] = _information.placeholder(x.dtype)

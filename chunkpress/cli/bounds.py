@@ -1,7 +1,8 @@
 """Bounds per variable: ``--tolerance SST=0.01 --tolerance 0.1%``, ``--codec``, ``--config FILE``.
 
-Each setting (codec, tolerance, rate, precision, level, mode, quality) is given for one
-variable (``VAR=VALUE``) or for the rest (a bare value), on the command line or in a TOML file::
+Each setting (codec, tolerance, rel_tolerance, rate, precision, level, mode, quality) is given
+for one variable (``VAR=VALUE``) or for the rest (a bare value), on the command line or in a
+TOML file::
 
     [defaults]
     codec = "sz3"
@@ -32,10 +33,11 @@ import re
 from ._common import UserError
 
 #: what a variable's compression is made of, in the order the report shows them
-KEYS = ("codec", "tolerance", "rate", "precision", "level", "mode", "quality", "keepbits",
-        "information", "digits", "method")
-#: the target: exactly one of these says how much may be lost
-TARGETS = ("tolerance", "rate", "precision", "quality", "keepbits", "information", "digits")
+KEYS = ("codec", "tolerance", "rate", "precision", "level", "mode", "quality", "rel_tolerance",
+        "keepbits", "information", "digits", "method")
+#: the target: these say how much may be lost (tolerance and rel_tolerance together: both hold)
+TARGETS = ("tolerance", "rate", "precision", "quality", "rel_tolerance", "keepbits",
+           "information", "digits")
 MODES = ("rate", "psnr", "pwe")
 #: codec name that keeps a variable exact (not compressed), as ``chunkpress info`` shows it
 EXACT = "exact"
@@ -73,6 +75,20 @@ def tolerance(text):
                              f"got {raw}")
         return Relative(value / 100)
     return value
+
+
+def rel_tolerance(text):
+    """A max error relative to each value's magnitude, in (0, 1): ``0.001``."""
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise ValueError(f"must be a number in (0, 1), got {text!r}")
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise ValueError("must be a number in (0, 1), the max error relative to each value "
+                         f"(e.g. 0.001), got {text!r}") from None
+    from ..kernels.relative import check_rel_tolerance
+
+    return check_rel_tolerance(value)  # the kernels' one check
 
 
 def _positive(kind):
@@ -145,8 +161,8 @@ def method(text):
 #: how each setting's value is read, from the command line (text) or TOML (typed)
 PARSE = {"codec": codec, "tolerance": tolerance, "rate": _positive(float),
          "precision": _positive(int), "level": _integer, "mode": mode,
-         "quality": _positive(float), "keepbits": _integer, "information": share,
-         "digits": _integer, "method": method}
+         "quality": _positive(float), "rel_tolerance": rel_tolerance, "keepbits": _integer,
+         "information": share, "digits": _integer, "method": method}
 
 
 # --- the command line -----------------------------------------------------------------------
@@ -185,6 +201,11 @@ def add_arguments(sub) -> None:
     sub.add_argument("--tolerance", action=PerVariable, metavar="[VAR=]TOL",
                      help="max absolute error, in the variable's units (0.01), or a percentage "
                           "of its range, max - min (0.1%%)" + each)
+    sub.add_argument("--rel-tolerance", action=PerVariable, metavar="[VAR=]R",
+                     dest="rel_tolerance",
+                     help="max error relative to each value, |x - y| <= R |x| (0.001): zeros "
+                          "and signs kept; with --tolerance both hold (zfp, sz3, sperr, lerc)"
+                          + each)
     sub.add_argument("--rate", action=PerVariable, metavar="[VAR=]BITS",
                      help="bits per value (zfp, sperr)" + each)
     sub.add_argument("--precision", action=PerVariable, metavar="[VAR=]PLANES",
@@ -210,8 +231,8 @@ def add_arguments(sub) -> None:
                          help=text + each)
     sub.add_argument("--config", metavar="FILE.toml",
                      help="settings per variable: [defaults] and [variables.NAME] tables of "
-                          "codec, tolerance, rate, precision, level, mode, quality, keepbits, "
-                          "information, digits, method; the command "
+                          "codec, tolerance, rel_tolerance, rate, precision, level, mode, "
+                          "quality, keepbits, information, digits, method; the command "
                           "line's settings win over the file's at the same level")
 
 
@@ -294,7 +315,7 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
             for name in values:
                 if name is None:
                     continue
-                where = (f"--{key} {name}=" if on_command_line
+                where = (f"--{key.replace('_', '-')} {name}=" if on_command_line
                          else f"{config_path}: [variables.{name}]")
                 if name not in dataset.data_vars:
                     raise UserError(f"{where}: {name!r} is not a data variable of the input "

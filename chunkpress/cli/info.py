@@ -69,6 +69,14 @@ def info(args) -> int:
              "claimed bound: the max error the metadata (zarr.json) claims; measured error: the "
              "max error the writer measured on every value (written with verify=True; -: not "
              "measured)"]
+    if "rel_bound" in table:
+        notes.append("rel bound: the max error relative to each value the metadata claims; "
+                     "measured rel error: the max the writer measured (verify=True)")
+        over = table["measured_rel_error"] > table["rel_bound"]
+        for name in table.index[over]:
+            notes.append(f"{name}: the measured relative error "
+                         f"{table['measured_rel_error'][name]:.4g} exceeds the claimed "
+                         f"{table['rel_bound'][name]:.4g}")
     claimed, measured = table["error_bound"], table["measured_error"]
     for name in table.index[measured > claimed]:
         notes.append(f"{name}: the measured error {measured[name]:.4g} exceeds the claimed "
@@ -117,7 +125,9 @@ def info_json(store, table) -> dict:
             "claimed_bound": _number(row["error_bound"]),
             "measured_error": _number(row["measured_error"]),
             "missing_chunks": _number(row["missing_chunks"]),
-            **({"rel_bound": _number(row["rel_bound"])} if "rel_bound" in row else {}),
+            **({"rel_bound": _number(row["rel_bound"]),
+                "measured_rel_error": _number(row["measured_rel_error"])}
+               if "rel_bound" in row else {}),
             "auto": None if choice is None else
             {"summary": choice[0], "choice": choice[1]}})
     original = int(table["original_bytes"].sum())

@@ -38,7 +38,8 @@ def encode(block: np.ndarray, codec: Codec, kwargs: dict, verify_bound=False,
             return measure.Encoded(data, block.shape)
         with kernels.made_here():  # a stream just made here: no need of a decoding process
             decoded = decode(data, codec, block.shape, block.dtype)
-        encoded = measure.measure(block, decoded, data, codec, verify_bound)
+        encoded = measure.measure(block, decoded, data, codec, verify_bound,
+                                  kwargs.get("rel_tolerance"))
         if max_mse is None or encoded.count <= 0 or encoded.sse <= max_mse * encoded.count:
             return encoded
         kwargs = finer(kwargs, encoded.sse / encoded.count, max_mse, attempt)

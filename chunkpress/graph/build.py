@@ -144,7 +144,8 @@ def _one_cell(block, function, ndim):
 
 
 def block_figures(encoded) -> tuple:
-    """Return (compressed bytes, max error, sse, count, lo, hi, corrected) of an Encoded block."""
+    """Return (compressed bytes, max error, sse, count, lo, hi, corrected, max relative error)
+    of an Encoded block."""
     return (len(encoded.data),) + tuple(encoded[2:])
 
 

@@ -28,7 +28,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from . import build, codecs, measure, plan
 
-_FIELDS = ("nbytes", "max_error", "sse", "count", "lo", "hi", "corrected")
+_FIELDS = ("nbytes", "max_error", "sse", "count", "lo", "hi", "corrected", "max_rel_error")
 
 
 class CompressedArray(DaskMethodsMixin):
@@ -147,6 +147,16 @@ class CompressedArray(DaskMethodsMixin):
         return None if errors is None else float(np.max(errors, initial=0.0))
 
     @property
+    def max_rel_error(self) -> float | None:
+        """Measured max |x - y| / |x| of the finite values (zeros decode to zeros), where
+        ``verify=True`` certified a ``rel_tolerance``; else None."""
+        if not self._verify:
+            return None
+        errors = self._figure("max_rel_error")
+        errors = errors[~np.isnan(errors)]
+        return float(np.max(errors, initial=0.0)) if errors.size else None
+
+    @property
     def corrected(self) -> int | None:
         """Values the codec left outside the bound, stored exactly (``verify=True`` only)."""
         return int(self._figure("corrected").sum()) if self._verify else None
@@ -248,6 +258,11 @@ class CompressedArray(DaskMethodsMixin):
             bound = self.error_bound
             line = f"  verified: max error {self.max_error:.3g}"
             line += f" <= {bound:g}" if bound else ""
+            rel = self.max_rel_error
+            if rel is not None:
+                line += f", max relative error {rel:.3g}"
+                line += f" <= {self._target['rel_tolerance']:g}" \
+                    if "rel_tolerance" in self._target else ""
             psnr = self.psnr
             line += f", PSNR {psnr:.4g} dB" if math.isfinite(psnr) else ""
             line += f", {self.corrected} values corrected"

@@ -29,13 +29,17 @@ class Encoded(NamedTuple):
     lo: float = math.nan  # finite value range of the original block
     hi: float = math.nan
     corrected: int = -1  # values stored exactly beside the codec's stream
+    #: max |x - y| / |x| of the finite values (0/0 counts 0, y/0 inf), where a relative bound
+    #: (``rel_tolerance``) was certified
+    max_rel_error: float = math.nan
 
 
-def measure(block, decoded, data, codec: Codec, limit) -> Encoded:
+def measure(block, decoded, data, codec: Codec, limit, rel_limit=None) -> Encoded:
     """Return the Encoded ``data`` with the figures of ``decoded`` against ``block``.
 
     ``limit`` is the max absolute error the kernel certifies (0: lossless), or None; a block
     over it, or a lossless block that does not decode bit for bit, is the codec's error.
+    ``rel_limit`` (or None) is r in ``|x - y| <= r * |x|``, certified on every finite value.
     """
     original = np.asarray(block)
     if codec.lossless or (limit == 0 and original.dtype.kind != "f"):
@@ -62,8 +66,23 @@ def measure(block, decoded, data, codec: Codec, limit) -> Encoded:
             f"{limit!r} the kernel certifies; please report this"
         )
     lo, hi = (float(a.min()), float(a.max())) if a.size else (math.inf, -math.inf)
+    max_rel = math.nan if rel_limit is None else _relative(a, diff, codec, rel_limit)
     return Encoded(data, original.shape, max_error, float(np.dot(diff, diff)), int(a.size), lo, hi,
-                   corrected(data, codec))
+                   corrected(data, codec), max_rel)
+
+
+def _relative(a, diff, codec: Codec, rel_limit) -> float:
+    """Return the max relative error, after checking ``|x - y| <= rel_limit * |x|``."""
+    magnitude = np.abs(a)
+    outside = ~(diff <= rel_limit * magnitude)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise codec.error(
+            f"{codec.name}: a block decodes {a[i]!r} with error {diff[i]!r}, over the "
+            f"rel_tolerance {rel_limit!r} the kernel certifies; please report this")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(magnitude > 0, diff / magnitude, 0.0)  # (zeros are exact: checked)
+    return float(ratio.max()) if ratio.size else 0.0
 
 
 def same_bits(a, b) -> bool:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import formats, registry
+from . import formats, registry, relative
 from ._common import ChunkpressError
 
 __all__ = ["Chain", "resolve", "accepted", "choices"]
@@ -56,7 +56,8 @@ class Chain:
 
     @property
     def params(self) -> tuple:
-        return tuple(p for part in self.parts for p in part.params)
+        own = tuple(p for part in self.parts for p in part.params)
+        return own + (relative.PARAM,) if relative.takes_chain(self) else own
 
     @property
     def lossless(self) -> bool:
@@ -76,6 +77,8 @@ class Chain:
 
     def check_target(self, given: dict, dtype=None) -> dict:
         """Return the global target of the parameters ``given``, each checked by its codec."""
+        if given.get("rel_tolerance") is not None:  # through the relative transform
+            return relative.check_target(self, given, dtype)
         if not self.is_chain:
             return self.terminal.check_target(given, dtype)
         given = {k: v for k, v in given.items() if v is not None}
@@ -97,6 +100,8 @@ class Chain:
 
     def max_error(self, target: dict):
         """Return the max absolute error every value keeps under ``target`` (0.0 exact), or None."""
+        if "rel_tolerance" in target:
+            return relative.max_error(target)
         bounds = [p.max_error(own) for p, own in zip(self.parts, self._split(target))]
         # each part's error adds to those before it (its input is their output)
         return None if any(b is None for b in bounds) else float(sum(bounds))
@@ -104,6 +109,8 @@ class Chain:
     def max_relative_error(self, target: dict):
         """Return r with |x - y| <= r * max(|x|, tiny) for every finite value under ``target``
         (see ``Descriptor.relative``; 0.0 exact), or None."""
+        if "rel_tolerance" in target:  # |x - y| <= r * |x| itself
+            return float(target["rel_tolerance"])
         bounds = [p.max_relative_error(own) for p, own in zip(self.parts, self._split(target))]
         if any(b is None for b in bounds):
             return None
@@ -121,6 +128,8 @@ class Chain:
 
     def encode(self, block, **kwargs):
         """Return the stream of one block (an array of a dtype and ndim the chain takes)."""
+        if "rel_tolerance" in kwargs:
+            return relative.encode_chain(self, block, kwargs)
         if not self.is_chain:
             return self.terminal.encode(block, **kwargs)
         *own, last = self._split(kwargs)

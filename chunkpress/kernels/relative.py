@@ -17,13 +17,20 @@ The stream is a chunkpress frame of the codec (``_frame.py``) with flag 8, *rela
     frame parameters: uint8 transform (1: log2 of magnitudes), 3 bytes 0,
                       float64 rel_tolerance, float64 tolerance (0: none),
                       float64 crossover c (+inf: none)
-    codec stream:     uint64 S + zstd(sign bits), uint64 Z + zstd(zero bits)
-                      (a bit per cell, least significant first), then the codec's own
-                      stream of g (float32 or float64, the block's shape; empty when no
-                      cell is finite and non-zero)
+    codec stream:     uint64 S + zstd(sign bits), uint64 Z + zstd(bits of the finite cells
+                      g does not code: zeros, and values the patch holds whole), a bit per
+                      cell, least significant first; then the codec's own stream of g
+                      (float32 or float64, the block's shape; empty when it codes no cell)
     mask, patch:      as in every frame: the non-finite cells, the cells stored exactly
 
 The codec's decoder reads such a frame itself (``_lossy.decode`` calls :func:`invert`).
+
+A chain whose first filter bounds the error relative to each value by one parameter
+(``bitround``: keepbits k keeps 2**-(k+1), its registry ``relative``) takes ``rel_tolerance``
+too: each block gets the least k within the bound (and, with ``tolerance``, within it at the
+block's largest magnitude), and the cells it still leaves outside (subnormals, where bit
+rounding's error is absolute) go on unrounded: the filter decodes as the identity, so the
+chain's stream is what it always is.
 """
 
 from __future__ import annotations
@@ -35,11 +42,13 @@ import imagecodecs
 import numpy as np
 
 from . import _frame, _isolate, registry
-from ._common import ChunkpressError, as_bytes, as_native, is_real, write_bytes_out
+from ._common import (ChunkpressError, as_bytes, as_native, check_tolerance, is_real,
+                      write_bytes_out)
 from .registry import Param
 
 __all__ = ["PARAM", "RelativeError", "takes", "takes_chain", "codecs", "check_rel_tolerance",
-           "check_target", "max_error", "encode_chain", "relative_encode", "relative_decode", "relative_check", "invert"]
+           "check_target", "max_error", "encode_chain", "relative_encode", "relative_decode",
+           "relative_check", "invert"]
 
 TRANSFORM_LOG2 = 1
 _PARAMS = struct.Struct("<B3xddd")
@@ -47,6 +56,8 @@ _LN2 = math.log(2.0)
 #: how many units in the last place of a value a decoder's exp2 may differ from this one's
 #: (numpy's SIMD exp2 is not correctly rounded): a cell is kept only with that much to spare
 _ULPS = 8
+#: above this many crossovers, a value is stored exactly (its tolerance: t < r |x| / _FAR)
+_FAR = 2.0**20
 
 
 class RelativeError(ChunkpressError):
@@ -85,8 +96,17 @@ def takes(descriptor) -> bool:
 
 
 def takes_chain(chain) -> bool:
-    """Whether a codec as ``compress`` names it (a ``chains.Chain``) takes ``rel_tolerance``."""
-    return not chain.filters and takes(chain.terminal)
+    """Whether a codec as ``compress`` names it (a ``chains.Chain``) takes ``rel_tolerance``:
+    a lossy array codec that :func:`takes` it, or a chain whose first filter declares its
+    relative bound (``Descriptor.relative``) as a function of its one parameter (bit
+    rounding's keepbits), the rest lossless."""
+    if not chain.filters:
+        return takes(chain.terminal)
+    return _filter_takes(chain.filters[0]) and all(p.lossless for p in chain.parts[1:])
+
+
+def _filter_takes(d) -> bool:
+    return d.kind == "filter" and d.relative is not None and len(d.params) == 1
 
 
 def max_error(target: dict):
@@ -96,39 +116,106 @@ def max_error(target: dict):
     return None if tolerance is None else float(tolerance)
 
 
-def encode_chain(chain, block, kwargs: dict):
-    """Return the stream of one block of a codec given ``rel_tolerance`` (``Chain.encode``)."""
-    return relative_encode(block, chain.terminal, **kwargs)
-
-
 def codecs() -> tuple:
-    """Return the names of the codecs that take ``rel_tolerance`` (and are available)."""
-    return tuple(d.name for d in registry.descriptors() if takes(d) and d.available)
+    """Return the names of the codecs that take ``rel_tolerance`` (and are available): the
+    lossy array codecs, and the filters that take it named alone (``bitround``)."""
+    return tuple(d.name for d in registry.descriptors() if d.available and (
+        takes(d) or (_filter_takes(d) and d.terminal)))
 
 
 def check_target(chain, given: dict, dtype=None) -> dict:
     """Return the global target of a codec given ``rel_tolerance`` (and maybe ``tolerance``).
 
-    ``chain`` is a ``chains.Chain``: its terminal must be a codec that :func:`takes` it.
+    ``chain`` is a ``chains.Chain`` that :func:`takes_chain` it. A chain's filter parameter
+    (keepbits) is chosen from the bound, per block: it is not given too.
     """
     name = chain.name
     check_rel_tolerance(given["rel_tolerance"], name)
-    if chain.filters or not takes(chain.terminal):
+    if not takes_chain(chain):
         raise ValueError(f"{name}: does not take rel_tolerance; the codecs that do: "
                          f"{', '.join(codecs())}")
     if dtype is not None and np.dtype(dtype).kind != "f":
         raise ValueError(f"{name}: rel_tolerance bounds float values; the array is "
                          f"{np.dtype(dtype)}")
-    others = sorted(set(given) - {"rel_tolerance", "tolerance"})
-    if others:
-        raise ValueError(f"{name}: rel_tolerance goes with tolerance alone (then both hold); "
-                         f"{', '.join(others)} {'is' if len(others) == 1 else 'are'} not for it")
+    rest = {k: v for k, v in given.items() if k not in ("rel_tolerance", "tolerance")}
     target = {"rel_tolerance": given["rel_tolerance"]}
+    if not chain.filters:
+        if rest:
+            raise ValueError(f"{name}: rel_tolerance goes with tolerance alone (then both "
+                             f"hold); {', '.join(sorted(rest))} "
+                             f"{'is' if len(rest) == 1 else 'are'} not for it")
+        if "tolerance" in given:
+            own = {p.name: p for p in chain.terminal.params}["tolerance"]
+            own.check(given["tolerance"], dtype)
+            target["tolerance"] = given["tolerance"]
+        return target
+    chosen = chain.filters[0].params[0].name
+    if chosen in rest:
+        raise ValueError(f"{name}: {chosen} is chosen from rel_tolerance (per block); give "
+                         f"one of {chosen} and rel_tolerance")
     if "tolerance" in given:
-        own = {p.name: p for p in chain.terminal.params}["tolerance"]
-        own.check(given["tolerance"], dtype)
+        check_tolerance(name, given["tolerance"])
         target["tolerance"] = given["tolerance"]
-    return target
+    return {**target, **_rest(chain).check_target(rest, dtype)}
+
+
+def _rest(chain):
+    """The chain after its first filter: what codes that filter's output (a Chain as well)."""
+    return type(chain)(chain.name, chain.filters[1:], chain.terminal)
+
+
+def encode_chain(chain, block, kwargs: dict):
+    """Return the stream of one block of a codec given ``rel_tolerance`` (``Chain.encode``)."""
+    if not chain.filters:
+        return relative_encode(block, chain.terminal, **kwargs)
+    r = check_rel_tolerance(kwargs["rel_tolerance"], chain.name)
+    t = kwargs.get("tolerance")
+    t = None if t is None else check_tolerance(chain.name, t)
+    x = np.ascontiguousarray(block)
+    if not x.dtype.isnative:
+        x = x.astype(x.dtype.newbyteorder("="))
+    first = chain.filters[0]
+    flat = x.reshape(-1)
+    finite = np.isfinite(flat)
+    amax = float(np.max(np.abs(flat[finite]), initial=0.0))
+    y = first.encode(x.reshape(x.shape or (1,)), **_filter_params(first, r, t, amax, x.dtype))
+    y = np.array(y).reshape(-1)  # a copy: the filter's output may be read-only
+    # what the filter left outside the bound (bit rounding's subnormals, whose error is
+    # absolute) goes to the rest of the chain exactly: the filter decodes as the identity
+    outside = finite & ~_within(flat, y, r, t)
+    y[outside] = flat[outside]
+    others = {k: v for k, v in kwargs.items() if k not in ("rel_tolerance", "tolerance")}
+    return _rest(chain).encode(y.reshape(x.shape), **others)
+
+
+def _filter_params(d, r, t, amax, dtype) -> dict:
+    """The least precise value of a filter's one (integer) parameter whose relative bound is
+    within ``r`` and, times the block's largest magnitude, within ``t``; else the most precise."""
+    param = d.params[0]
+    best = None
+    for value in range(0, 65):  # the bound falls as the parameter grows (keepbits)
+        try:
+            value = param.check(value, dtype)
+        except (TypeError, ValueError):
+            if best is not None:
+                break
+            continue
+        best = value
+        bound = d.relative({param.name: value})
+        if bound is not None and bound <= r and (t is None or bound * amax <= t):
+            break
+    return {param.name: best}
+
+
+def _within(x, y, r, t):
+    """Whether each decoded value is within the bound (float64 arithmetic; NaN: False)."""
+    with np.errstate(all="ignore"):
+        a = x.astype(np.float64)
+        error = np.abs(a - y.astype(np.float64))
+        limit = r * np.abs(a)
+        if t is not None:
+            np.minimum(limit, t, out=limit)
+        return error <= limit
 
 
 def _codec(codec):
@@ -171,6 +258,10 @@ def relative_encode(data, codec, *, rel_tolerance, tolerance=None, out=None):
         finite = np.isfinite(magnitude)
         live = finite & (magnitude != 0)
         crossover = math.inf if t is None else t / r
+        if math.isfinite(crossover):
+            # far up the line, t is a sliver of the value (the float's own spacing, soon):
+            # such values go in the patch as they are rather than stretch g over decades
+            live &= ~(magnitude > crossover * _FAR)
         g = _forward(magnitude, live, crossover)
     inner, g_dtype = b"", None
     if live.any():

@@ -18,8 +18,8 @@ from .writer import ArrayWrite, WriteJob, compress_for_zarr, reopen
 
 __all__ = ["to_zarr"]
 
-_PARAMS = ("tolerance", "rate", "precision", "mode", "quality", "level", "keepbits", "digits",
-           "method", "information")
+_PARAMS = ("tolerance", "rate", "precision", "mode", "quality", "level", "rel_tolerance",
+           "keepbits", "digits", "method", "information")
 
 
 def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=None, mode=None,
@@ -42,6 +42,10 @@ def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=Non
     Zarr store it replaces. ``region=`` (a tuple of slices, aligned to the chunks) rewrites
     part of an existing chunkpress array with its own codec and target.
 
+    ``rel_tolerance=r`` bounds each value's error by ``r`` times its magnitude, as in
+    ``chunkpress.compress``; the codec's configuration carries it, so that zarr writing a
+    chunk on its own keeps the same bound.
+
     ``keepbits`` or ``information`` (bit rounding: ``codec="bitround"``), ``digits`` and
     ``method`` (``codec="quantize"``) are ``chunkpress.compress``'s; the keepbits chosen from
     ``information`` is the codec's configuration, and the array's attributes say how
@@ -63,10 +67,8 @@ def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=Non
                          verify=verify, chunks=chunks, path=path, overwrite=overwrite,
                          compute=compute, attributes=attributes,
                          dimension_names=dimension_names, storage_options=storage_options)
-    if rel_tolerance is not None:
-        raise ValueError("rel_tolerance: not taken by to_zarr here yet without portable=True")
-    params = dict(zip(_PARAMS, (tolerance, rate, precision, mode, quality, level, keepbits,
-                                digits, method, information)))
+    params = dict(zip(_PARAMS, (tolerance, rate, precision, mode, quality, level,
+                                rel_tolerance, keepbits, digits, method, information)))
     if region is not None:
         return write_region(data, store, region, path=path, codec=codec, params=params,
                             verify=verify, compute=compute, storage_options=storage_options)

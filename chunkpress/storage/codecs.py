@@ -34,7 +34,7 @@ from zarr.core.common import parse_named_configuration
 from zarr.registry import register_codec
 
 from ..graph import blocks, codecs, dispatch, measure
-from ..kernels import registry
+from ..kernels import chains, registry, relative
 from . import integrity
 
 if TYPE_CHECKING:
@@ -172,10 +172,15 @@ def _class_name(codec: str) -> str:
     return f"{codec.capitalize()}Codec"
 
 
+def _params(d) -> tuple:
+    """A codec's target fields: its parameters, and ``rel_tolerance`` where it takes one."""
+    return d.param_names + ((relative.PARAM.name,) if relative.takes(d) else ())
+
+
 #: one class per array codec of the registry: ZfpCodec, SperrCodec, ... (chunkpress.zfp, ...)
-_BY_CODEC = {d.name: _generated(_class_name(d.name), d.name, d.param_names,
+_BY_CODEC = {d.name: _generated(_class_name(d.name), d.name, _params(d),
                                 f"chunkpress.{d.name}: {d.doc}. Fields: the codec's target "
-                                f"({', '.join(d.param_names) or 'none'}), write, missing.")
+                                f"({', '.join(_params(d)) or 'none'}), write, missing.")
              for d in registry.descriptors() if d.kind == "array"}
 
 
@@ -210,7 +215,11 @@ class _ChainBase(ChunkpressCodec):
 def _chain_params() -> tuple:
     """Every parameter a part of a chain takes (filters, bytes codecs, lossless array codecs)."""
     parts = [d for d in registry.descriptors() if d.kind != "array" or d.lossless]
-    return tuple(dict.fromkeys(p for d in parts for p in d.param_names))
+    # a chain that takes rel_tolerance (bitround's) takes a tolerance with it
+    relatives = ("rel_tolerance", "tolerance") if any(
+        relative.takes_chain(chains.resolve(d.name)) for d in parts
+        if d.kind == "filter" and d.terminal and d.available) else ()
+    return tuple(dict.fromkeys([*(p for d in parts for p in d.param_names), *relatives]))
 
 
 #: a chain such as ``floatpred+zstd``: ``chain`` names it, the other fields its parts' targets

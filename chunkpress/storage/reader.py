@@ -183,13 +183,15 @@ def info(store, *, storage_options=None) -> pd.DataFrame:
     ``error_bound`` is the bound the metadata claims (the codec's configuration: anyone who
     can edit ``zarr.json`` can change it); ``measured_error`` is the max error the writer
     measured on every value (``verify=True``), recorded beside it, NaN where not measured.
+    Where an array has a ``rel_tolerance``, ``rel_bound`` and ``measured_rel_error`` say the
+    same of the error relative to each value; bit rounding and quantization, which bound no
+    absolute error (``error_bound`` NaN), have their ``rel_bound`` too (|x - y| <= rel_bound *
+    max(|x|, the smallest normal number)), and ``parameters`` the ``information`` share a
+    keepbits was chosen for.
     ``missing_chunks`` counts the chunk objects (shards) of a chunkpress-written array that
     are not in the store. ``chunkpress.verify`` checks every chunk; given the original, it
     measures the error anew. Each array is read from its own ``zarr.json``, as ``from_zarr``
-    reads it, not from the root's consolidated copy. Bit rounding and quantization, which
-    bound no absolute error (``error_bound`` NaN), have a ``rel_bound`` (|x - y| <= rel_bound
-    * max(|x|, the smallest normal number)), and ``parameters`` the ``information`` share a
-    keepbits was chosen for.
+    reads it, not from the root's consolidated copy.
     """
     opened = read_store(store, storage_options)
     publish.check_complete(opened, None, storage_options)
@@ -226,8 +228,11 @@ def info(store, *, storage_options=None) -> pd.DataFrame:
             if isinstance(measured, (int, float)) and not isinstance(measured, bool):
                 row["measured_error"] = float(measured) * scale
             relative = codecs.relative_bound(codec.spec, target)
-            if relative and not array.attrs.get("add_offset"):  # bit rounding, quantization
+            if relative and not array.attrs.get("add_offset"):  # rel_tolerance, bit rounding
                 row["rel_bound"] = float(relative)
+                measured = array.attrs.get(MEASURED_RELATIVE)
+                if isinstance(measured, (int, float)) and not isinstance(measured, bool):
+                    row["measured_rel_error"] = float(measured)
             if codec.write is not None:  # chunkpress wrote every chunk: none may be absent
                 grid = array.shards if read.sharding is not None else read.chunk_shape
                 counts = [math.ceil(n / c) if n else 0 for n, c in zip(array.shape, grid)]
@@ -243,8 +248,8 @@ def info(store, *, storage_options=None) -> pd.DataFrame:
         rows.append(row)
     columns = ["variable", "codec", "parameters", "dtype", "shape", "original_bytes",
                "stored_bytes", "ratio", "error_bound", "measured_error", "missing_chunks"]
-    if any("rel_bound" in row for row in rows):  # a bound relative to each value
-        columns[-1:-1] = ["rel_bound"]
+    if any("rel_bound" in row for row in rows):  # a rel_tolerance: its bound, and measured
+        columns[-1:-1] = ["rel_bound", "measured_rel_error"]
     table = pd.DataFrame(rows, columns=columns).set_index("variable")
     return table.astype({"missing_chunks": "Int64"})
 
@@ -259,6 +264,10 @@ def _portable_row(entry) -> dict:
         row["error_bound"] = float(entry["tolerance"])
     if isinstance(entry.get("measured_error"), (int, float)):
         row["measured_error"] = float(entry["measured_error"])
+    if isinstance(entry.get("rel_tolerance"), (int, float)):
+        row["rel_bound"] = float(entry["rel_tolerance"])
+        if isinstance(entry.get("measured_rel_error"), (int, float)):
+            row["measured_rel_error"] = float(entry["measured_rel_error"])
     return row
 
 
@@ -268,6 +277,9 @@ async def _keys(store, prefix) -> set:
 
 #: the array attribute holding the max error the writer measured (verify=True), stored units
 MEASURED = "chunkpress_measured_max_error"
+#: the array attribute holding the max relative error the writer measured (verify=True) where
+#: the codec's configuration has a rel_tolerance
+MEASURED_RELATIVE = "chunkpress_measured_max_rel_error"
 
 
 def _stored_bytes(array) -> int:

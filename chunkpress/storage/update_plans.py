@@ -17,7 +17,7 @@ import numpy as np
 from dask.base import tokenize
 
 from .dataset import unpublished_array
-from .reader import MEASURED
+from .reader import MEASURED, MEASURED_RELATIVE
 from .update import StagedSink, StoreArray, Update
 from .writer import ChunkSink, WriteJob, compress_for_zarr, write_blocks
 
@@ -56,6 +56,7 @@ class ArrayPlan:
         """The measured error covers the whole array only if the old one did and this did."""
         attributes = dict(self.document.get("attributes") or {})
         old = attributes.pop(MEASURED, None)
+        attributes.pop(MEASURED_RELATIVE, None)  # not measured on the new chunks
         if self.verified and isinstance(old, (int, float)) and math.isfinite(measured):
             attributes[MEASURED] = max(float(old), float(measured))
         self.document["attributes"] = attributes

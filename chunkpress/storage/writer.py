@@ -35,7 +35,7 @@ from ..graph import build, codecs, information, pipeline
 from ..graph.compressed import CompressedArray
 from . import integrity, publish, shards as _shards
 from .codecs import zarr_codec
-from .reader import MEASURED
+from .reader import MEASURED, MEASURED_RELATIVE
 
 __all__ = ["compress_for_zarr", "ArrayWrite", "ChunkSink", "write_blocks",
            "regular_chunks", "WriteJob", "reopen"]
@@ -98,6 +98,8 @@ def _publish(results, destination, plans, opener):
     try:
         for plan, (_, measured, *returned) in zip(plans, results):
             plan.record_measured(measured)
+            if len(returned) > 1 and isinstance(plan, ArrayWrite):  # (see write_blocks)
+                plan.record_measured_relative(returned[1])
             plan.hand_over()
             destination.collect(returned[0] if returned else [])
         destination.publish()
@@ -246,6 +248,13 @@ class ArrayWrite:
             attributes[MEASURED] = float(measured)
             self.document["attributes"] = attributes
 
+    def record_measured_relative(self, measured: float) -> None:
+        """The max relative error measured where a ``rel_tolerance`` was certified."""
+        if self.compressed.verified and math.isfinite(measured):
+            attributes = dict(self.document.get("attributes") or {})
+            attributes[MEASURED_RELATIVE] = float(measured)
+            self.document["attributes"] = attributes
+
     def hand_over(self) -> None:
         """Give the destination the document, and the chunk objects it must find."""
         self.destination.add_document(self.node, self.document, self.expected_keys())
@@ -266,9 +275,10 @@ def write_blocks(compressed: CompressedArray, sink: ChunkSink, shard_shape=None,
                  offset=None) -> Delayed:
     """Return a delayed that writes every block of ``compressed`` through ``sink``.
 
-    Its value is (bytes written, max error measured or NaN). Each task writes a group of
-    neighbouring blocks (a few MiB of input, a few groups per worker), or one whole shard:
-    the scheduler handles tens of tasks, not one per block. While the blocks are lazy
+    Its value is (bytes written, max error measured or NaN, what the sink's tasks returned,
+    max relative error measured or NaN: where a ``rel_tolerance`` was). Each task writes a
+    group of neighbouring blocks (a few MiB of input, a few groups per worker), or one whole
+    shard: the scheduler handles tens of tasks, not one per block. While the blocks are lazy
     (``compressed.recipe``), the task that writes a block encodes it, straight from the input,
     the way ``compress`` would: nothing is encoded twice and no block is kept. Blocks that
     already exist (persisted) are written as they are. ``offset``: the grid index of block
@@ -345,13 +355,16 @@ def _inputs(recipe, group, starts):
 def _write_group(blocks, indices, codec, kwargs, verify, sink: ChunkSink, shard, offset,
                  chunk_shape) -> tuple:
     """Encode (unless ``codec`` is None: already encoded) and store a group of blocks."""
-    streams, worst = [], math.nan
+    streams, worst, worst_relative = [], math.nan, math.nan
     for number, (block, index) in enumerate(zip(blocks, indices)):
         if codec is not None:
             block = build.encode_block(block, codec, kwargs[number], verify[0], verify[1],
                                        index)
         if not math.isnan(block.max_error):
             worst = block.max_error if math.isnan(worst) else max(worst, block.max_error)
+        if not math.isnan(block.max_rel_error):
+            worst_relative = block.max_rel_error if math.isnan(worst_relative) else \
+                max(worst_relative, block.max_rel_error)
         place = tuple(i + o for i, o in zip(index, offset))
         if shard is None:
             sink.put_chunk(place, block.data)
@@ -360,15 +373,18 @@ def _write_group(blocks, indices, codec, kwargs, verify, sink: ChunkSink, shard,
             streams.append((place, block.data))
     returned = [] if sink.returns is None else [sink.returns(sink.store)]
     if shard is not None:
-        return _shards.put_shard(sink, shard, streams, chunk_shape), worst, returned
-    return sum(streams), worst, returned
+        return _shards.put_shard(sink, shard, streams, chunk_shape), worst, returned, \
+            worst_relative
+    return sum(streams), worst, returned, worst_relative
 
 
 def _total(results) -> tuple:
     written = sum(r[0] for r in results)
     errors = [r[1] for r in results if not math.isnan(r[1])]
     returned = [item for r in results for item in r[2]]
-    return int(written), (max(errors) if errors else math.nan), returned
+    relative = [r[3] for r in results if not math.isnan(r[3])]
+    return int(written), (max(errors) if errors else math.nan), returned, \
+        (max(relative) if relative else math.nan)
 
 
 # --- what is written ---------------------------------------------------------------------------
