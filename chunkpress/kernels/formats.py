@@ -8,9 +8,26 @@ the stream alone does not do (a decoder that needs the shape or parameters, non-
 values patched to keep the tolerance, shapes a codec cannot take)::
 
     magic b"\\x89CPK", uint8 version 1, uint8 codec id (the descriptor's ``frame_id``),
-    uint8 flags (1 mask, 2 patch, 4 stored), uint8 ndim, 4 bytes dtype string,
+    uint8 flags (1 mask, 2 patch, 4 stored, 8 relative), uint8 ndim, 4 bytes dtype string,
     ndim uint64 extents, uint16 P + P bytes of codec parameters, uint64 L + L bytes of the
     codec's stream, [mask: two zstd sections], [patch: two zstd sections], uint32 CRC-32C
+
+**Relative** (flag 8, added to version 1; a decoder without it refuses such a frame as
+corrupt, and every frame without the flag reads as before; implemented in ``relative.py``):
+a block bounded by ``rel_tolerance`` (|x - y| <= r |x|). The codec coded g, the base-2 log of
+the magnitudes (above t/r, with a ``tolerance`` t too, the line tangent to it there); the
+frame's parameters and codec stream are the transform's::
+
+    parameters: uint8 transform (1: log2), 3 bytes 0, float64 rel_tolerance,
+                float64 tolerance (0: none), float64 crossover t/r (+inf: none)
+    stream:     uint64 S + zstd(sign bits), uint64 Z + zstd(bits of the finite cells g does
+                not code: zeros, and values the patch holds), a bit per cell, least
+                significant first; then the codec's own stream of g (empty: none coded)
+
+The mask and patch sections are every frame's (NaN/±Inf; values stored exactly), applied
+after the magnitudes 2**g (or the line's) are signed and rounded to the frame's dtype.
+Its frozen streams are in tests/fixtures/relative. (Bit rounding given a ``rel_tolerance``
+writes the chain layout below, as with ``keepbits``.)
 
 **Trailer**: a codec's own, self-describing stream (ZFP, LERC; SPERR inside its last
 section) followed by its CRC-32C (uint32) and b"CPK\\x01"; the codec's decoders ignore it.
