@@ -42,6 +42,7 @@ import imagecodecs
 import numpy as np
 
 from . import _frame, _isolate, registry
+from ._numba import kernel
 from ._common import (ChunkpressError, as_bytes, as_native, check_tolerance, is_real,
                       write_bytes_out)
 from .registry import Param
@@ -272,7 +273,6 @@ def relative_encode(data, codec, *, rel_tolerance, tolerance=None, out=None):
     sections = b"".join(_section(np.packbits(bits, bitorder="little"))
                         for bits in (negative, finite & ~live))
     params = _PARAMS.pack(TRANSFORM_LOG2, r, 0.0 if t is None else t, crossover)
-    logarithmic = magnitude <= crossover
 
     def frame(inner, decoded) -> bytearray:
         """The block's frame around the codec's stream of g, with the cells to patch."""
@@ -282,7 +282,7 @@ def relative_encode(data, codec, *, rel_tolerance, tolerance=None, out=None):
             y = _values(decoded.reshape(-1), crossover, live, negative, a.dtype)
         writer = _frame.Writer(d.name, a.dtype, a.shape, params, 0)
         writer.put_payload(sections + bytes(inner))
-        return writer.finish(mask, _patch(x, y, finite, logarithmic, r, t), relative=True)
+        return writer.finish(mask, _patch(x, y, finite, crossover, r, t), relative=True)
 
     if not live.any():
         stream = frame(b"", None)
@@ -350,32 +350,64 @@ def _section(array) -> bytes:
 
 def _values(g, crossover, live, negative, dtype):
     """The values a decoded g stands for: magnitudes, zeros where not live, signs."""
-    with np.errstate(all="ignore"):
-        g = g.astype(np.float64, copy=False)
-        m = np.exp2(g)
-        if math.isfinite(crossover):
-            start = math.log2(crossover)
-            above = g > start
-            if above.any():
-                m[above] = crossover + (g[above] - start) * (crossover * _LN2)
-        m[~live] = 0.0
-        np.negative(m, out=m, where=negative)
-        return m.astype(dtype)
+    g = np.ascontiguousarray(g, g.dtype if g.dtype.char in "fd" else np.float64).reshape(-1)
+    out = np.empty(g.size, dtype)
+    start = math.log2(crossover) if math.isfinite(crossover) else math.inf
+    _VALUES[g.dtype.char + out.dtype.char](g, live.view(np.uint8), negative.view(np.uint8),
+                                           start, crossover, crossover * _LN2, out)
+    return out
 
 
-def _patch(x, y, finite, logarithmic, r, t):
+def _values_loop(g, live, negative, start, crossover, slope, out):
+    """out[i]: 2**g[i], or above ``start`` the line ``crossover + (g - start) * slope``; 0
+    where not live; negated where negative (zeros too)."""
+    for i in range(out.size):
+        m = 0.0
+        if live[i]:
+            v = np.float64(g[i])
+            m = crossover + (v - start) * slope if v > start else np.exp2(v)
+        out[i] = -m if negative[i] else m
+
+
+def _outside_loop(x, y, finite, r, t, crossover, spare, out):
+    """out[i]: 1 where finite x[i] decoded as y[i] is outside min(r |x|, t), less ``spare``
+    |x| at or below the crossover (float64 arithmetic)."""
+    for i in range(x.size):
+        outside = 0
+        if finite[i]:
+            a = np.float64(x[i])
+            m = abs(a)
+            limit = r * m
+            if t < limit:
+                limit = t
+            if m <= crossover:
+                limit -= spare * m
+            if not abs(a - np.float64(y[i])) <= limit:
+                outside = 1
+        out[i] = outside
+
+
+_U8 = "Array(uint8, 1, 'C', readonly=True)"
+#: by the dtype characters of g and of the values ("fd": float32 g, float64 values)
+_VALUES = {
+    np.dtype(g).char + np.dtype(o).char: kernel(
+        f"void(Array({g}, 1, 'C', readonly=True), {_U8}, {_U8}, float64, float64, float64, "
+        f"{o}[::1])")(_values_loop)
+    for g in ("float32", "float64") for o in ("float32", "float64")}
+_OUTSIDE = {
+    np.dtype(t).char: kernel(f"void(Array({t}, 1, 'C', readonly=True), Array({t}, 1, 'C', "
+                             f"readonly=True), {_U8}, float64, float64, float64, float64, "
+                             "uint8[::1])")(_outside_loop)
+    for t in ("float32", "float64")}
+
+
+def _patch(x, y, finite, crossover, r, t):
     """The finite cells whose decoded value is outside the bound: on the logarithm's side
     with some to spare (another machine's exp2 may round otherwise; the line above the
     crossover is plain arithmetic, the same everywhere)."""
-    with np.errstate(all="ignore"):
-        a = x.astype(np.float64)
-        error = np.abs(a - y.astype(np.float64))
-        limit = r * np.abs(a)
-        if t is not None:
-            np.minimum(limit, t, out=limit)
-        spare = _ULPS * float(np.finfo(x.dtype).eps) * np.abs(a)
-        np.subtract(limit, spare, out=limit, where=logarithmic)
-        outside = finite & ~(error <= limit)
+    outside = np.empty(x.size, np.uint8)
+    _OUTSIDE[x.dtype.char](x, y, finite.view(np.uint8), r, math.inf if t is None else t,
+                           crossover, _ULPS * float(np.finfo(x.dtype).eps), outside)
     index = np.flatnonzero(outside)
     return _frame.Patch(index.astype(np.int64), x[index]) if index.size else None
 
