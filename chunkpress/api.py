@@ -43,10 +43,11 @@ def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mo
     - ``"auto"``, ``"auto-array"``: ``tolerance`` (none or 0: lossless); the codec is chosen
       from samples of the data, per block where that wins (see ``chunkpress.auto``).
 
-    ``rel_tolerance=r`` (float arrays; ZFP, SZ3, SPERR, LERC) bounds each value's error by
-    ``r`` times its magnitude: ``|x - y| <= r * |x|``, zeros stay zeros, signs are kept,
-    whatever the magnitudes (subnormals to the largest floats); with ``tolerance`` too, both
-    hold. The codec codes the log of the magnitudes (see ``chunkpress.kernels.relative``).
+    ``rel_tolerance=r`` (float arrays; ZFP, SZ3, SPERR, LERC, bitround) bounds each value's
+    error by ``r`` times its magnitude: ``|x - y| <= r * |x|``, zeros stay zeros, signs are
+    kept, whatever the magnitudes (subnormals to the largest floats); with ``tolerance`` too,
+    both hold. The lossy array codecs code the log of the magnitudes, bitround keeps the
+    fewest bits within ``r`` (see ``chunkpress.kernels.relative``).
 
     An array with more dimensions than its codec takes is compressed as a batch over its
     leading axes (each block holds one codec stream per leading index).

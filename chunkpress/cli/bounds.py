@@ -204,8 +204,8 @@ def add_arguments(sub) -> None:
     sub.add_argument("--rel-tolerance", action=PerVariable, metavar="[VAR=]R",
                      dest="rel_tolerance",
                      help="max error relative to each value, |x - y| <= R |x| (0.001): zeros "
-                          "and signs kept; with --tolerance both hold (zfp, sz3, sperr, lerc)"
-                          + each)
+                          "and signs kept; with --tolerance both hold ("
+                          + ", ".join(_relative_codecs()) + ")" + each)
     sub.add_argument("--rate", action=PerVariable, metavar="[VAR=]BITS",
                      help="bits per value (zfp, sperr)" + each)
     sub.add_argument("--precision", action=PerVariable, metavar="[VAR=]PLANES",
@@ -234,6 +234,13 @@ def add_arguments(sub) -> None:
                           "codec, tolerance, rel_tolerance, rate, precision, level, mode, "
                           "quality, keepbits, information, digits, method; the command "
                           "line's settings win over the file's at the same level")
+
+
+def _relative_codecs() -> tuple:
+    """The codecs that take --rel-tolerance, from the codec registry."""
+    from ..kernels.relative import codecs
+
+    return codecs()
 
 
 def _codec_choices() -> str:
