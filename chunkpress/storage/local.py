@@ -67,9 +67,12 @@ class Lock:
             except FileNotFoundError:
                 pass
             os.close(self.fd)
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"pid {os.getpid()} on {socket.gethostname()} since "
-                           f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        holder = (f"pid {os.getpid()} on {socket.gethostname()} since "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}").encode()
+        os.pwrite(self.fd, holder, 0)
+        # cut to its length after writing: ext4 flushes a file truncated to 0 then written
+        # when it is closed (its replace-by-truncate guard), 3 ms at every release
+        os.ftruncate(self.fd, len(holder))
         # a write dropped without being run or aborted lets go when it is collected
         self._release = weakref.finalize(self, _let_go, self.path, self.fd)
 
