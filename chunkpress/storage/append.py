@@ -16,6 +16,7 @@ the plans (``update_plans``) that write it.
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import os
 import warnings
@@ -25,6 +26,7 @@ import numpy as np
 import xarray as xr
 import zarr
 from xarray.conventions import encode_cf_variable
+from zarr.storage import LocalStore, StorePath
 
 from .dataset import CF_ENCODINGS
 from .journal import finish_pending
@@ -164,8 +166,19 @@ def _update_dataset(source, store, *, append_dim=None, region=None, codec=None, 
     except BaseException:
         update.close()
         raise
-    return run(update, plans, compute,
-                lambda: zarr.open_group(_reopen(store, storage_options, update), mode="r"))
+    return run(update, plans, compute, lambda: _published_group(store, storage_options, update))
+
+
+def _published_group(store, storage_options, update) -> zarr.Group:
+    """The dataset updated, to read. A local one from its root document, read here: zarr's
+    open reads it through zarr's event loop (1 to 4 ms at every append of a loop)."""
+    target = _reopen(store, storage_options, update)
+    if isinstance(target, str) and update.local_root is not None:
+        root = update.read_document("")
+        if root is not None and root.get("node_type") == "group":
+            return zarr.Group(zarr.AsyncGroup.from_dict(
+                StorePath(LocalStore(target, read_only=True)), root))
+    return zarr.open_group(target, mode="r")
 
 
 def _dataset_plans(update, source, append_dim, region, codec, params, compressed, verify):
@@ -209,10 +222,8 @@ def _dataset_plans(update, source, append_dim, region, codec, params, compressed
         if dim not in touched and dim in dims and dims[dim] != n:
             raise ValueError(f"dimension {dim!r} has {n} elements in the dataset, {dims[dim]} "
                              "in the store: they must agree")
-    opened = _open_stored(update)
-    stored = {name: {k: v for k, v in (opened.variables[name].encoding
-                                       if name in opened.variables else {}).items()
-                     if k in CF_ENCODINGS} for name in arrays}
+    stored = _stored_encodings(update, arrays)
+    opened = None  # the store through xarray, for the values of a coordinate kept
     _check_per_variable(source, codec, params)
     plans = []
     for name, array in arrays.items():
@@ -223,7 +234,9 @@ def _dataset_plans(update, source, append_dim, region, codec, params, compressed
             raise ValueError(f"variable {name!r} has dimensions {tuple(var.dims)}, the store's "
                              f"{array.dims}: transpose it to the store's order")
         if not touched & set(array.dims):
-            _check_unchanged(opened, name, var)
+            if name in var.dims:  # an index coordinate: it must be the store's
+                opened = _open_stored(update) if opened is None else opened
+                _check_unchanged(opened, name, var)
             continue
         if append_dim is not None:
             axis = array.dims.index(append_dim)
@@ -327,6 +340,30 @@ def _array_nodes(update, root) -> list:
     return sorted(name for name, _ in group.arrays())
 
 
+def _stored_encodings(update, arrays: dict) -> dict:
+    """Each array's CF encoding (``CF_ENCODINGS``) as xarray reads it from the store.
+
+    It is a function of the arrays' documents but for their shapes, which an append changes:
+    an append loop opens the store through xarray once, not at every step (3 ms each).
+    """
+    key = json.dumps({name: {k: v for k, v in array.document.items() if k != "shape"}
+                      for name, array in arrays.items()}, sort_keys=True)
+    known = _ENCODINGS.get(key)
+    if known is None:
+        opened = _open_stored(update)
+        known = {name: {k: v for k, v in (opened.variables[name].encoding
+                                          if name in opened.variables else {}).items()
+                        if k in CF_ENCODINGS} for name in arrays}
+        while len(_ENCODINGS) >= 64:
+            _ENCODINGS.pop(next(iter(_ENCODINGS)), None)
+        _ENCODINGS[key] = known
+    return {name: dict(encoding) for name, encoding in known.items()}
+
+
+#: the stored encodings of the stores updated last (see _stored_encodings), by their documents
+_ENCODINGS: dict[str, dict] = {}
+
+
 def _open_stored(update) -> xr.Dataset:
     """The store's dataset as xarray reads it (lazily: for encodings and coordinates)."""
     with warnings.catch_warnings():
@@ -357,9 +394,7 @@ def _encoded(var: xr.Variable, encoding: dict, name, as_nan=False) -> xr.Variabl
 
 
 def _check_unchanged(stored: xr.Dataset, name, var) -> None:
-    """A variable not along the update's dimensions is kept; an index must equal the store's."""
-    if name not in var.dims:  # not an index coordinate: kept as stored
-        return
+    """An index coordinate not along the update's dimensions must equal the store's."""
     if not np.array_equal(np.asarray(stored[name].values), np.asarray(var.values)):
         raise ValueError(f"coordinate {name!r} differs from the store's: an append or region "
                          "write keeps the other dimensions' coordinates; select the store's "

@@ -43,11 +43,12 @@ def ordered(documents) -> list:
 def commit(where, write: str, renames: list, documents: dict) -> None:
     """Journal, then carry out, the ``renames`` (staged, final) and ``documents`` (key:
     bytes) of the update ``write``. ``where``: a local root, or a store."""
-    entries = [{"key": key, "old": _digest(_get(where, key)), "new": documents[key].decode()}
+    current = {key: _get(where, key) for key in documents}
+    entries = [{"key": key, "old": _digest(current[key]), "new": documents[key].decode()}
                for key in ordered(documents)]
     journal = {"write": write, "renames": renames, "documents": entries}
     _write_journal(where, journal)
-    _apply(where, journal)
+    _apply(where, journal, current)
 
 
 def finish_pending(store) -> str | None:
@@ -83,10 +84,12 @@ def finish_pending(store) -> str | None:
 # --- carrying a journal out -------------------------------------------------------------------
 
 
-def _apply(where, journal: dict) -> bool:
+def _apply(where, journal: dict, current: dict | None = None) -> bool:
     """Carry out a journal (again): renames, then documents in order; False if it is stale
-    (a document is neither the one it replaces nor the new one: the store was replaced)."""
-    current = {e["key"]: _get(where, e["key"]) for e in journal["documents"]}
+    (a document is neither the one it replaces nor the new one: the store was replaced).
+    ``current``: the documents' bytes now, if the caller has just read them."""
+    if current is None:
+        current = {e["key"]: _get(where, e["key"]) for e in journal["documents"]}
     for entry in journal["documents"]:
         now = current[entry["key"]]
         if _digest(now) != entry["old"] and now != entry["new"].encode():

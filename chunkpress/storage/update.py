@@ -147,6 +147,7 @@ class Update(Destination):
             self.close()
             raise
         self._written: list[str] = []  # chunk keys no reader reads yet: removed by abort()
+        self._unchecked: list[str] = []  # the same, that zarr may leave out (all fill values)
         self._renames: list[tuple[str, str]] = []  # (staged, final) keys, local region writes
         self._guards: dict[str, dict] = {}
 
@@ -179,15 +180,17 @@ class Update(Destination):
 
     # -- what the write tells it ----------------------------------------------------------
 
-    def expect(self, node: str, keys, *, new: bool, staged_sink=None) -> None:
+    def expect(self, node: str, keys, *, new: bool, staged_sink=None, checked=True) -> None:
         """Chunk keys (relative to ``node``) this write puts: ``new`` ones lie outside the
-        old shape (an abort removes them); a staged sink's are renamed at publish."""
+        old shape (an abort removes them); a staged sink's are renamed at publish. Not
+        ``checked``: written through zarr, which leaves out a chunk of fill values, so
+        publishing does not look for them."""
         prefix = f"{node}/" if node else ""
         for key in keys:
             if staged_sink is not None:
                 self._renames.append((prefix + staged_sink.staged(key), prefix + key))
             elif new:
-                self._written.append(prefix + key)
+                (self._written if checked else self._unchecked).append(prefix + key)
 
     def guard(self, node: str, document: dict) -> None:
         """A document the update relies on (unchanged): the journal checks it is still there."""
@@ -226,7 +229,7 @@ class Update(Destination):
 
     def abort(self) -> None:
         """Remove the chunks this write put where no reader looks (never an old chunk)."""
-        for key in [*self._written, *(s for s, _ in self._renames)]:
+        for key in [*self._written, *self._unchecked, *(s for s, _ in self._renames)]:
             try:
                 if self.local_root is not None:
                     os.remove(os.path.join(self.local_root, key))

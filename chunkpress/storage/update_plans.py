@@ -9,17 +9,18 @@ the root's consolidated metadata, handed over last. :func:`run` makes them one w
 
 from __future__ import annotations
 
+import itertools
 import math
 
-import dask
 import dask.array as da
 import numpy as np
+from dask._task_spec import TaskRef  # see writer.py
 from dask.base import tokenize
 
 from .dataset import unpublished_array
 from .reader import MEASURED, MEASURED_RELATIVE
 from .update import StagedSink, StoreArray, Update
-from .writer import ChunkSink, WriteJob, compress_for_zarr, write_blocks
+from .writer import ChunkSink, WriteJob, compress_for_zarr, one_task, write_blocks
 
 __all__ = ["ArrayPlan", "ExactPlan", "RootPlan", "run", "compressed_plan"]
 
@@ -48,9 +49,9 @@ class ArrayPlan:
                       staged_sink=sink if isinstance(sink, StagedSink) else None)
         self.verified = compressed.verified
 
-    def writes(self):
+    def writes(self, first=()):
         shard = self.array.grid_shape if self.array.sharded else None
-        return write_blocks(self.compressed, self.sink, shard, self.offset)
+        return write_blocks(self.compressed, self.sink, shard, self.offset, first)
 
     def record_measured(self, measured: float) -> None:
         """The measured error covers the whole array only if the old one did and this did."""
@@ -80,18 +81,29 @@ class ExactPlan:
         self.document = array.new_document(new_shape)
         self.data = data
         self.selection = selection
+        grid = array.grid_shape
+        # an append from a chunk boundary only adds objects beyond the old shape, which no
+        # reader reads and an abort removes: it may run before the compressed blocks
+        self.only_new = tuple(new_shape) != array.shape and \
+            all(s.start % g == 0 for s, g in zip(selection, grid))
+        if self.only_new:
+            ranges = [range(s.start // g, -(-s.stop // g)) for s, g in zip(selection, grid)]
+            update.expect(array.node, [array.handle.metadata.encode_chunk_key(index)
+                                       for index in itertools.product(*ranges)],
+                          new=True, checked=False)
 
     def writes(self):
-        handle = unpublished_array(self.update.store, self.array.node, self.document)
         if isinstance(self.data, da.Array):
+            handle = unpublished_array(self.update.store, self.array.node, self.document)
             chunks = tuple(_zarr_aligned(s.start, s.stop, c) for s, c in
                            zip(self.selection, self.array.grid_shape))
             stored = da.store(self.data.rechunk(chunks), handle, regions=self.selection,
                               lock=False, compute=False)
-            return dask.delayed(_nothing, pure=True)(stored)
+            return one_task("chunkpress-exact-" + stored.key, _nothing, TaskRef(stored.key),
+                            dependencies=[stored])
         name = "chunkpress-exact-" + tokenize(self.array.node, self.update.write)
-        return dask.delayed(_set, pure=True)(handle, self.selection, self.data,
-                                             dask_key_name=name)
+        return one_task(name, _set, self.update.store, self.array.node, self.document,
+                        self.selection, self.data)
 
     def record_measured(self, measured) -> None:
         pass
@@ -101,8 +113,8 @@ class ExactPlan:
             self.update.add_document(self.array.node, self.document)
 
 
-def _set(handle, selection, data) -> tuple:
-    handle[selection] = data
+def _set(store, node, document, selection, data) -> tuple:
+    unpublished_array(store, node, document)[selection] = data
     return 0, float("nan")
 
 
@@ -146,8 +158,7 @@ class RootPlan:
         self.update, self.plans = update, plans
 
     def writes(self):
-        return dask.delayed(_nothing, pure=True)(
-            dask_key_name="chunkpress-root-" + self.update.write)
+        return one_task("chunkpress-root-" + self.update.write, _nothing)
 
     def record_measured(self, measured) -> None:
         pass
@@ -159,7 +170,15 @@ class RootPlan:
 def run(update: Update, plans: list, compute: bool, opener):
     try:
         plans = [*plans, RootPlan(update, [p for p in plans])]
-        writes = [plan.writes() for plan in plans]
+        # the first group of blocks waits for the exact variables' appends, so that dask runs
+        # them first: last, a write through zarr adds its round trip to zarr's event loop
+        # (2 to 5 ms) to every append. A region's exact chunks, rewritten in place, stay as
+        # dask orders them.
+        writes = [None if isinstance(p, ArrayPlan) else p.writes() for p in plans]
+        first = [w for p, w in zip(plans, writes) if getattr(p, "only_new", False)]
+        for number, plan in enumerate(plans):
+            if writes[number] is None:
+                writes[number], first = plan.writes(first), []
     except BaseException:
         update.abort()
         update.close()

@@ -38,7 +38,8 @@ from .codecs import zarr_codec
 from .reader import MEASURED, MEASURED_RELATIVE
 
 __all__ = ["compress_for_zarr", "ArrayWrite", "ChunkSink", "write_blocks",
-           "regular_chunks", "WriteJob", "reopen"]
+           "regular_chunks", "WriteJob", "reopen", "one_task"]
+
 
 class WriteJob(Delayed):
     """A write not yet run, as a ``dask.delayed``: computing it writes every chunk on the
@@ -52,8 +53,9 @@ class WriteJob(Delayed):
     __slots__ = ("destination", "plans", "opener")
 
     def __init__(self, writes: list, destination: publish.Destination, plans, opener):
-        collected = dask.delayed(_results, pure=True)(
-            writes, dask_key_name="chunkpress-written-" + tokenize([w.key for w in writes]))
+        collected = one_task("chunkpress-written-" + tokenize([w.key for w in writes]),
+                             _results, List(*(TaskRef(w.key) for w in writes)),
+                             dependencies=writes)
         super().__init__(collected.key, collected.dask)
         self.destination = destination
         self.plans = plans
@@ -90,6 +92,16 @@ class WriteJob(Delayed):
 
 def _results(results) -> list:
     return list(results)
+
+
+def one_task(name: str, function, *args, dependencies=()) -> Delayed:
+    """A Delayed of the one task ``function(*args)`` named ``name``, after ``dependencies``
+    (``TaskRef`` arguments). Unlike ``dask.delayed``, which walks every argument's fields
+    looking for collections (a zarr array's metadata: thousands of calls) and optimizes the
+    graphs of those it finds, each time."""
+    layer = {name: Task(name, function, *args)}
+    return Delayed(name, HighLevelGraph.from_collections(name, layer,
+                                                         dependencies=dependencies))
 
 
 def _publish(results, destination, plans, opener):
@@ -272,7 +284,7 @@ def regular_chunks(chunks) -> bool:
 
 
 def write_blocks(compressed: CompressedArray, sink: ChunkSink, shard_shape=None,
-                 offset=None) -> Delayed:
+                 offset=None, first=()) -> Delayed:
     """Return a delayed that writes every block of ``compressed`` through ``sink``.
 
     Its value is (bytes written, max error measured or NaN, what the sink's tasks returned,
@@ -282,11 +294,14 @@ def write_blocks(compressed: CompressedArray, sink: ChunkSink, shard_shape=None,
     (``compressed.recipe``), the task that writes a block encodes it, straight from the input,
     the way ``compress`` would: nothing is encoded twice and no block is kept. Blocks that
     already exist (persisted) are written as they are. ``offset``: the grid index of block
-    (0, ...) in the array (appends and regions).
+    (0, ...) in the array (appends and regions). ``first``: small writes (delayed) that the
+    first group waits for: dask then runs them first, where it would run a lone task last
+    and add its wait to the write's.
     """
     recipe = compressed.recipe
     name = "chunkpress-write-" + tokenize(compressed.name, sink.path, sink.write,
-                                          str(sink.store), shard_shape, offset)
+                                          str(sink.store), shard_shape, offset,
+                                          [w.key for w in first])
     grid = compressed.numblocks
     indices = list(np.ndindex(*grid)) if grid else [()]
     offset = tuple(offset or (0,) * len(grid))
@@ -301,20 +316,23 @@ def write_blocks(compressed: CompressedArray, sink: ChunkSink, shard_shape=None,
     layer = {}
     for number, (shard, group) in enumerate(groups):
         key = (name, number)
+        # a keyword: the arguments keep the order progress reports read (cli/progress.py)
+        after = {"after": List(*(TaskRef(w.key) for w in first))} if first and not number \
+            else {}
         if recipe is None:
             blocks = List(*(TaskRef((compressed.name, *index)) for index in group))
             layer[key] = Task(key, _write_group, blocks, group, None, None, None, sink, shard,
-                              offset, compressed.chunksize)
+                              offset, compressed.chunksize, **after)
         else:
             layer[key] = Task(key, _write_group, _inputs(recipe, group, starts), group,
                               recipe.codec, [build.block_kwargs(recipe, i) for i in group],
                               (recipe.verify_bound, recipe.max_mse), sink, shard, offset,
-                              compressed.chunksize)
+                              compressed.chunksize, **after)
     layer[name] = Task(name, _total, List(*(TaskRef(k) for k in layer)))
     source = recipe.x if recipe is not None and recipe.numpy is None else \
         (compressed if recipe is None else None)
-    graph = HighLevelGraph.from_collections(name, layer,
-                                            dependencies=[source] if source is not None else ())
+    graph = HighLevelGraph.from_collections(
+        name, layer, dependencies=([source] if source is not None else []) + list(first))
     return Delayed(name, graph)
 
 
@@ -353,8 +371,9 @@ def _inputs(recipe, group, starts):
 
 
 def _write_group(blocks, indices, codec, kwargs, verify, sink: ChunkSink, shard, offset,
-                 chunk_shape) -> tuple:
-    """Encode (unless ``codec`` is None: already encoded) and store a group of blocks."""
+                 chunk_shape, after=None) -> tuple:
+    """Encode (unless ``codec`` is None: already encoded) and store a group of blocks
+    (``after``: the values of the tasks it waits for, unused)."""
     streams, worst, worst_relative = [], math.nan, math.nan
     for number, (block, index) in enumerate(zip(blocks, indices)):
         if codec is not None:
