@@ -322,14 +322,24 @@ def strip_trailer(data, codec: str, error: type) -> tuple[memoryview, bool]:
 # --- non-finite cells and patches ---------------------------------------------------------
 
 
-def split_nonfinite(block: np.ndarray, count: int):
-    """Return (filled copy, Mask) of a C-contiguous block with ``count`` non-finite cells."""
+def split_nonfinite(block: np.ndarray, count: int, fill: str = "smooth"):
+    """Return (filled copy, Mask) of a C-contiguous block with ``count`` non-finite cells.
+
+    ``fill``: "smooth" (each gap bridged by the lines between its finite neighbours, see
+    ``_native.fill_and_mask``) or "mean" (the mean of the block's finite cells, 0 if none).
+    """
     flat = block.reshape(-1)
     filled = np.empty_like(flat)
     bits = np.zeros((flat.size + 7) // 8, np.uint8)
     values = np.empty(count, flat.dtype)
     ny = block.shape[-2] if block.ndim > 1 else 1
     _native.fill_and_mask(flat, filled, bits, values, ny, block.shape[-1])
+    if fill == "mean":
+        finite = np.isfinite(flat)
+        mean = flat[finite].mean(dtype=np.float64) if count < flat.size else 0.0
+        filled[~finite] = flat.dtype.type(mean)
+    elif fill != "smooth":
+        raise ValueError(f"fill must be 'smooth' or 'mean', got {fill!r}")
     return filled.reshape(block.shape), Mask(bits, values)
 
 

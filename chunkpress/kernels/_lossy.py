@@ -42,6 +42,11 @@ class Spec:
     #: (stream, shape or None, dtype or None) -> ndarray: decodes a stream that is not a frame
     #: (the codec's own, sealed or not); by default ``decode``
     decode_bare: Callable | None = None
+    #: what the codec sees where a cell is NaN/Inf (the mask keeps the cell): "smooth", a
+    #: continuation of the finite cells around it, or "mean", the block's finite mean
+    #: (constant land is what ZFP, SZ3 and LERC predict best: 10-60% smaller on land-heavy
+    #: fields; SPERR's wavelets gain from the smooth one on some)
+    fill: str = "smooth"
     #: the codec reads a block of up to 3 dimensions whose rows are contiguous in place (ZFP
     #: takes strides): a block sliced out of a larger array is not copied first
     strided: bool = False
@@ -62,7 +67,8 @@ def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b"
             block.reshape((1,) * (3 - block.ndim) + block.shape)  # a view: rows contiguous
         bad, amax = _native.scan(rows)
         if bad and spec.mask:
-            block, mask = _frame.split_nonfinite(np.ascontiguousarray(block), bad)
+            block, mask = _frame.split_nonfinite(np.ascontiguousarray(block), bad,
+                                                 spec.fill)
     original = a.reshape(block.shape)  # with its non-finite cells: what a patch is checked on
     params, verify, store = spec.plan(block, params, tolerance, amax)
     verify = verify and tolerance is not None and a.dtype.kind == "f"

@@ -130,7 +130,8 @@ def _own_shape(shape):
     return len(shape) == 2 or (len(shape) == 3 and shape[-1] > 1)
 
 
-_SPEC = _lossy.Spec("lerc", LercError, (1, 2, 3), _encode, _decode, _plan, dtypes=DTYPES,
+_SPEC = _lossy.Spec("lerc", LercError, (1, 2, 3), _encode, _decode, _plan, fill="mean",
+                    dtypes=DTYPES,
                     own_shape=_own_shape, seal=_frame.add_trailer, decode_bare=_decode_bare)
 
 

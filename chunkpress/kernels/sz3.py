@@ -102,7 +102,8 @@ def _plan(block, tolerance, bound, amax):
     return tolerance, not safe, False
 
 
-_SPEC = _lossy.Spec("sz3", Sz3Error, (1, 2, 3, 4), _encode, _decode, _plan, own_stream=False)
+_SPEC = _lossy.Spec("sz3", Sz3Error, (1, 2, 3, 4), _encode, _decode, _plan, own_stream=False,
+                    fill="mean")
 
 
 def sz3_encode(data, *, tolerance=None, out=None):

@@ -193,7 +193,7 @@ def _same(a, b):
                                                  b.reshape(-1).view(np.uint8))
 
 
-_SPEC = _lossy.Spec("zfp", ZfpError, (1, 2, 3, 4), _encode, _decode, _plan,
+_SPEC = _lossy.Spec("zfp", ZfpError, (1, 2, 3, 4), _encode, _decode, _plan, fill="mean",
                     seal=_frame.add_trailer, capacity=_capacity, decode_bare=_decode_bare,
                     strided=True)
 
