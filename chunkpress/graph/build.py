@@ -7,6 +7,7 @@ takes the same arguments, so that dask fuses an encode with the tasks that make 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import NamedTuple
 
@@ -66,8 +67,9 @@ def _cheap_token(array: np.ndarray) -> str:
     per_axis = max(2, int(65536 ** (1 / max(array.ndim, 1))))
     sample = array[tuple(slice(None, None, max(1, -(-n // per_axis))) for n in array.shape)]
     pointer = array.__array_interface__["data"][0]
-    return tokenize("ndarray", pointer, array.shape, array.strides, array.dtype.str,
-                    np.ascontiguousarray(sample).tobytes())
+    # hashed here: dask's tokenize takes 4 ms over the sample's 256 kB, sha256 0.2 ms
+    digest = hashlib.sha256(np.ascontiguousarray(sample)).hexdigest()
+    return tokenize("ndarray", pointer, array.shape, array.strides, array.dtype.str, digest)
 
 
 def encode_array(x: da.Array, codec, kwargs, verify_bound=False, max_mse=None) -> da.Array:
