@@ -34,12 +34,15 @@ class Encoded(NamedTuple):
     max_rel_error: float = math.nan
 
 
-def measure(block, decoded, data, codec: Codec, limit, rel_limit=None) -> Encoded:
+def measure(block, decoded, data, codec: Codec, limit, rel_limit=None,
+            rel_floor=False) -> Encoded:
     """Return the Encoded ``data`` with the figures of ``decoded`` against ``block``.
 
     ``limit`` is the max absolute error the kernel certifies (0: lossless), or None; a block
     over it, or a lossless block that does not decode bit for bit, is the codec's error.
-    ``rel_limit`` (or None) is r in ``|x - y| <= r * |x|``, certified on every finite value.
+    ``rel_limit`` (or None) is r in ``|x - y| <= r * |x|``, certified on every finite value;
+    with ``rel_floor``, ``r * max(|x|, tiny)`` (a bound like bit rounding's, absolute below
+    the smallest normal number ``tiny``).
     """
     original = np.asarray(block)
     if codec.lossless or (limit == 0 and original.dtype.kind != "f"):
@@ -66,15 +69,18 @@ def measure(block, decoded, data, codec: Codec, limit, rel_limit=None) -> Encode
             f"{limit!r} the kernel certifies; please report this"
         )
     lo, hi = (float(a.min()), float(a.max())) if a.size else (math.inf, -math.inf)
-    max_rel = math.nan if rel_limit is None else _relative(a, diff, codec, rel_limit)
+    floor = float(np.finfo(original.dtype).tiny) if rel_floor and original.dtype.kind == "f" \
+        else 0.0
+    max_rel = math.nan if rel_limit is None else _relative(a, diff, codec, rel_limit, floor)
     return Encoded(data, original.shape, max_error, float(np.dot(diff, diff)), int(a.size), lo, hi,
                    corrected(data, codec), max_rel)
 
 
-def _relative(a, diff, codec: Codec, rel_limit) -> float:
-    """Return the max relative error, after checking ``|x - y| <= rel_limit * |x|``."""
+def _relative(a, diff, codec: Codec, rel_limit, floor=0.0) -> float:
+    """Return the max relative error, after checking ``|x - y| <= rel_limit * max(|x|,
+    floor)``."""
     magnitude = np.abs(a)
-    outside = ~(diff <= rel_limit * magnitude)
+    outside = ~(diff <= rel_limit * np.maximum(magnitude, floor))
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
         raise codec.error(
