@@ -5,10 +5,11 @@ samples the array, in parallel on whatever scheduler runs dask, and compresses i
 
 1. Each candidate (ZFP, SZ3, SPERR, LERC for floats; PCODEC, SZIP, LERC and floatpred+zstd or
    zstd for integers and lossless) encodes windows shaped like the blocks it would cut for
-   itself, about 0.5% of the values (``chunkpress.graph.sample``): a lossy codec each window
-   and its half alone, which tell its rate per value from its fixed cost per stream; a
-   lossless codec the windows joined into one stream. Each predicts the bytes of the whole
-   array in its own blocks; the highest predicted ratio wins the array.
+   itself, 4 windows of 48K values at least, about 0.5% of a large array's values
+   (``chunkpress.graph.sample``: short axes whole, missing values filled as in the block): a
+   lossy codec each window alone, a lossless codec the windows joined into one stream. Each
+   predicts the bytes of the whole array from its bytes per value; the highest predicted
+   ratio wins the array.
 2. ``"auto"`` then tries, on windows of every block of the winner's blocks, the winner and
    the candidates that beat it at one of the windows of step 1, within a time ``BUDGET``:
    a block takes another codec where every window of it says that saves ``SWITCH_MARGIN`` of
@@ -33,7 +34,7 @@ import dask
 import dask.threaded
 import numpy as np
 from dask.base import get_scheduler, tokenize
-from dask.task_spec import List, Task
+from dask.task_spec import List, Task, TaskRef
 
 from .graph import build, codecs, pipeline, sample
 from .graph.compressed import CompressedArray
@@ -48,7 +49,7 @@ TOTAL_MARGIN = 0.02
 #: the per-block trials take at most this share of the time the array's codec will take
 BUDGET = 0.08
 #: ... or this many seconds of one core, for a small array
-MIN_BUDGET = 0.05
+MIN_BUDGET = 0.1
 #: the Zarr attribute (a JSON string) that records the choice of a variable written by xarray
 ATTRIBUTE = "chunkpress_auto"
 
@@ -254,30 +255,27 @@ def _choose(x, tolerance, per_block, names, fraction, chunks):
         settings["szip"] = sample.candidates(x.dtype, x.ndim, tolerance, ["szip"])[0]
         blocked["szip"] = blocked[chain]
 
-    # 1. every candidate on windows shaped like its own blocks (and on their halves, which
-    # tell a stream's overhead apart): the array's codec, by the bytes they predict
+    def jobs(name, ws):  # joined: one trial of the windows; else one per window
+        return [ws] if sample.joins(settings[name]) else [(w,) for w in ws]
+
+    # 1. every candidate on windows shaped like its own blocks: the array's codec, by the
+    # bytes they predict (see graph/sample.py for what a window must show a codec)
     full = {name: tuple(sample.array_windows(b.chunks, fraction)) for name, b in blocked.items()}
-    # joined windows are one long stream, its fixed cost small beside it: no halves
-    half = {name: tuple(sample.half_window(w) for w in ws) for name, ws in full.items()
-            if not sample.joins(settings[name])}
-    trials.run([(name, ws) for name, ws in full.items()] +
-               [(name, ws) for name, ws in half.items()])
-    ratios, speeds, overhead, rates = {}, {}, {}, {}
-    for name in settings:
-        raw, nbytes, seconds, streams = trials.result(name, full[name])
-        overhead[name] = 0.0
-        if name in half:
-            raw_half, _, _, halves = trials.result(name, half[name])
-            if 2 * raw_half == raw:
-                # the least any window shows: a fixed cost (a header, a table) shows in all
-                # of them, while edges and content vary from window to window
-                overhead[name] = max(0.0, min(2 * h - f for h, f in zip(halves, streams)))
-        per_byte = max(nbytes - overhead[name] * len(streams), 0.0) / raw if raw else math.nan
-        predicted = per_byte * total + overhead[name] * blocked[name].npartitions
-        ratios[name] = total / predicted if predicted > 0 else math.nan
-        speeds[name] = raw / seconds / 1e6 if seconds else math.nan
-        if len(streams) == len(full[name]) > 1:  # each window its own stream: its own rate
-            rates[name] = [max(f - overhead[name], 0.0) / (raw / len(streams)) for f in streams]
+    trials.run([(name, job, blocked[name].chunks) for name, ws in full.items()
+                for job in jobs(name, ws)])
+    results = {name: _together([trials.result(name, job, blocked[name].chunks)
+                                for job in jobs(name, ws)]) for name, ws in full.items()}
+    # a mask costs every lossy candidate the same: its bytes per value pooled over them all
+    filled = [r for name, r in results.items() if sample.fills(settings[name])]
+    mask_rate = sum(r.mask for r in filled) / sum(r.raw for r in filled) if filled else 0.0
+    ratios, speeds, rates = {}, {}, {}
+    for name, r in results.items():
+        mask = mask_rate * r.raw if sample.fills(settings[name]) else r.mask
+        per_byte = (r.nbytes - r.mask + mask) / r.raw if r.raw else math.nan
+        ratios[name] = 1 / per_byte if per_byte > 0 else math.nan
+        speeds[name] = r.raw / r.seconds / 1e6 if r.seconds else math.nan
+        if len(r.streams) == len(full[name]) > 1:  # each window its own stream: its own rate
+            rates[name] = [f / (r.raw / len(r.streams)) for f in r.streams]
     order = sorted(settings, key=lambda n: -ratios[n] if math.isfinite(ratios[n]) else math.inf)
     winner = order[0]
     ratios = {name: ratios[name] for name in order}
@@ -289,19 +287,31 @@ def _choose(x, tolerance, per_block, names, fraction, chunks):
     ragged = _ragged_blocks(chunked.chunks)
     blocks = []
     others = []
+
+    def windows_of(indices):
+        return {index: tuple(sample.block_windows(chunked.chunks, index, fraction))
+                for index in indices}
+
     if per_block and chunked.npartitions > 1:
         blocks = list(np.ndindex(*chunked.numblocks))
+        windows = windows_of(blocks)
+
+        def cost(name):  # MB the trials of every block take, those step 1 ran left out
+            todo = {}
+            for ws in windows.values():
+                for job in jobs(name, ws):
+                    if not trials.ran(name, job, chunked.chunks):
+                        todo[tuple(map(_key, job))] = sum(_volume(w) for w in job)
+            return sum(todo.values()) * x.dtype.itemsize / 1e6
+
         # within a budget: the trials of every block take at most BUDGET of the time the
         # winner will take to compress the array (one core's speeds, both), or MIN_BUDGET
-        window_bytes = sum(_volume(w) for index in blocks[:1] for w in
-                           sample.block_windows(chunked.chunks, index, fraction))
-        cost = len(blocks) * window_bytes * x.dtype.itemsize / 1e6
-        spent = cost / speeds[winner]
+        spent = cost(winner) / speeds[winner]
         budget = max(BUDGET * total / 1e6 / speeds[winner], MIN_BUDGET)
         for name in order[1:]:
-            if _contends(name, winner, rates) and spent + cost / speeds[name] <= budget:
+            if _contends(name, winner, rates) and spent + cost(name) / speeds[name] <= budget:
                 others.append(name)
-                spent += cost / speeds[name]
+                spent += cost(name) / speeds[name]
         if not others:
             blocks = []
     if winner == chain and ragged:
@@ -310,25 +320,20 @@ def _choose(x, tolerance, per_block, names, fraction, chunks):
         blocks = blocks or sorted(ragged)
     if blocks:
         names = [winner, *dict.fromkeys(others)]
-        windows = {index: tuple(sample.block_windows(chunked.chunks, index, fraction))
-                   for index in blocks}
-
-        def jobs(name, ws):  # joined: one trial of the block's windows; else one per window
-            return [ws] * len(ws) if sample.joins(settings[name]) else [(w,) for w in ws]
-
-        trials.run([(name, job) for ws in windows.values() for name in names
+        windows = windows_of(blocks)
+        trials.run([(name, job, chunked.chunks) for ws in windows.values() for name in names
                     for job in jobs(name, ws)])
         sizes = {}
         for index, ws in windows.items():
             values = math.prod(chunked.chunks[a][j] for a, j in enumerate(index))
-            # the block's bytes, predicted from each window: its rate, and the overhead
+            # the block's bytes, predicted from each window's rate
             predicted = {}
             for name in names:
-                predicted[name] = []
-                for job in jobs(name, ws):
-                    raw, nbytes, _, streams = trials.result(name, job)
-                    rate = max(nbytes - overhead[name] * len(streams), 0.0) / raw
-                    predicted[name].append(rate * values * x.dtype.itemsize + overhead[name])
+                per_byte = [r.nbytes / r.raw for r in (trials.result(name, job, chunked.chunks)
+                                                       for job in jobs(name, ws))]
+                if len(per_byte) == 1:  # a joined trial: one prediction, for each window
+                    per_byte *= len(ws)
+                predicted[name] = [p * values * x.dtype.itemsize for p in per_byte]
             sizes[index] = [{name: predicted[name][k] for name in names}
                             for k in range(len(ws))]
         grid = block_choice(chunked.numblocks, sizes, winner, ragged, chain, per_block)
@@ -396,6 +401,13 @@ def block_choice(numblocks, sizes: dict, winner: str, ragged=(), chain=None,
     return None if (grid == winner).all() else grid
 
 
+def _together(results) -> sample.Trial:
+    """Return the figures of several trials as one."""
+    return sample.Trial(sum(r.raw for r in results), sum(r.nbytes for r in results),
+                        sum(r.seconds for r in results),
+                        tuple(f for r in results for f in r.streams), sum(r.mask for r in results))
+
+
 def _ragged_blocks(chunks) -> set:
     """Return the indices of the blocks smaller than the first along some axis (edge blocks)."""
     short = [{j for j, n in enumerate(axis) if n < axis[0]} for axis in chunks]
@@ -405,7 +417,8 @@ def _ragged_blocks(chunks) -> set:
 
 class _Trials:
     """Trial encodes run in parallel by the scheduler, one task per codec and set of windows,
-    each encoded once; ``encoded`` counts the bytes the trials encoded."""
+    each encoded once; a lossy codec's windows are filled in their blocks first, once each
+    (sample.seen); ``encoded`` counts the bytes the trials encoded."""
 
     def __init__(self, x, token, settings):
         self.x = x
@@ -414,38 +427,75 @@ class _Trials:
         self.results = {}
         self.encoded = 0
 
+    def _views(self, name, windows, chunks) -> tuple:
+        """Each window as (region, local slices) to fill it in its block, or (window, None)."""
+        if sample.fills(self.settings[name]):
+            return tuple(sample.context(chunks, w) for w in windows)
+        return tuple((w, None) for w in windows)
+
     def run(self, jobs) -> None:
-        todo = {}  # (codec name, windows key) -> windows
-        for name, windows in jobs:
-            key = (name, tuple(map(_key, windows)))
+        """Run the trials of ``jobs``: (codec name, windows, the chunks of their blocks)."""
+        todo = {}  # (codec name, views key) -> views
+        for name, windows, chunks in jobs:
+            views = self._views(name, windows, chunks)
+            key = (name, _views_key(views))
             if key not in self.results:
-                todo[key] = windows
+                todo[key] = views
         if not todo:
             return
         # the trials' text names them exactly (codec, its arguments, the windows' bounds)
         base = "chunkpress-sample-" + tokenize(
             self.token, repr([(self.settings[name], key) for name, key in todo]))
+        inputs = {}  # a window to fill: its task (numpy) or delayed value (dask), made once
         if isinstance(self.x, np.ndarray):
             # the windows are views: a plain graph of the trials, straight to the scheduler
             # (a fast codec's trials take milliseconds; dask.delayed's bookkeeping would too)
+            graph = {}
+
+            def window(region, local):
+                if local is None:
+                    return self.x[region]
+                key = inputs.setdefault(_views_key(((region, local),)),
+                                        f"{base}-seen-{len(inputs)}")
+                graph[key] = Task(key, sample.seen, self.x[region], local)
+                return TaskRef(key)
+
             keys = [f"{base}-{i}" for i in range(len(todo))]
-            graph = {key: Task(key, sample.trial, List(*(self.x[w] for w in windows)),
-                               self.settings[name])
-                     for key, ((name, _), windows) in zip(keys, todo.items())}
+            for key, ((name, _), views) in zip(keys, todo.items()):
+                graph[key] = Task(key, sample.trial, List(*(window(*v) for v in views)),
+                                  self.settings[name])
             done = (get_scheduler() or dask.threaded.get)(graph, keys)
         else:
-            tasks = [dask.delayed(sample.trial, pure=True)([self.x[w] for w in windows],
+            def window(region, local):
+                if local is None:
+                    return self.x[region]
+                key = _views_key(((region, local),))
+                if key not in inputs:
+                    inputs[key] = dask.delayed(sample.seen, pure=True)(
+                        self.x[region], local, dask_key_name=f"{base}-seen-{len(inputs)}")
+                return inputs[key]
+
+            tasks = [dask.delayed(sample.trial, pure=True)([window(*v) for v in views],
                                                            self.settings[name],
                                                            dask_key_name=f"{base}-{i}")
-                     for i, ((name, _), windows) in enumerate(todo.items())]
+                     for i, ((name, _), views) in enumerate(todo.items())]
             done = dask.compute(*tasks)
         for key, result in zip(todo, done):
             self.results[key] = result
-            self.encoded += result[0]
+            self.encoded += result.raw
 
-    def result(self, name, windows) -> tuple:
+    def ran(self, name, windows, chunks) -> bool:
+        """Whether the trial of the windows with the codec ``name`` ran already."""
+        return (name, _views_key(self._views(name, windows, chunks))) in self.results
+
+    def result(self, name, windows, chunks) -> sample.Trial:
         """:func:`sample.trial`'s figures of the windows with the codec ``name``."""
-        return self.results[name, tuple(map(_key, windows))]
+        return self.results[name, _views_key(self._views(name, windows, chunks))]
+
+
+def _views_key(views) -> tuple:
+    return tuple((_key(region), None if local is None else _key(local))
+                 for region, local in views)
 
 
 def _volume(window) -> int:

@@ -13,6 +13,7 @@ from .zfp import ZFP, ZfpError, zfp_check, zfp_decode, zfp_encode
 
 from . import registry
 from ._isolate import here as made_here  # noqa: F401 — decode streams made just now, here
+from ._frame import split_nonfinite  # noqa: F401 — a block as lossy codecs see it (auto)
 
 #: the kernel codecs by name, each a module with NAME_encode, NAME_decode, NAME_check (the
 #: array codecs and filters of the registry; ``chunkpress.CODECS`` is what compress takes)
