@@ -46,8 +46,15 @@ __all__ = ["compress", "choose", "Choice", "AutoCompressedArray", "SWITCH_MARGIN
 SWITCH_MARGIN = 0.05
 #: ... and only where the blocks that leave save this share of the array's bytes in all
 TOTAL_MARGIN = 0.02
+#: candidates whose first trials come within this share of the best are tried again ...
+CLOSE = 0.3
+#: ... on this many windows, this share of the array's values in all or this many values
+#: (a small array's whole blocks)
+REFINE_WINDOWS = 8
+REFINE = 0.02
+MIN_REFINE = 1 << 20
 #: the per-block trials take at most this share of the time the array's codec will take
-BUDGET = 0.08
+BUDGET = 0.06
 #: ... or this many seconds of one core, for a small array
 MIN_BUDGET = 0.1
 #: the Zarr attribute (a JSON string) that records the choice of a variable written by xarray
@@ -265,24 +272,36 @@ def _choose(x, tolerance, per_block, names, fraction, chunks):
                 for job in jobs(name, ws)])
     results = {name: _together([trials.result(name, job, blocked[name].chunks)
                                 for job in jobs(name, ws)]) for name, ws in full.items()}
-    # a mask costs every lossy candidate the same: its bytes per value pooled over them all
-    filled = [r for name, r in results.items() if sample.fills(settings[name])]
-    mask_rate = sum(r.mask for r in filled) / sum(r.raw for r in filled) if filled else 0.0
-    ratios, speeds, rates = {}, {}, {}
+    ratios = _ratios(results, settings)
+    speeds, rates = {}, {}
     for name, r in results.items():
-        mask = mask_rate * r.raw if sample.fills(settings[name]) else r.mask
-        per_byte = (r.nbytes - r.mask + mask) / r.raw if r.raw else math.nan
-        ratios[name] = 1 / per_byte if per_byte > 0 else math.nan
         speeds[name] = r.raw / r.seconds / 1e6 if r.seconds else math.nan
         if len(r.streams) == len(full[name]) > 1:  # each window its own stream: its own rate
             rates[name] = [f / (r.raw / len(r.streams)) for f in r.streams]
+
+    # 2. the candidates within step 1's error of the best, again, on REFINE_WINDOWS windows
+    # REFINE of the values in all, or MIN_REFINE (a small array's whole blocks): what a
+    # stream costs beyond its values' rate (SZ3's tables, SPERR's wavelet levels near a
+    # window's edges) fades as the windows grow toward their blocks
+    best = max((v for v in ratios.values() if math.isfinite(v)), default=math.nan)
+    close = [name for name in settings if ratios[name] >= (1 - CLOSE) * best]
+    volume = max(REFINE * x.size, MIN_REFINE) // REFINE_WINDOWS
+    if len(close) > 1 and all(volume >= 2 * _volume(full[name][0]) for name in close):
+        larger = {name: tuple(sample.array_windows(blocked[name].chunks, 0.0, min_window=volume,
+                                                   min_windows=REFINE_WINDOWS))
+                  for name in close}
+        trials.run([(name, job, blocked[name].chunks) for name, ws in larger.items()
+                    for job in jobs(name, ws)])
+        ratios.update(_ratios({name: _together([trials.result(name, job, blocked[name].chunks)
+                                                for job in jobs(name, ws)])
+                               for name, ws in larger.items()}, settings))
     order = sorted(settings, key=lambda n: -ratios[n] if math.isfinite(ratios[n]) else math.inf)
     winner = order[0]
     ratios = {name: ratios[name] for name in order}
     speeds = {name: speeds[name] for name in order}
     chunked = blocked[winner]
 
-    # 2. per block: the winner and the candidates that came close, on windows of every block
+    # 3. per block: the winner and the candidates that came close, on windows of every block
     grid = None
     ragged = _ragged_blocks(chunked.chunks)
     blocks = []
@@ -401,6 +420,19 @@ def block_choice(numblocks, sizes: dict, winner: str, ragged=(), chain=None,
     return None if (grid == winner).all() else grid
 
 
+def _ratios(results, settings) -> dict:
+    """Return each candidate's ratio predicted by its trials' bytes per value; a mask costs
+    every lossy candidate the same, its bytes per value pooled over them all."""
+    filled = [r for name, r in results.items() if sample.fills(settings[name])]
+    mask_rate = sum(r.mask for r in filled) / sum(r.raw for r in filled) if filled else 0.0
+    ratios = {}
+    for name, r in results.items():
+        mask = mask_rate * r.raw if sample.fills(settings[name]) else r.mask
+        per_byte = (r.nbytes - r.mask + mask) / r.raw if r.raw else math.nan
+        ratios[name] = 1 / per_byte if per_byte > 0 else math.nan
+    return ratios
+
+
 def _together(results) -> sample.Trial:
     """Return the figures of several trials as one."""
     return sample.Trial(sum(r.raw for r in results), sum(r.nbytes for r in results),
@@ -417,8 +449,8 @@ def _ragged_blocks(chunks) -> set:
 
 class _Trials:
     """Trial encodes run in parallel by the scheduler, one task per codec and set of windows,
-    each encoded once; a lossy codec's windows are filled in their blocks first, once each
-    (sample.seen); ``encoded`` counts the bytes the trials encoded."""
+    each encoded once; a lossy codec's windows are filled in their blocks first, once for
+    each way of filling (sample.seen); ``encoded`` counts the bytes the trials encoded."""
 
     def __init__(self, x, token, settings):
         self.x = x
@@ -428,10 +460,12 @@ class _Trials:
         self.encoded = 0
 
     def _views(self, name, windows, chunks) -> tuple:
-        """Each window as (region, local slices) to fill it in its block, or (window, None)."""
-        if sample.fills(self.settings[name]):
-            return tuple(sample.context(chunks, w) for w in windows)
-        return tuple((w, None) for w in windows)
+        """Each window as (its block, its slices there, the codec's fill) to fill it as in
+        its block, or (the window, None, None) to take it as it is."""
+        fill = sample.fills(self.settings[name])
+        if fill:
+            return tuple((*sample.context(chunks, w), fill) for w in windows)
+        return tuple((w, None, None) for w in windows)
 
     def run(self, jobs) -> None:
         """Run the trials of ``jobs``: (codec name, windows, the chunks of their blocks)."""
@@ -452,12 +486,12 @@ class _Trials:
             # (a fast codec's trials take milliseconds; dask.delayed's bookkeeping would too)
             graph = {}
 
-            def window(region, local):
+            def window(region, local, fill):
                 if local is None:
                     return self.x[region]
-                key = inputs.setdefault(_views_key(((region, local),)),
+                key = inputs.setdefault(_views_key(((region, local, fill),)),
                                         f"{base}-seen-{len(inputs)}")
-                graph[key] = Task(key, sample.seen, self.x[region], local)
+                graph[key] = Task(key, sample.seen, self.x[region], local, fill)
                 return TaskRef(key)
 
             keys = [f"{base}-{i}" for i in range(len(todo))]
@@ -466,13 +500,13 @@ class _Trials:
                                   self.settings[name])
             done = (get_scheduler() or dask.threaded.get)(graph, keys)
         else:
-            def window(region, local):
+            def window(region, local, fill):
                 if local is None:
                     return self.x[region]
-                key = _views_key(((region, local),))
+                key = _views_key(((region, local, fill),))
                 if key not in inputs:
                     inputs[key] = dask.delayed(sample.seen, pure=True)(
-                        self.x[region], local, dask_key_name=f"{base}-seen-{len(inputs)}")
+                        self.x[region], local, fill, dask_key_name=f"{base}-seen-{len(inputs)}")
                 return inputs[key]
 
             tasks = [dask.delayed(sample.trial, pure=True)([window(*v) for v in views],
@@ -494,8 +528,8 @@ class _Trials:
 
 
 def _views_key(views) -> tuple:
-    return tuple((_key(region), None if local is None else _key(local))
-                 for region, local in views)
+    return tuple((_key(region), None if local is None else _key(local), fill)
+                 for region, local, fill in views)
 
 
 def _volume(window) -> int:

@@ -119,6 +119,10 @@ class Descriptor:
     #: graph computes the value range first and gives each block ``mode="psnr", quality=``
     #: of its own, or ``tolerance=`` (see graph/plan.block_psnr)
     psnr: bool = False
+    #: what a lossy codec sees in place of a block's NaN/Inf cells (its mask keeps them):
+    #: "smooth" (a continuation of the finite cells around) or "mean" (the block's finite
+    #: mean); None: the codec keeps them itself. codec="auto"'s samples fill theirs alike
+    fill: str | None = None
     #: roles in codec="auto": "lossy" (a candidate for floats with a tolerance), "lossless"
     #: (for the rest). A filter or bytes codec with "lossless" is part of auto's one chain
     auto: tuple = ()

@@ -363,5 +363,5 @@ DESCRIPTOR = Descriptor(
                   "bits per value (rate), dB of the whole array (psnr), max error (pwe)")),
     check=sperr_check, available=SPERR.available, frame_id=2, prefer=256, prefer_ndims=(3,),
     target=_target, psnr=True, auto=("lossy",), recognised="layout", rank=3,
-    example={"tolerance": 1e-3},
+    example={"tolerance": 1e-3}, fill=_SPEC.fill,
     doc="SPERR: wavelets; a max error, a rate, or a PSNR of the whole array")
