@@ -46,13 +46,12 @@ __all__ = ["compress", "choose", "Choice", "AutoCompressedArray", "SWITCH_MARGIN
 SWITCH_MARGIN = 0.05
 #: ... and only where the blocks that leave save this share of the array's bytes in all
 TOTAL_MARGIN = 0.02
-#: candidates whose first trials come within this share of the best are tried again ...
+#: lossy candidates whose first trials come within this share of the best are tried again,
+#: on this many windows, this share of the array's values in all, and each window twice the
+#: first ones at least (a small array's whole blocks)
 CLOSE = 0.3
-#: ... on this many windows, this share of the array's values in all or this many values
-#: (a small array's whole blocks)
 REFINE_WINDOWS = 8
 REFINE = 0.02
-MIN_REFINE = 1 << 20
 #: the per-block trials take at most this share of the time the array's codec will take
 BUDGET = 0.06
 #: ... or this many seconds of one core, for a small array
@@ -279,15 +278,17 @@ def _choose(x, tolerance, per_block, names, fraction, chunks):
         if len(r.streams) == len(full[name]) > 1:  # each window its own stream: its own rate
             rates[name] = [f / (r.raw / len(r.streams)) for f in r.streams]
 
-    # 2. the candidates within step 1's error of the best, again, on REFINE_WINDOWS windows
-    # REFINE of the values in all, or MIN_REFINE (a small array's whole blocks): what a
-    # stream costs beyond its values' rate (SZ3's tables, SPERR's wavelet levels near a
-    # window's edges) fades as the windows grow toward their blocks
+    # 2. the lossy candidates within step 1's error of the best, again, on larger windows at
+    # more places: what a stream costs beyond its values' rate (SZ3's tables, its edges)
+    # fades as the windows grow toward their blocks, and more places see the land as it is
     best = max((v for v in ratios.values() if math.isfinite(v)), default=math.nan)
-    close = [name for name in settings if ratios[name] >= (1 - CLOSE) * best]
-    volume = max(REFINE * x.size, MIN_REFINE) // REFINE_WINDOWS
-    if len(close) > 1 and all(volume >= 2 * _volume(full[name][0]) for name in close):
-        larger = {name: tuple(sample.array_windows(blocked[name].chunks, 0.0, min_window=volume,
+    close = [name for name in settings if ratios[name] >= (1 - CLOSE) * best
+             and not sample.joins(settings[name])]  # joined windows: one long stream each
+    volume = max([REFINE * x.size / REFINE_WINDOWS] + [2 * _volume(full[name][0])
+                                                       for name in close])
+    if len(close) > 1:
+        larger = {name: tuple(sample.array_windows(blocked[name].chunks, 0.0,
+                                                   min_window=int(volume),
                                                    min_windows=REFINE_WINDOWS))
                   for name in close}
         trials.run([(name, job, blocked[name].chunks) for name, ws in larger.items()

@@ -237,11 +237,11 @@ def array_windows(chunks, fraction: float = FRACTION, *, min_window: int = MIN_W
 
 def block_windows(chunks, index, fraction: float = FRACTION, *, count: int = 2,
                   min_window: int = MIN_WINDOW) -> list:
-    """Return ``count`` windows of the block at ``index``: ``fraction`` of it in all, or
-    ``min_window`` values, whichever is more (a block of less than twice that: itself).
+    """Return ``count`` windows of the block at ``index``, each ``min_window`` values or
+    ``fraction`` of the block over ``count``, whichever is more (a small block: itself).
 
-    Every candidate encodes the same windows of a block: what they cost one codec and another
-    differs by the codecs alone, so that smaller windows than the array's tell them apart.
+    Every candidate encodes the same windows of a block; smaller ones would favour the codecs
+    whose streams cost least beyond their values' rate (see the module's text).
 
     >>> ws = block_windows(((24,), (720,), (1440,)), (0, 0, 0), 0.005)
     >>> [tuple(s.stop - s.start for s in w) for w in ws]
@@ -249,7 +249,7 @@ def block_windows(chunks, index, fraction: float = FRACTION, *, count: int = 2,
     """
     start = tuple(int(sum(c[:j])) for c, j in zip(chunks, index))
     extent = tuple(int(c[j]) for c, j in zip(chunks, index))
-    volume = max(min_window, fraction * math.prod(extent)) / count
+    volume = max(min_window, fraction * math.prod(extent) / count)
     window = extent if 2 * volume >= math.prod(extent) else window_shape(extent, volume)
     stop = tuple(a + e for a, e in zip(start, extent))
     out = []
