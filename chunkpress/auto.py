@@ -266,7 +266,9 @@ def _choose(x, tolerance, per_block, names, fraction, chunks):
 
     # 1. every candidate on windows shaped like its own blocks: the array's codec, by the
     # bytes they predict (see graph/sample.py for what a window must show a codec)
-    full = {name: tuple(sample.array_windows(b.chunks, fraction)) for name, b in blocked.items()}
+    full = {name: tuple(sample.array_windows(
+        b.chunks, fraction, min_window=sample.MIN_JOINED if sample.joins(settings[name])
+        else sample.MIN_WINDOW)) for name, b in blocked.items()}
     trials.run([(name, job, blocked[name].chunks) for name, ws in full.items()
                 for job in jobs(name, ws)])
     results = {name: _together([trials.result(name, job, blocked[name].chunks)
@@ -346,7 +348,10 @@ def _choose(x, tolerance, per_block, names, fraction, chunks):
         sizes = {}
         for index, ws in windows.items():
             values = math.prod(chunked.chunks[a][j] for a, j in enumerate(index))
-            # the block's bytes, predicted from each window's rate
+            # the block's bytes, predicted from each window's rate; a window mostly missing
+            # values (land) tells how codecs fill it, not how they code the block: no evidence
+            evidence = [sum(_volume(w) for w in job) <= 2 * trials.result(
+                winner, job, chunked.chunks).finite for job in jobs(winner, ws)]
             predicted = {}
             for name in names:
                 per_byte = [r.nbytes / r.raw for r in (trials.result(name, job, chunked.chunks)
@@ -354,8 +359,12 @@ def _choose(x, tolerance, per_block, names, fraction, chunks):
                 if len(per_byte) == 1:  # a joined trial: one prediction, for each window
                     per_byte *= len(ws)
                 predicted[name] = [p * values * x.dtype.itemsize for p in per_byte]
-            sizes[index] = [{name: predicted[name][k] for name in names}
-                            for k in range(len(ws))]
+            if len(evidence) == 1:
+                evidence *= len(ws)
+            forced = winner == chain and index in ragged  # must leave the chain: no choice
+            kept = [k for k in range(len(ws)) if evidence[k] or forced]
+            if kept:
+                sizes[index] = [{name: predicted[name][k] for name in names} for k in kept]
         grid = block_choice(chunked.numblocks, sizes, winner, ragged, chain, per_block)
     sampled = trials.encoded / total / len(settings) if total else 0.0
     choice = Choice(winner, settings[winner].params, ratios, speeds, grid, sampled,
@@ -438,7 +447,8 @@ def _together(results) -> sample.Trial:
     """Return the figures of several trials as one."""
     return sample.Trial(sum(r.raw for r in results), sum(r.nbytes for r in results),
                         sum(r.seconds for r in results),
-                        tuple(f for r in results for f in r.streams), sum(r.mask for r in results))
+                        tuple(f for r in results for f in r.streams), sum(r.mask for r in results),
+                        sum(r.finite for r in results))
 
 
 def _ragged_blocks(chunks) -> set:

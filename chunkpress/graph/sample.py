@@ -45,6 +45,8 @@ LOSSLESS = tuple(d.name for d in registry.descriptors()
 FRACTION = 0.005
 #: values in a window at least: below this, stream headers and window edges skew the ratios
 MIN_WINDOW = 49152
+#: ... in a window joined with the others into one stream (a lossless codec's trial)
+MIN_JOINED = 32768
 #: windows of an array at least, and at most (a huge array's are larger)
 MIN_WINDOWS = 4
 MAX_WINDOWS = 256
@@ -284,6 +286,7 @@ class Seen(NamedTuple):
 
     values: np.ndarray  # its non-finite cells filled as in the block
     mask: int  # bytes of the mask of its non-finite cells (0 where all are finite)
+    finite: int  # its finite cells
 
 
 def seen(block, local, fill: str) -> Seen:
@@ -299,7 +302,7 @@ def seen(block, local, fill: str) -> Seen:
     window = np.asarray(block[local])
     bad = ~np.isfinite(window) if window.dtype.kind == "f" else None
     if bad is None or not bad.any():
-        return Seen(np.ascontiguousarray(window), 0)
+        return Seen(np.ascontiguousarray(window), 0, window.size)
     if fill == "mean":
         finite = np.isfinite(block)
         mean = block[finite].mean(dtype=np.float64) if finite.any() else 0.0
@@ -316,7 +319,7 @@ def seen(block, local, fill: str) -> Seen:
     zstd = registry.get("zstd").encode
     mask = len(zstd(np.packbits(bad, bitorder="little"), level=1)) + \
         len(zstd(np.ascontiguousarray(window[bad]).view(np.uint8), level=1))
-    return Seen(np.ascontiguousarray(values), mask)
+    return Seen(np.ascontiguousarray(values), mask, window.size - int(np.count_nonzero(bad)))
 
 
 def _around(s: slice, n: int) -> slice:
@@ -380,6 +383,7 @@ class Trial(NamedTuple):
     seconds: float  # encoding
     streams: tuple  # bytes of each stream (and its mask)
     mask: int  # bytes of the masks in all
+    finite: int  # finite values in all
 
 
 def trial(windows, candidate: Candidate) -> Trial:
@@ -389,6 +393,7 @@ def trial(windows, candidate: Candidate) -> Trial:
     :func:`joins`); a :class:`Seen` window's stream counts its mask's bytes too.
     """
     spec = codecs.get_codec(candidate.name)
+    seen_as = windows
     masks = [w.mask if isinstance(w, Seen) else 0 for w in windows]
     windows = [w.values if isinstance(w, Seen) else np.asarray(w) for w in windows]
     if joins(candidate) and len(windows) > 1:
@@ -401,7 +406,14 @@ def trial(windows, candidate: Candidate) -> Trial:
         start = time.perf_counter()
         sizes.append(len(blocks.encode(block, spec, candidate.kwargs).data) + mask)
         seconds += time.perf_counter() - start
-    return Trial(sum(b.nbytes for b in arrays), sum(sizes), seconds, tuple(sizes), sum(masks))
+    finite = sum(w.finite if isinstance(w, Seen) else _finite(w) for w in seen_as)
+    return Trial(sum(b.nbytes for b in arrays), sum(sizes), seconds, tuple(sizes), sum(masks),
+                 finite)
+
+
+def _finite(window) -> int:
+    window = np.asarray(window)
+    return int(np.count_nonzero(np.isfinite(window))) if window.dtype.kind == "f" else window.size
 
 
 def choose_in_block(block, candidates, fraction: float = FRACTION) -> Candidate:
