@@ -104,6 +104,11 @@ def test_the_ratio_is_the_bytes_on_disk_against_the_zlib_netcdf(screen):
         assert ratio == pytest.approx(nc_vars[name] / actual, abs=0.051)
     # the variables given a bound are several times smaller than in the netCDF
     assert rows["sst"][4] > 2 and rows["wind"][4] > 2
+    # an exact variable names the codec that compresses it (not the CRC after it)
+    for name in ("slp", "land"):
+        with open(os.path.join(store, name, "zarr.json")) as f:
+            names = [c["name"] for c in json.load(f)["codecs"]]
+        assert rows[name][1] in names and rows[name][1] not in ("crc32c", "bytes")
 
 
 def test_each_bound_holds_on_every_value_read_back(screen):

@@ -151,12 +151,12 @@ def _mb(nbytes) -> str:
 
 
 def _stored_codec(store, name) -> str:
-    """The lossless codec zarr wrote a variable kept exact with (its last codec)."""
+    """The lossless codec zarr wrote a variable kept exact with (its last, but the CRC)."""
     import json
 
     with open(os.path.join(store, name, "zarr.json")) as f:
-        codecs = json.load(f)["codecs"]
-    return codecs[-1]["name"] if len(codecs) > 1 else "none"
+        names = [c["name"] for c in json.load(f)["codecs"] if c["name"] != "crc32c"]
+    return names[-1] if len(names) > 1 else "none"
 
 
 def _tree_bytes(path) -> int:
