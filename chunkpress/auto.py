@@ -36,7 +36,7 @@ import numpy as np
 from dask.base import get_scheduler, tokenize
 from dask.task_spec import List, Task, TaskRef
 
-from .graph import build, codecs, pipeline, sample
+from .graph import build, codecs, information, pipeline, sample
 from .graph.compressed import CompressedArray
 
 __all__ = ["compress", "choose", "Choice", "AutoCompressedArray", "SWITCH_MARGIN",
@@ -133,8 +133,9 @@ class AutoCompressedArray(CompressedArray):
 
     @property
     def attributes(self) -> dict:
-        """The choice, kept in a store as :data:`ATTRIBUTE` (``chunkpress info`` shows it)."""
-        return {ATTRIBUTE: attribute(self._choice)}
+        """The choice, kept in a store as :data:`ATTRIBUTE` (``chunkpress info`` shows it),
+        beside the chosen codec's own (a bit rounding's)."""
+        return {**super().attributes, ATTRIBUTE: attribute(self._choice)}
 
     @classmethod
     def _of(cls, compressed: CompressedArray, choice: Choice) -> AutoCompressedArray:
@@ -172,13 +173,17 @@ def _rebuild(dsk, rebuild, args, choice, rename=None):
 
 
 def compress(data, codec="auto", *, tolerance=None, rate=None, precision=None, mode=None,
-             quality=None, level=None, candidates=None, sample_fraction=sample.FRACTION,
-             chunks="auto", verify=False) -> AutoCompressedArray:
+             quality=None, level=None, rel_tolerance=None, candidates=None,
+             sample_fraction=sample.FRACTION, chunks="auto",
+             verify=False) -> AutoCompressedArray:
     """Return ``data`` compressed with the codec(s) auto chooses (see the module docstring).
 
-    ``codec`` is "auto" (per block where that wins) or "auto-array" (one codec). Only
-    ``tolerance`` is a target: with one > 0 a float array is compressed lossy within it; without
-    one (or 0), and for integers, losslessly. ``candidates`` restricts the codecs tried;
+    ``codec`` is "auto" (per block where that wins) or "auto-array" (one codec). The targets
+    are ``tolerance`` and ``rel_tolerance``: with a tolerance > 0 a float array is compressed
+    lossy within it; without one (or 0), and for integers, losslessly. With ``rel_tolerance``
+    (and maybe ``tolerance``, both then hold) the candidates are the codecs that take it, bit
+    rounding among them, and the array takes one of them. ``candidates`` restricts the codecs
+    tried;
     ``sample_fraction`` is the share of values the trials encode. ``chunks`` and ``verify`` are
     :func:`chunkpress.compress`'s. The sampling runs now; the compression is lazy.
     """
@@ -190,12 +195,13 @@ def compress(data, codec="auto", *, tolerance=None, rate=None, precision=None, m
         raise TypeError(f"verify must be True or False, got {verify!r}")
     x = pipeline.as_array(data)
     choice, blocked, settings = _choose(x, target.get("tolerance"), per_block, candidates,
-                                        sample_fraction, chunks)
+                                        sample_fraction, chunks, rel_tolerance)
     if choice.blocks is None:  # exactly compress(x, winner, ...)
         spec = codecs.get_codec(choice.codec)
         target = codecs.normalize_targets(spec, choice.params, x.dtype)
+        compressed = pipeline.compress_array(x, spec, target, chunks, verify)
         return AutoCompressedArray._of(
-            pipeline.compress_array(x, spec, target, chunks, verify), choice)
+            compressed.with_attributes(information.attributes(spec, target)), choice)
     # blocks differ: the "auto" codec, each block told its codec
     auto = codecs.AUTO
     kwargs = {index: {"codec": name, **settings[name].kwargs}
@@ -209,12 +215,12 @@ def compress(data, codec="auto", *, tolerance=None, rate=None, precision=None, m
                                bool(verify), recipe=recipe, choice=choice)
 
 
-def choose(data, codec="auto", *, tolerance=None, candidates=None,
+def choose(data, codec="auto", *, tolerance=None, rel_tolerance=None, candidates=None,
            sample_fraction=sample.FRACTION, chunks="auto") -> Choice:
     """Return what :func:`compress` would choose for ``data``, without compressing it."""
     target = codecs.normalize_targets(codecs.AUTO, {"tolerance": tolerance})
     return _choose(pipeline.as_array(data), target.get("tolerance"), _mode(codec), candidates,
-                   sample_fraction, chunks)[0]
+                   sample_fraction, chunks, rel_tolerance)[0]
 
 
 def _mode(codec) -> bool:
@@ -225,7 +231,7 @@ def _mode(codec) -> bool:
     return codec.strip().lower() == "auto"
 
 
-def _choose(x, tolerance, per_block, names, fraction, chunks):
+def _choose(x, tolerance, per_block, names, fraction, chunks, rel_tolerance=None):
     """Return (the Choice, the winner's blocked array, {name: Candidate})."""
     start = time.perf_counter()
     tolerance = codecs.normalize_targets(codecs.AUTO, {"tolerance": tolerance}).get("tolerance")
@@ -237,7 +243,11 @@ def _choose(x, tolerance, per_block, names, fraction, chunks):
     codecs.check_input(auto, x.dtype, x.ndim)
     if not (isinstance(chunks, str) and chunks == "auto"):
         pipeline.blocked(x, auto, chunks)  # explicit chunks must suit every candidate (ZFP: 4^d)
-    settings = {c.name: c for c in sample.candidates(x.dtype, x.ndim, tolerance, names)}
+    settings = {c.name: c for c in sample.candidates(x.dtype, x.ndim, tolerance, names,
+                                                     rel_tolerance=rel_tolerance)}
+    # a relative bound: one codec for the array (a chain's stream, bitround+zstd's, does not
+    # say which chain wrote it; the Zarr codec "auto" reads no relative frames)
+    per_block = per_block and rel_tolerance is None
     blocked, by_alignment = {}, {}
     for name in settings:  # codecs aligned alike (SZ3, LERC, ...) cut the same blocks
         spec = codecs.get_codec(name)

@@ -23,7 +23,7 @@ import chunkpress
 from chunkpress import auto
 from chunkpress.demo import ocean_field
 from chunkpress.graph import codecs, dispatch, sample
-from chunkpress.kernels import ChunkpressError, registry, split_nonfinite
+from chunkpress.kernels import ChunkpressError, registry, relative, split_nonfinite
 from chunkpress.storage.codecs import AutoCodec
 
 from test_zarr import _installed_env
@@ -256,6 +256,24 @@ def test_a_window_is_filled_as_the_kernel_fills_its_block():
     # the finite cells are the block's own
     finite = np.isfinite(block[local])
     assert np.array_equal(window.values[finite], block[local][finite])
+
+
+def test_auto_under_a_relative_bound_chooses_among_the_codecs_that_take_it():
+    x = OCEAN.copy()
+    x[0, 0, :4] = [0.0, -0.0, 1e-30, -3e20]  # zeros kept, any magnitude
+    c = auto.compress(x, "auto", rel_tolerance=1e-3, verify=True)
+    relative_codecs = {codecs.get_codec(n).name for n in relative.codecs()}
+    assert set(c.choice.ratios) == relative_codecs and "bitround+zstd" in relative_codecs
+    assert c.choice.blocks is None and c.codec == c.choice.codec  # one codec for the array
+    assert c.max_rel_error <= 1e-3
+    y = chunkpress.decompress(c).compute()
+    finite = np.isfinite(x)
+    assert np.array_equal(np.isfinite(y), finite)
+    assert np.all(np.abs(y[finite].astype(np.float64) - x[finite]) <= 1e-3 * np.abs(x[finite]))
+    ratios = {n: chunkpress.compress(x, n, rel_tolerance=1e-3).ratio for n in relative.codecs()}
+    assert c.ratio >= 0.98 * max(ratios.values()), (c.choice.summary(), ratios)
+    with pytest.raises(ValueError, match="auto: rel_tolerance must be finite"):
+        auto.compress(x, rel_tolerance=2.0)
 
 
 def test_sampling_samples_a_small_share_of_a_large_array():

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..kernels import registry, split_nonfinite
+from ..kernels import registry, relative, split_nonfinite
 from . import blocks, codecs
 
 #: the candidates of a float array with a tolerance
@@ -64,18 +64,26 @@ class Candidate(NamedTuple):
     kwargs: dict  # a block's kernel arguments
 
 
-def candidates(dtype, ndim: int, tolerance=None, names=None) -> list[Candidate]:
+def candidates(dtype, ndim: int, tolerance=None, names=None, *,
+               rel_tolerance=None) -> list[Candidate]:
     """Return the candidates for ``dtype`` arrays of ``ndim`` dimensions at ``tolerance``.
 
     Floats with a tolerance > 0: ZFP, SZ3, SPERR (2-D and more), LERC at that tolerance.
     Integers, and floats without a tolerance: PCODEC, SZIP, LERC and one lossless chain,
     floatpred+zstd for floats and zstd for integers (LERC keeps an integer tolerance too).
-    ``names`` restricts the choice; a codec named there that does not fit is a ValueError.
+    Floats with ``rel_tolerance``: every codec that takes it (the registry's, through
+    ``chunkpress.kernels.relative``: the lossy array codecs and bit rounding), with
+    ``tolerance`` too where one is given. ``names`` restricts the choice; a codec named there
+    that does not fit is a ValueError.
     """
     dtype = np.dtype(dtype).newbyteorder("=")
     chain = codecs.auto_chain(dtype)
     lossy = tolerance is not None and tolerance > 0
-    default = LOSSY if lossy and dtype.kind == "f" else LOSSLESS + ((chain,) if chain else ())
+    if rel_tolerance is not None:
+        relative.check_rel_tolerance(rel_tolerance, "auto")
+        default = relative.codecs()
+    else:
+        default = LOSSY if lossy and dtype.kind == "f" else LOSSLESS + ((chain,) if chain else ())
     if names is None:
         wanted, explicit = default, False
     else:
@@ -87,24 +95,30 @@ def candidates(dtype, ndim: int, tolerance=None, names=None) -> list[Candidate]:
     out = []
     for name in dict.fromkeys(wanted):
         try:
-            out.append(_candidate(name, dtype, ndim, tolerance, chain))
+            out.append(_candidate(name, dtype, ndim, tolerance, chain, rel_tolerance))
         except ValueError:
             if explicit:
                 raise
     if not out:
-        raise ValueError(f"auto: no candidate codec takes {dtype} arrays of {ndim} dimensions")
+        raise ValueError(f"auto: no candidate codec takes {dtype} arrays of {ndim} dimensions"
+                         + (" with rel_tolerance" if rel_tolerance is not None else ""))
     return out
 
 
-def _candidate(name, dtype, ndim, tolerance, chain) -> Candidate:
+def _candidate(name, dtype, ndim, tolerance, chain, rel_tolerance=None) -> Candidate:
     spec = codecs.get_codec(name)
     if spec.is_auto:
         raise ValueError("auto: candidates are concrete codecs, not auto")
-    if spec.chain.is_chain and spec.name != chain:
+    # (under a relative bound the array takes one codec: a chain, bitround+zstd, may be it)
+    if rel_tolerance is None and spec.chain.is_chain and spec.name != chain:
         raise ValueError(f"auto: the one lossless chain it may choose for {dtype} is {chain}, "
                          f"got {name!r} (a chain's stream does not say which chain wrote it)")
     codecs.check_input(spec, dtype, ndim)
-    if spec.lossless:
+    if rel_tolerance is not None:
+        params = {"rel_tolerance": float(rel_tolerance)}
+        if tolerance:
+            params["tolerance"] = float(tolerance)
+    elif spec.lossless:
         params = {}
     elif "tolerance" in spec.targets and tolerance:
         params = {"tolerance": float(tolerance)}
@@ -364,13 +378,15 @@ def joins(candidate: Candidate) -> bool:
     (PCODEC's bins, zstd's dictionary): the windows are joined, so that it meets the mixture
     of values a block holds (ocean and land, calm and storm), not one homogeneous corner.
     """
-    return codecs.get_codec(candidate.name).lossless or not candidate.kwargs.get("tolerance")
+    return codecs.get_codec(candidate.name).lossless or not (
+        candidate.kwargs.get("tolerance") or candidate.kwargs.get("rel_tolerance"))
 
 
 def fills(candidate: Candidate) -> str | None:
     """How a candidate's kernel fills a block's NaN/Inf cells for its codec ("smooth" or
-    "mean", the registry's ``fill``), or None where the codec keeps them itself."""
-    if joins(candidate):
+    "mean", the registry's ``fill``), or None where the codec keeps them itself (and under a
+    relative bound, whose kernel fills the logs of the magnitudes its own way)."""
+    if joins(candidate) or "rel_tolerance" in candidate.kwargs:
         return None
     return registry.get(candidate.name).fill
 
