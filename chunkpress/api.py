@@ -8,7 +8,6 @@ import numpy as np
 from . import auto
 from .graph import build, codecs, pipeline
 from .graph import information as _information
-from .kernels import relative
 from .graph.compressed import CompressedArray
 
 __all__ = ["compress", "decompress"]
@@ -40,8 +39,9 @@ def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mo
       once from the data (see ``chunkpress.graph.information``). NaN and +-Inf pass unchanged.
     - ``"quantize"`` (``"quantize+zstd"``), ``"quantize+pcodec"``: netCDF-4's quantization,
       ``digits`` and ``method`` ("bitgroom", "granularbr" or "bitround"); NaN/Inf kept.
-    - ``"auto"``, ``"auto-array"``: ``tolerance`` (none or 0: lossless); the codec is chosen
-      from samples of the data, per block where that wins (see ``chunkpress.auto``).
+    - ``"auto"``, ``"auto-array"``: ``tolerance`` (none or 0: lossless) and/or
+      ``rel_tolerance``; the codec is chosen from samples of the data, per block where that
+      wins (one for the array under a relative bound; see ``chunkpress.auto``).
 
     ``rel_tolerance=r`` (float arrays; ZFP, SZ3, SPERR, LERC, bitround) bounds each value's
     error by ``r`` times its magnitude: ``|x - y| <= r * |x|``, zeros stay zeros, signs are
@@ -68,14 +68,11 @@ def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mo
     Bad arguments raise ValueError/TypeError here, before any task runs.
     """
     if isinstance(codec, str) and codec.strip().lower() in codecs.AUTO_NAMES:
-        if rel_tolerance is not None:
-            raise ValueError(f"codec={codec!r} does not take rel_tolerance; give one of the "
-                             f"codecs that do: {', '.join(relative.codecs())}")
         codecs.normalize_targets(codecs.AUTO, dict(keepbits=keepbits, digits=digits,
                                                    method=method, information=information))
         return auto.compress(data, codec, tolerance=tolerance, rate=rate, precision=precision,
                              mode=mode, quality=quality, level=level, chunks=chunks,
-                             verify=verify)
+                             verify=verify, rel_tolerance=rel_tolerance)
     spec = codecs.get_codec(codec)
     if not isinstance(verify, (bool, np.bool_)):
         raise TypeError(f"verify must be True or False, got {verify!r}")

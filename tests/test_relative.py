@@ -241,7 +241,6 @@ def test_bad_rel_tolerance_is_refused_before_any_task(value, error):
     ("floatpred+zstd", {}, "does not take rel_tolerance"),
     ("quantize", {}, "does not take rel_tolerance"),
     ("bitround", {"keepbits": 8}, "keepbits is chosen from rel_tolerance"),
-    ("auto", {}, "does not take rel_tolerance"),
     ("zfp", {"tolerance": -1.0}, "tolerance"),
 ])
 def test_rel_tolerance_with_what_does_not_take_it_is_refused(codec, extra, message):
@@ -379,3 +378,16 @@ def test_command_takes_rel_tolerance(tmp_path, capsys):
         main(["compress", str(source), str(tmp_path / "x.zarr"), "--rel-tolerance", "1.5"])
     assert exit_.value.code == 2
     assert "rel_tolerance must be finite, > 0 and < 1" in capsys.readouterr().err
+
+
+def test_auto_chooses_among_the_codecs_that_keep_a_relative_bound():
+    rng = np.random.default_rng(2)
+    x = (np.exp(rng.standard_normal((16, 64, 64)).cumsum(axis=2) * 0.3)
+         * rng.choice([-1, 1], (16, 64, 64))).astype(np.float32)
+    x[:, :8] = np.nan
+    c = chunkpress.compress(x, "auto", rel_tolerance=1e-3, verify=True).persist()
+    y = chunkpress.decompress(c).compute()
+    finite = np.isfinite(x)
+    assert np.array_equal(np.isnan(y), np.isnan(x))
+    assert np.all(np.abs(y[finite] - x[finite]) <= 1e-3 * np.abs(x[finite]))
+    assert c.choice.codec in relative.codecs() and c.max_rel_error <= 1e-3
