@@ -294,10 +294,13 @@ def _choose(x, tolerance, per_block, names, fraction, chunks, rel_tolerance=None
     # more places: what a stream costs beyond its values' rate (SZ3's tables, its edges)
     # fades as the windows grow toward their blocks, and more places see the land as it is
     best = max((v for v in ratios.values() if math.isfinite(v)), default=math.nan)
-    close = [name for name in settings if ratios[name] >= (1 - CLOSE) * best
-             and not sample.joins(settings[name])]  # joined windows: one long stream each
+    close = [name for name in settings if ratios[name] >= (1 - CLOSE) * best]
+    scale = {}
     volume = max([REFINE * x.size / REFINE_WINDOWS] + [2 * _volume(full[name][0])
                                                        for name in close])
+    if 4 * REFINE_WINDOWS * volume < x.size:  # not the whole blocks of a small array
+        # joined windows are one long stream each: their rate settled already
+        close = [name for name in close if not sample.joins(settings[name])]
     if len(close) > 1:
         larger = {name: tuple(sample.array_windows(blocked[name].chunks, 0.0,
                                                    min_window=int(volume),
@@ -305,9 +308,13 @@ def _choose(x, tolerance, per_block, names, fraction, chunks, rel_tolerance=None
                   for name in close}
         trials.run([(name, job, blocked[name].chunks) for name, ws in larger.items()
                     for job in jobs(name, ws)])
-        ratios.update(_ratios({name: _together([trials.result(name, job, blocked[name].chunks)
-                                                for job in jobs(name, ws)])
-                               for name, ws in larger.items()}, settings))
+        refined = _ratios({name: _together([trials.result(name, job, blocked[name].chunks)
+                                            for job in jobs(name, ws)])
+                           for name, ws in larger.items()}, settings)
+        # how far each read short on the first windows, which a block's windows match in size
+        scale = {name: refined[name] / ratios[name] for name in refined
+                 if math.isfinite(refined[name] / ratios[name])}
+        ratios.update(refined)
     order = sorted(settings, key=lambda n: -ratios[n] if math.isfinite(ratios[n]) else math.inf)
     winner = order[0]
     ratios = {name: ratios[name] for name in order}
@@ -358,8 +365,9 @@ def _choose(x, tolerance, per_block, names, fraction, chunks, rel_tolerance=None
         sizes = {}
         for index, ws in windows.items():
             values = math.prod(chunked.chunks[a][j] for a, j in enumerate(index))
-            # the block's bytes, predicted from each window's rate; a window mostly missing
-            # values (land) tells how codecs fill it, not how they code the block: no evidence
+            # the block's bytes, predicted from each window's rate (as far short of the block's
+            # as step 1's of step 2's); a window mostly missing values (land) tells how codecs
+            # fill it, not how they code the block: no evidence
             evidence = [sum(_volume(w) for w in job) <= 2 * trials.result(
                 winner, job, chunked.chunks).finite for job in jobs(winner, ws)]
             predicted = {}
@@ -368,7 +376,8 @@ def _choose(x, tolerance, per_block, names, fraction, chunks, rel_tolerance=None
                                                        for job in jobs(name, ws))]
                 if len(per_byte) == 1:  # a joined trial: one prediction, for each window
                     per_byte *= len(ws)
-                predicted[name] = [p * values * x.dtype.itemsize for p in per_byte]
+                predicted[name] = [p * values * x.dtype.itemsize / scale.get(name, 1.0)
+                                   for p in per_byte]
             if len(evidence) == 1:
                 evidence *= len(ws)
             forced = winner == chain and index in ragged  # must leave the chain: no choice

@@ -217,7 +217,7 @@ def array_windows(chunks, fraction: float = FRACTION, *, min_window: int = MIN_W
     The windows all have the shape of the array's (first) block scaled down
     (:func:`window_shape`) to ``min_window`` values, or to ``fraction`` of the array's values
     over ``MAX_WINDOWS`` windows if that is more (a block of less than twice that, or an array
-    of less than twice all of them: whole blocks); they are centred on the points of a Latin
+    of less than four times all of them: whole blocks); they are centred on the points of a Latin
     hypercube over the array, which do not depend on the chunking, so that every candidate,
     each sampled in windows shaped like its own blocks, sees the same places. A window lies
     in the block that holds its point, as a block's content is what a codec's stream sees.
@@ -232,9 +232,9 @@ def array_windows(chunks, fraction: float = FRACTION, *, min_window: int = MIN_W
     count = min(max(min_windows, round(fraction * total / min_window)), MAX_WINDOWS)
     volume = max(min_window, fraction * total / count)
     block = tuple(c[0] for c in chunks)
-    # a window of half its block or more is the block, and windows that would take half the
-    # array are blocks: exact, for little more than the windows
-    whole = 2 * volume >= math.prod(block) or 2 * count * volume >= total
+    # a window of half its block or more is the block, and windows that would take a
+    # quarter of the array are blocks: exact, for at most four times the windows
+    whole = 2 * volume >= math.prod(block) or 4 * count * volume >= total
     window = block if whole else window_shape(block, volume)
     edges = [np.concatenate([[0], np.cumsum(c)]) for c in chunks]
     out = []
