@@ -52,17 +52,8 @@ def encode(obj, codec="zfp", *, tolerance=None, rate=None, precision=None, mode=
     per_var = {k: v for k, v in given.items() if isinstance(v, dict)}
     if isinstance(codec, dict):
         per_var["codec"] = codec
-    for values in per_var.values():
-        _check_names(dataset, values, "is given a parameter")
-    if variables is not None:
-        variables = [variables] if isinstance(variables, str) else list(variables)
-        _check_names(dataset, variables, "is to be compressed")
-    candidates = variables if variables is not None else [
-        n for n in dataset.data_vars if compressible(dataset[n].variable)]
     entries = {}
-    for var in candidates:
-        if per_var and not any(var in v for v in per_var.values()):
-            continue  # a dict was given and this variable is not in it: kept exact
+    for var in _selected(dataset, per_var, variables):
         var_codec = codec.get(var, "zfp") if isinstance(codec, dict) else codec
         params = {k: (v.get(var) if isinstance(v, dict) else v) for k, v in given.items()}
         entry = _compress_variable(dataset, var, var_codec, params, chunks, verify,
@@ -317,18 +308,8 @@ def _portable_to_zarr(obj, store, codec, kwargs, *, shards, append_dim, region, 
     dataset, _ = _as_dataset(obj)
     bounds = {k: kwargs.get(k) for k in ("tolerance", "rel_tolerance")}
     per_var = {k: v for k, v in bounds.items() if isinstance(v, dict)}
-    for values in per_var.values():
-        _check_names(dataset, values, "is given a parameter")
-    variables = kwargs.get("variables")
-    if variables is not None:
-        variables = [variables] if isinstance(variables, str) else list(variables)
-        _check_names(dataset, variables, "is to be compressed")
-    names = variables if variables is not None else [
-        n for n in dataset.data_vars if compressible(dataset[n].variable)]
     chosen = {}
-    for name in names:
-        if per_var and not any(name in v for v in per_var.values()):
-            continue  # a dict was given and this variable is not in it: kept exact
+    for name in _selected(dataset, per_var, kwargs.get("variables")):
         var = dataset[name].variable
         if "scale_factor" in var.encoding or "add_offset" in var.encoding:
             continue  # packed by its producer: kept as stored
@@ -340,6 +321,19 @@ def _portable_to_zarr(obj, store, codec, kwargs, *, shards, append_dim, region, 
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"variable {name!r}: {exc}") from exc
     return _dataset.write_dataset(dataset, {}, store, portable=chosen, **options)
+
+
+def _selected(dataset, per_var: dict, variables) -> list:
+    """The variables to compress: ``variables`` if given (else every compressible data
+    variable), less those missing from every per-variable dict given (kept exact)."""
+    for values in per_var.values():
+        _check_names(dataset, values, "is given a parameter")
+    if variables is not None:
+        variables = [variables] if isinstance(variables, str) else list(variables)
+        _check_names(dataset, variables, "is to be compressed")
+    names = variables if variables is not None else [
+        n for n in dataset.data_vars if compressible(dataset[n].variable)]
+    return [n for n in names if not per_var or any(n in v for v in per_var.values())]
 
 
 def _check_update(overwrite, shards, append_dim, region) -> None:
