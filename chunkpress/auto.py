@@ -298,7 +298,7 @@ def _choose(x, tolerance, per_block, names, fraction, chunks, rel_tolerance=None
     scale = {}
     volume = max([REFINE * x.size / REFINE_WINDOWS] + [2 * _volume(full[name][0])
                                                        for name in close])
-    if 4 * REFINE_WINDOWS * volume < x.size:  # not the whole blocks of a small array
+    if REFINE_WINDOWS * volume < sample.WHOLE * x.size:  # not a small array's whole blocks
         # joined windows are one long stream each: their rate settled already
         close = [name for name in close if not sample.joins(settings[name])]
     if len(close) > 1:

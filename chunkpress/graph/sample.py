@@ -50,6 +50,8 @@ MIN_JOINED = 32768
 #: windows of an array at least, and at most (a huge array's are larger)
 MIN_WINDOWS = 4
 MAX_WINDOWS = 256
+#: windows that would take this share of the array are its whole blocks: exact, at little more
+WHOLE = 1 / 3
 #: offsets and shrunk extents of windows are multiples of this (ZFP's block)
 ALIGN = 4
 #: window extents are at least this (or the block's): an axis this short is sampled whole
@@ -216,9 +218,9 @@ def array_windows(chunks, fraction: float = FRACTION, *, min_window: int = MIN_W
 
     The windows all have the shape of the array's (first) block scaled down
     (:func:`window_shape`) to ``min_window`` values, or to ``fraction`` of the array's values
-    over ``MAX_WINDOWS`` windows if that is more (a block of less than twice that, or an array
-    of less than four times all of them: whole blocks); they are centred on the points of a Latin
-    hypercube over the array, which do not depend on the chunking, so that every candidate,
+    over ``MAX_WINDOWS`` windows if that is more (a block of less than twice that, or windows
+    that would take ``WHOLE`` of the array: whole blocks); they are centred on the points of
+    a Latin hypercube over the array, which do not depend on the chunking, so every candidate,
     each sampled in windows shaped like its own blocks, sees the same places. A window lies
     in the block that holds its point, as a block's content is what a codec's stream sees.
 
@@ -232,9 +234,9 @@ def array_windows(chunks, fraction: float = FRACTION, *, min_window: int = MIN_W
     count = min(max(min_windows, round(fraction * total / min_window)), MAX_WINDOWS)
     volume = max(min_window, fraction * total / count)
     block = tuple(c[0] for c in chunks)
-    # a window of half its block or more is the block, and windows that would take a
-    # quarter of the array are blocks: exact, for at most four times the windows
-    whole = 2 * volume >= math.prod(block) or 4 * count * volume >= total
+    # a window of half its block or more is the block, and so are windows that would take
+    # WHOLE of the array (a small array is sampled exactly)
+    whole = 2 * volume >= math.prod(block) or count * volume >= WHOLE * total
     window = block if whole else window_shape(block, volume)
     edges = [np.concatenate([[0], np.cumsum(c)]) for c in chunks]
     out = []
