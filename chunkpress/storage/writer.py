@@ -80,14 +80,43 @@ class WriteJob(Delayed):
         self.destination.close()
 
     def compute(self, **kwargs):
+        writes = Delayed(self.key, self.dask)
+        pool = _own_pool(kwargs, writes)
         try:
             # the writes only: dask runs a collection's finalizer as a task (on a worker, with
             # distributed), and publishing must happen in this process
-            (results,) = dask.compute(Delayed(self.key, self.dask), **kwargs)
+            (results,) = dask.compute(writes, **kwargs)
             return _publish((results,), self.destination, self.plans, self.opener)
-        except BaseException:
+        except BaseException as exc:
+            if pool is not None and not isinstance(exc, KeyboardInterrupt):
+                # dask raises at the first failed task while others still run: they finish
+                # (or never start) before the abort, or their chunks would land after it.
+                # (Ctrl-C does not wait: what lands after it, the next write removes.)
+                pool.shutdown(wait=True, cancel_futures=True)
             self.abort()
             raise
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False)
+
+
+def _own_pool(kwargs: dict, writes: Delayed):
+    """Where the write runs on the local threads, a pool of this write's own, put in
+    ``kwargs`` (its threads can then be waited for); None for any other scheduler or a pool
+    the caller chose."""
+    import concurrent.futures
+    import dask.threaded
+
+    if "pool" in kwargs or dask.config.get("pool", None) is not None:
+        return None
+    if dask.base.get_scheduler(scheduler=kwargs.get("scheduler"),
+                               collections=[writes]) is not dask.threaded.get:
+        return None
+    workers = kwargs.pop("num_workers", None) or dask.config.get("num_workers", None) \
+        or os.cpu_count() or 1
+    kwargs.update(scheduler="threads",
+                  pool=concurrent.futures.ThreadPoolExecutor(workers, "chunkpress-write"))
+    return kwargs["pool"]
 
 
 def _results(results) -> list:
