@@ -419,3 +419,18 @@ def test_decompress_adds_no_fill_value_and_keeps_attribute_types(tmp_path):
     with xr.open_dataset(back) as b:
         assert np.array_equal(np.isnan(b.sst.values), np.isnan(sst))
         assert np.nanmax(np.abs(b.sst.values - sst)) <= 0.01
+
+
+def test_an_error_raised_while_ctrl_c_unwinds_is_said_as_the_interrupt():
+    """threading raised "release unlocked lock" while a Ctrl-C unwound (seen in CI): that is
+    the interrupt, said in its one line and exit code, not an internal error."""
+    from chunkpress.cli import _interrupted
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("release unlocked lock")
+    except RuntimeError as exc:
+        assert _interrupted(exc)
+    assert not _interrupted(RuntimeError("release unlocked lock"))

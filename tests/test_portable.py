@@ -230,3 +230,18 @@ def test_the_command_writes_a_portable_store_and_info_says_what_holds(tmp_path, 
     assert main(["compress", str(source), str(tmp_path / "x.zarr"), "--tolerance", "0.01",
                  "--codec", "sz3", "--portable"]) == 1
     assert "drop --codec" in capsys.readouterr().err and not (tmp_path / "x.zarr").exists()
+
+
+def test_a_chunk_of_fill_values_is_written_and_zarr_settings_are_left_alone(tmp_path):
+    import zarr
+
+    import chunkpress
+
+    x = np.ones((16, 16), "float32")
+    x[:8, :8] = np.nan  # a whole chunk equal to the fill value (NaN)
+    before = zarr.config.get("array.write_empty_chunks")
+    for attempt in range(3):  # tasks on several threads at once
+        store = tmp_path / f"a{attempt}.zarr"
+        chunkpress.to_zarr(x, store, tolerance=0.1, portable=True, chunks=(8, 8))
+        assert (store / "c" / "0" / "0").is_file()  # present, as publishing checked
+    assert zarr.config.get("array.write_empty_chunks") == before

@@ -48,23 +48,43 @@ def main(argv=None) -> int:
         finally:
             sys.stdout.flush()  # here, where a reader gone away is caught, not at exit
     except KeyboardInterrupt:
-        if args.debug:
-            traceback.print_exc()
-        # a zarr call cut off leaves a coroutine never awaited: no warning about it after this
-        warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
-        print(f"chunkpress {args.command}: interrupted; {errors.after_interrupt(args, before)}",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _said_interrupted(args, before)
     except BrokenPipeError:
         if not _stdout_closed():
             raise
         return EXIT_BROKEN_PIPE  # `chunkpress info STORE | head -1`: quiet, as Unix tools are
     except Exception as exc:  # noqa: BLE001 - every error is one line; --debug shows it whole
+        if _interrupted(exc):
+            return _said_interrupted(args, before)
         if args.debug:
             raise
         message, expected = errors.describe(exc)
         print(f"chunkpress {args.command}: {message}", file=sys.stderr)
         return EXIT_USER_ERROR if expected else EXIT_INTERNAL_ERROR
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether Ctrl-C caused ``exc``: a library cleaning up after the interrupt can raise an
+    error of its own (threading's "release unlocked lock") with the KeyboardInterrupt as its
+    context."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _said_interrupted(args, before) -> int:
+    """Say in one line in what state Ctrl-C left the output; return the exit code."""
+    if args.debug:
+        traceback.print_exc()
+    # a zarr call cut off leaves a coroutine never awaited: no warning about it after this
+    warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
+    print(f"chunkpress {args.command}: interrupted; {errors.after_interrupt(args, before)}",
+          file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def console():

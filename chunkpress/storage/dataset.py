@@ -213,10 +213,12 @@ def _nothing(*_) -> tuple:
     return 0, float("nan")
 
 
-def unpublished_array(store, path: str, document: dict) -> zarr.Array:
+def unpublished_array(store, path: str, document: dict, config=None) -> zarr.Array:
     """A zarr array handle on ``store`` at ``path`` with ``document`` as its metadata, which
-    is not in the store yet: writing through it puts chunks only."""
-    return zarr.Array(zarr.AsyncArray(metadata=document, store_path=StorePath(store, path)))
+    is not in the store yet: writing through it puts chunks only (``config``: zarr's
+    ArrayConfig fields, e.g. ``{"write_empty_chunks": True}``)."""
+    return zarr.Array(zarr.AsyncArray(metadata=document, store_path=StorePath(store, path),
+                                      config=config))
 
 
 def _after(destination, plans, memory, store, storage_options):

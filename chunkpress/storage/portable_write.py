@@ -71,8 +71,10 @@ class PortableArrayWrite:
         x = da.asarray(self.x)
         grid = tuple(self.document["chunk_grid"]["configuration"]["chunk_shape"])
         x = x.rechunk(grid)  # one task per zarr chunk: two tasks never write the same object
+        # every chunk written, a chunk of fill values too: publishing checks none is absent
+        # (a handle's own config: zarr.config.set is one global, not a task's)
         target = unpublished_array(self.destination.store, self.destination.path(self.node),
-                                   self.document)
+                                   self.document, config={"write_empty_chunks": True})
         starts = [np.cumsum((0,) + axis) for axis in x.chunks]
         parts = []
         for index, block in zip(np.ndindex(*x.numblocks), x.to_delayed().ravel()):
@@ -89,11 +91,8 @@ class PortableArrayWrite:
 
 
 def _write_block(block, target, region, chosen: Portable, returns):
-    import zarr
-
     errors = certify(block, chosen)
-    with zarr.config.set({"array.write_empty_chunks": True}):  # every chunk there, checked
-        target[region] = block
+    target[region] = block
     return errors, [] if returns is None else [returns(target.store_path.store)]
 
 
