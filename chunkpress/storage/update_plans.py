@@ -9,6 +9,7 @@ the root's consolidated metadata, handed over last. :func:`run` makes them one w
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import math
 
@@ -81,6 +82,7 @@ class ExactPlan:
         self.document = array.new_document(new_shape)
         self.data = data
         self.selection = selection
+        self.pending = None
         grid = array.grid_shape
         # an append from a chunk boundary only adds objects beyond the old shape, which no
         # reader reads and an abort removes: it may run before the compressed blocks
@@ -92,7 +94,28 @@ class ExactPlan:
                                        for index in itertools.product(*ranges)],
                           new=True, checked=False)
 
+    def start(self) -> None:
+        """Begin writing the values now, on a thread of this process, if they are in memory
+        and only add chunks beyond the old shape (an append from a chunk boundary): the write
+        job's ``compute`` waits for it (:meth:`settle`) before publishing or removing
+        anything. As a dask task beside compressing threads, zarr's round trip to its event
+        loop waits for the GIL at each switch (0.5 ms alone, 4 to 5 ms beside two encoding
+        threads, where a block takes 6: 5% of a 24 MiB append)."""
+        if self.only_new and not isinstance(self.data, da.Array):
+            self.pending = _background().submit(_set, self.update.store, self.array.node,
+                                                self.document, self.selection, self.data)
+
+    def settle(self, quiet: bool = False) -> None:
+        """Wait for what :meth:`start` began; raise its error unless ``quiet``."""
+        if self.pending is not None:
+            concurrent.futures.wait([self.pending])
+            if not quiet:
+                self.pending.result()
+
     def writes(self):
+        if self.pending is not None:
+            return one_task("chunkpress-exact-" + tokenize(self.array.node, self.update.write),
+                            _nothing)
         if isinstance(self.data, da.Array):
             handle = unpublished_array(self.update.store, self.array.node, self.document)
             chunks = tuple(_zarr_aligned(s.start, s.stop, c) for s, c in
@@ -116,6 +139,16 @@ class ExactPlan:
 def _set(store, node, document, selection, data) -> tuple:
     unpublished_array(store, node, document)[selection] = data
     return 0, float("nan")
+
+
+_executor = []
+
+
+def _background() -> concurrent.futures.ThreadPoolExecutor:
+    """The one thread that writes exact variables beside a local write's tasks."""
+    if not _executor:
+        _executor.append(concurrent.futures.ThreadPoolExecutor(1, "chunkpress-exact"))
+    return _executor[0]
 
 
 def _nothing(*_) -> tuple:
@@ -170,12 +203,17 @@ class RootPlan:
 def run(update: Update, plans: list, compute: bool, opener):
     try:
         plans = [*plans, RootPlan(update, [p for p in plans])]
+        if compute:
+            for plan in plans:
+                if isinstance(plan, ExactPlan):
+                    plan.start()
         # the first group of blocks waits for the exact variables' appends, so that dask runs
         # them first: last, a write through zarr adds its round trip to zarr's event loop
         # (2 to 5 ms) to every append. A region's exact chunks, rewritten in place, stay as
         # dask orders them.
         writes = [None if isinstance(p, ArrayPlan) else p.writes() for p in plans]
-        first = [w for p, w in zip(plans, writes) if getattr(p, "only_new", False)]
+        first = [w for p, w in zip(plans, writes)
+                 if getattr(p, "only_new", False) and getattr(p, "pending", None) is None]
         for number, plan in enumerate(plans):
             if writes[number] is None:
                 writes[number], first = plan.writes(first), []

@@ -74,6 +74,12 @@ class WriteJob(Delayed):
         """Publish the write whose :attr:`writes` gave ``results``; return the array/group."""
         return _publish([results], self.destination, self.plans, self.opener)
 
+    def _settle(self, quiet: bool = False) -> None:
+        """Wait for what plans began beside the tasks (see ``ExactPlan.start``)."""
+        for plan in self.plans:
+            if hasattr(plan, "settle"):
+                plan.settle(quiet)
+
     def abort(self) -> None:
         """Remove what the write left unpublished (after :attr:`writes` failed)."""
         self.destination.abort()
@@ -86,6 +92,7 @@ class WriteJob(Delayed):
             # the writes only: dask runs a collection's finalizer as a task (on a worker, with
             # distributed), and publishing must happen in this process
             (results,) = dask.compute(writes, **kwargs)
+            self._settle()
             return _publish((results,), self.destination, self.plans, self.opener)
         except BaseException as exc:
             if pool is not None and not isinstance(exc, KeyboardInterrupt):
@@ -93,6 +100,7 @@ class WriteJob(Delayed):
                 # (or never start) before the abort, or their chunks would land after it.
                 # (Ctrl-C does not wait: what lands after it, the next write removes.)
                 pool.shutdown(wait=True, cancel_futures=True)
+            self._settle(quiet=True)
             self.abort()
             raise
         finally:
