@@ -326,7 +326,8 @@ def split_nonfinite(block: np.ndarray, count: int, fill: str = "smooth"):
     """Return (filled copy, Mask) of a C-contiguous block with ``count`` non-finite cells.
 
     ``fill``: "smooth" (each gap bridged by the lines between its finite neighbours, see
-    ``_native.fill_and_mask``) or "mean" (the mean of the block's finite cells, 0 if none).
+    ``_native.fill_and_mask``), "mean" (the mean of the block's finite cells, 0 if none) or
+    "compact" (no cell filled: the finite cells alone, in C order, one dimension).
     """
     flat = block.reshape(-1)
     filled = np.empty_like(flat)
@@ -334,12 +335,14 @@ def split_nonfinite(block: np.ndarray, count: int, fill: str = "smooth"):
     values = np.empty(count, flat.dtype)
     ny = block.shape[-2] if block.ndim > 1 else 1
     _native.fill_and_mask(flat, filled, bits, values, ny, block.shape[-1])
+    if fill == "compact":
+        return flat[np.isfinite(flat)], Mask(bits, values)
     if fill == "mean":
         finite = np.isfinite(flat)
         mean = flat[finite].mean(dtype=np.float64) if count < flat.size else 0.0
         filled[~finite] = flat.dtype.type(mean)
     elif fill != "smooth":
-        raise ValueError(f"fill must be 'smooth' or 'mean', got {fill!r}")
+        raise ValueError(f"fill must be 'smooth', 'mean' or 'compact', got {fill!r}")
     return filled.reshape(block.shape), Mask(bits, values)
 
 

@@ -7,6 +7,7 @@ tolerance (patching what a codec left outside it), framing, checksums and ``out=
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -45,7 +46,10 @@ class Spec:
     #: what the codec sees where a cell is NaN/Inf (the mask keeps the cell): "smooth", a
     #: continuation of the finite cells around it, or "mean", the block's finite mean
     #: (constant land is what ZFP, SZ3 and LERC predict best: 10-60% smaller on land-heavy
-    #: fields; SPERR's wavelets gain from the smooth one on some)
+    #: fields; SPERR's wavelets gain from the smooth one on some), or "compact", for a
+    #: lossless codec of sequences (PCODEC): the codec codes the finite cells alone, in C
+    #: order, as one dimension (a fill would break the run of values it models; the finite
+    #: cells' count tells its decoder which layout a masked frame holds)
     fill: str = "smooth"
     #: the codec reads a block of up to 3 dimensions whose rows are contiguous in place (ZFP
     #: takes strides): a block sliced out of a larger array is not copied first
@@ -62,14 +66,22 @@ def encode(spec: Spec, data, params, tolerance, out, *, frame_params: bytes = b"
     block = a.reshape((1,) * spec.ndims[0]) if a.ndim == 0 else a
     mask = None
     amax = 0.0
-    if a.dtype.kind == "f" and (spec.mask or tolerance is not None):
+    # (the scan takes float32 and float64: PCODEC keeps float16 NaN itself)
+    if a.dtype.kind == "f" and a.dtype.itemsize >= 4 and (spec.mask or tolerance is not None):
         rows = block.reshape(1, 1, -1) if block.flags.c_contiguous else \
             block.reshape((1,) * (3 - block.ndim) + block.shape)  # a view: rows contiguous
         bad, amax = _native.scan(rows)
         if bad and spec.mask:
             block, mask = _frame.split_nonfinite(np.ascontiguousarray(block), bad,
                                                  spec.fill)
-    original = a.reshape(block.shape)  # with its non-finite cells: what a patch is checked on
+            if spec.fill == "compact" and tolerance is not None:
+                raise ValueError(f"{spec.name}: a compacted block takes no tolerance")
+            if block.size == 0:  # nothing finite: the mask holds the block
+                frame = _frame.Writer(spec.name, a.dtype, shape, frame_params, 0)
+                frame.put_payload(b"")
+                return write_bytes_out(frame.finish(mask, None), out, spec.name)
+    # with its non-finite cells: what a patch is checked on (a compacted block has none)
+    original = a.reshape(block.shape) if a.size == block.size else None
     params, verify, store = spec.plan(block, params, tolerance, amax)
     verify = verify and tolerance is not None and a.dtype.kind == "f"
     if store:
@@ -163,6 +175,8 @@ def decode(spec: Spec, data, shape=None, dtype=None, out=None):
         elif frame.relative:  # a relative bound: the codec coded the log of the magnitudes
             decoded = relative.invert(frame, native_shape, lambda inner: decode(spec, inner),
                                       spec.name, spec.error)
+        elif frame.mask is not None and spec.fill == "compact":
+            decoded = _expand(spec, frame, native_shape)
         else:
             decoded = _call(spec, spec.decode, frame.payload, native_shape, frame.dtype,
                             frame.params)
@@ -181,6 +195,28 @@ def decode(spec: Spec, data, shape=None, dtype=None, out=None):
             decoded = _call(spec, spec.decode, buf, shape, dtype, b"")
         _check_expected(spec, decoded.shape, decoded.dtype, shape, dtype)
     return write_array_out(decoded, out, spec.name)
+
+
+def _expand(spec, frame, shape) -> np.ndarray:
+    """Decode a masked frame of a "compact" codec: its stream holds the finite cells alone;
+    the non-finite ones are left for the mask to fill (see ``_frame.restore``)."""
+    size = math.prod(shape)
+    nonfinite = np.unpackbits(frame.mask.bits, count=size, bitorder="little").view(bool)
+    count = size - int(np.count_nonzero(nonfinite))
+    if len(frame.mask.bits) != (size + 7) // 8 or count + len(frame.mask.values) != size:
+        raise spec.error(f"{spec.name}: corrupt frame mask: {size - count} cells marked, "
+                         f"{len(frame.mask.values)} values stored")
+    decoded = np.empty(shape, frame.dtype.newbyteorder("="))
+    if count:
+        finite = _call(spec, spec.decode, frame.payload, (count,), frame.dtype, frame.params)
+        if finite.shape != (count,):
+            raise spec.error(f"{spec.name}: the stream decodes to {finite.shape}, the frame's "
+                             f"mask leaves {count} finite cells; the stream is corrupt")
+        decoded.reshape(-1)[~nonfinite] = finite
+    elif len(frame.payload):
+        raise spec.error(f"{spec.name}: a frame whose cells are all masked holds a stream; "
+                         "the stream is corrupt")
+    return decoded
 
 
 def _check_expected(spec, got_shape, got_dtype, shape, dtype):

@@ -12,6 +12,12 @@ values patched to keep the tolerance, shapes a codec cannot take)::
     ndim uint64 extents, uint16 P + P bytes of codec parameters, uint64 L + L bytes of the
     codec's stream, [mask: two zstd sections], [patch: two zstd sections], uint32 CRC-32C
 
+A mask (flag 1) on a PCODEC frame (a codec of sequences, ``fill="compact"`` in
+``_lossy.Spec``) means its codec stream holds the finite cells alone, in C order, as one
+dimension (PCODEC's own header says how many: the cells the mask leaves); the mask's cells
+are not in it. PCODEC frames before this had no mask (PCODEC coded NaN itself) and read as
+before.
+
 **Relative** (flag 8, added to version 1; a decoder without it refuses such a frame as
 corrupt, and every frame without the flag reads as before; implemented in ``relative.py``):
 a block bounded by ``rel_tolerance`` (|x - y| <= r |x|). The codec coded g, the base-2 log of

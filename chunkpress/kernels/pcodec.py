@@ -69,7 +69,7 @@ def _refuse_bare(stream, shape, dtype):
 
 
 _SPEC = _lossy.Spec("pcodec", PcodecError, (1, 2, 3, 4, 5, 6, 7, 8), _encode, _decode,
-                    own_stream=False, dtypes=DTYPES, mask=False,
+                    own_stream=False, dtypes=DTYPES, fill="compact",
                     decode_bare=_refuse_bare)
 
 
