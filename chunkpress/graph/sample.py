@@ -320,9 +320,7 @@ def seen(block, local, fill: str) -> Seen:
     if bad is None or not bad.any():
         return Seen(np.ascontiguousarray(window), 0, window.size)
     if fill == "mean":
-        finite = np.isfinite(block)
-        mean = block[finite].mean(dtype=np.float64) if finite.any() else 0.0
-        values = np.where(bad, window.dtype.type(mean), window)
+        values = np.where(bad, window.dtype.type(_block_mean(block)), window)
     elif fill == "smooth":  # the kernel bridges each 2-D slice (the last two axes) alone
         lead = block.ndim - 2
         near = tuple(s if axis < lead else _around(s, n)
@@ -336,6 +334,28 @@ def seen(block, local, fill: str) -> Seen:
     mask = len(zstd(np.packbits(bad, bitorder="little"), level=1)) + \
         len(zstd(np.ascontiguousarray(window[bad]).view(np.uint8), level=1))
     return Seen(np.ascontiguousarray(values), mask, window.size - int(np.count_nonzero(bad)))
+
+
+#: values the block's finite mean is taken on, at most: a lattice over the last two axes
+MEAN_VALUES = 1 << 21
+
+
+def _block_mean(block) -> float:
+    """Return the finite mean of ``block`` (0 if none), on a lattice of its 2-D slices where
+    it holds more than MEAN_VALUES values: the kernel's own fill takes the mean of every
+    finite cell, and a window asks it of a block up to 6M values large, each time (10 ms, a
+    third of the sampling of a 95 MiB SST). The lattice's mean is the block's within a small
+    share of its range, but on a block whose every slice is alike (SZ3 predicts each from the
+    last: a few bits per value) a fill that close still moved its ratio by 7%: blocks of up
+    to 2M values take every cell."""
+    step = 1
+    if block.ndim >= 2 and block.size > MEAN_VALUES:
+        step = math.ceil(math.sqrt(block.size / MEAN_VALUES))
+    lattice = block[..., ::step, ::step] if step > 1 else block
+    finite = np.isfinite(lattice)
+    if not finite.any() and step > 1:  # the lattice missed the few finite cells
+        lattice, finite = block, np.isfinite(block)
+    return float(lattice[finite].mean(dtype=np.float64)) if finite.any() else 0.0
 
 
 def _around(s: slice, n: int) -> slice:
