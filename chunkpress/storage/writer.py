@@ -378,11 +378,11 @@ GROUP_BYTES = 16 * 2**20
 
 
 def _group_size(blocks: int, block_bytes: int, workers: int) -> int:
-    """Return how many blocks one write task takes: up to GROUP_BYTES of input, and at least
-    four tasks per worker so that the work stays balanced (a small write, an append of a few
-    dozen blocks, otherwise waits on its last task). Each task's end wakes the scheduler's
-    thread, which takes a core from a worker: an append of 24 one-block tasks on 2 cores was
-    preempted 90 times (8 of 3 blocks: 55), for 2-3% of its time.
+    """Return how many blocks one write task takes: up to GROUP_BYTES of input, at least
+    four tasks per worker, and the busiest worker's share within 5% of an even one (else
+    fewer blocks a task), so that no worker waits long on another's last task. Each task's end
+    wakes the scheduler's thread, which takes a core from a worker: an append of 24 one-block
+    tasks on 2 cores was preempted 90 times (8 of 3 blocks: 55), for 2-3% of its time.
 
     >>> _group_size(256, 2**20, 2)
     16
@@ -390,16 +390,26 @@ def _group_size(blocks: int, block_bytes: int, workers: int) -> int:
     2
     >>> _group_size(24, 2**20, 2)
     3
+    >>> _group_size(63, 2**20, 2)  # 7: 9 tasks, 35 blocks on one worker, 28 on the other
+    4
     >>> _group_size(10, 64 * 2**20, 2)
     1
     """
+    workers = max(1, workers)
     by_bytes = max(1, GROUP_BYTES // max(1, block_bytes))
-    by_balance = max(1, blocks // (TASKS_PER_WORKER * max(1, workers)))
-    return min(by_bytes, by_balance)
+    size = min(by_bytes, max(1, blocks // (TASKS_PER_WORKER * workers)))
+    while size > 1:
+        busiest = size * -(-(-(-blocks // size)) // workers)  # blocks, at most, of one worker
+        if blocks / workers >= BALANCE * busiest:
+            break
+        size -= 1
+    return size
 
 
-#: write tasks per worker at least (see ``_group_size``)
+#: write tasks per worker at least, and the share of an even split the busiest worker's
+#: blocks may exceed (see ``_group_size``)
 TASKS_PER_WORKER = 4
+BALANCE = 0.95
 
 
 def _inputs(recipe, group, starts):
