@@ -488,6 +488,7 @@ class _Trials:
         self.settings = settings
         self.results = {}
         self.encoded = 0
+        self.means = {}  # a block's key -> its finite mean (a "mean" fill's), taken once
 
     def _views(self, name, windows, chunks) -> tuple:
         """Each window as (its block, its slices there, the codec's fill) to fill it as in
@@ -514,21 +515,34 @@ class _Trials:
         if isinstance(self.x, np.ndarray):
             # the windows are views: a plain graph of the trials, straight to the scheduler
             # (a fast codec's trials take milliseconds; dask.delayed's bookkeeping would too)
-            graph = {}
+            graph, means = {}, {}  # means: a block's key -> the task taking its mean
+
+            def mean(region):  # each block's once, for all the windows in it (6M values: 3 ms)
+                block = _key(region)
+                if block in self.means:
+                    return self.means[block]
+                if block not in means:
+                    means[block] = f"{base}-mean-{len(means)}"
+                    graph[means[block]] = Task(means[block], sample.block_mean,
+                                               self.x[region])
+                return TaskRef(means[block])
 
             def window(region, local, fill):
                 if local is None:
                     return self.x[region]
                 key = inputs.setdefault(_views_key(((region, local, fill),)),
                                         f"{base}-seen-{len(inputs)}")
-                graph[key] = Task(key, sample.seen, self.x[region], local, fill)
+                graph[key] = Task(key, sample.seen, self.x[region], local, fill,
+                                  mean(region) if fill == "mean" else None)
                 return TaskRef(key)
 
             keys = [f"{base}-{i}" for i in range(len(todo))]
             for key, ((name, _), views) in zip(keys, todo.items()):
                 graph[key] = Task(key, sample.trial, List(*(window(*v) for v in views)),
                                   self.settings[name])
-            done = (get_scheduler() or dask.threaded.get)(graph, keys)
+            *done, taken = (get_scheduler() or dask.threaded.get)(
+                graph, [*keys, list(means.values())])
+            self.means.update(zip(means, taken))
         else:
             def window(region, local, fill):
                 if local is None:
