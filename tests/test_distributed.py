@@ -75,3 +75,19 @@ def test_persisted_blocks_stay_on_the_workers_and_pickle_small(client):
 
 def test_auto_chunks_count_the_cluster_threads(client):
     assert pipeline.workers() == 2
+
+
+def test_auto_on_the_cluster_chooses_as_the_threads_do(client):
+    """codec="auto" on an ocean with land (its windows filled with their blocks' means,
+    taken by tasks of their own) samples on the cluster and chooses as on local threads."""
+    x = smooth((48, 64, 64), seed=3)
+    x[:, 20:44, 10:30] = np.nan  # a continent: a third of each slice
+    with dask.config.set(scheduler="threads"):
+        local = chunkpress.compress(x, "auto", tolerance=1e-3)
+        local_choice = local.choice
+    remote = chunkpress.compress(x, "auto", tolerance=1e-3)
+    assert remote.choice.codec == local_choice.codec
+    assert remote.choice.ratios == local_choice.ratios  # the same windows, the same fill
+    y = chunkpress.decompress(remote.persist()).compute()
+    assert np.array_equal(np.isnan(y), np.isnan(x))
+    assert np.nanmax(np.abs(y - x)) <= 1e-3
