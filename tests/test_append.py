@@ -187,6 +187,44 @@ def test_append_that_fails_leaves_the_store_as_it_was(ds, tmp_path):
     np.testing.assert_array_equal(opened(store).TIME.values, ds.TIME.values)
 
 
+def _with_flags(ds):
+    """``ds`` with an exact int16 variable (a quality flag), kept as it is."""
+    out = ds.copy()
+    flags = (np.arange(ds.SST.size) % 7).reshape(ds.SST.shape).astype("i2")
+    out["FLAG"] = (ds.SST.dims, flags, {"long_name": "quality flag"})
+    return out
+
+
+def test_lazy_exact_variables_append_and_rewrite_regions(ds, tmp_path):
+    """Variables opened lazily (``xr.open_dataset(..., chunks={})``: dask arrays), an exact
+    one among them, append and rewrite regions like in-memory ones; an append whose
+    compressed block fails leaves every file as it was (the exact variable's chunks too)."""
+    flagged = _with_flags(ds)
+    source = str(tmp_path / "month.nc")
+    flagged.to_netcdf(source)
+    store = str(tmp_path / "s.zarr")
+    flagged.isel(TIME=slice(0, 4)).chunkpress.to_zarr(store, tolerance=0.01, chunks=CHUNKS)
+    with xr.open_dataset(source, chunks={}) as lazy:
+        assert isinstance(lazy.FLAG.data, da.Array) and isinstance(lazy.SST.data, da.Array)
+        before = snapshot(store)
+        failing = _failing(lazy, (4, 12))
+        failing["FLAG"] = lazy.FLAG.isel(TIME=slice(4, 12))
+        with pytest.raises(RuntimeError, match="input block 1"):
+            failing.chunkpress.to_zarr(store, append_dim="TIME")
+        assert snapshot(store) == before
+        lazy.isel(TIME=slice(4, 12)).chunkpress.to_zarr(store, append_dim="TIME")
+        back = opened(store)
+        np.testing.assert_array_equal(back.FLAG.values, flagged.FLAG.values)
+        np.testing.assert_array_equal(back.TIME.values, ds.TIME.values)
+        assert float(np.nanmax(np.abs(back.SST.values - ds.SST.values))) <= 0.01
+        changed = lazy.isel(TIME=slice(4, 8))
+        changed["FLAG"] = changed.FLAG + 1
+        changed.chunkpress.to_zarr(store, region={"TIME": slice(4, 8)})
+    expected = flagged.FLAG.values.copy()
+    expected[4:8] += 1
+    np.testing.assert_array_equal(opened(store).FLAG.values, expected)
+
+
 CHILD = """
 import os, sys, time
 sys.path.insert(0, {tests!r})

@@ -15,8 +15,9 @@ import math
 
 import dask.array as da
 import numpy as np
-from dask._task_spec import TaskRef  # see writer.py
 from dask.base import tokenize
+from dask.core import flatten
+from dask.task_spec import List, TaskRef
 
 from .dataset import unpublished_array
 from .reader import MEASURED, MEASURED_RELATIVE
@@ -122,8 +123,10 @@ class ExactPlan:
                            zip(self.selection, self.array.grid_shape))
             stored = da.store(self.data.rechunk(chunks), handle, regions=self.selection,
                               lock=False, compute=False)
-            return one_task("chunkpress-exact-" + stored.key, _nothing, TaskRef(stored.key),
-                            dependencies=[stored])
+            # a Delayed in older dask, an Array of one store task a block since 2025
+            keys = list(flatten(stored.__dask_keys__()))
+            return one_task("chunkpress-exact-" + tokenize(keys), _nothing,
+                            List(*(TaskRef(k) for k in keys)), dependencies=[stored])
         name = "chunkpress-exact-" + tokenize(self.array.node, self.update.write)
         return one_task(name, _set, self.update.store, self.array.node, self.document,
                         self.selection, self.data)
@@ -218,6 +221,9 @@ def run(update: Update, plans: list, compute: bool, opener):
             if writes[number] is None:
                 writes[number], first = plan.writes(first), []
     except BaseException:
+        for plan in plans:  # what began beside the tasks lands before the abort removes it
+            if isinstance(plan, ExactPlan):
+                plan.settle(quiet=True)
         update.abort()
         update.close()
         raise
