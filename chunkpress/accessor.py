@@ -23,6 +23,7 @@ from xarray.conventions import decode_cf_variable, encode_cf_variable
 from . import api
 from .graph.information import ATTRIBUTE
 from .storage import append as _append, dataset as _dataset, writer as _writer
+from .storage.publish import check_write_options
 
 __all__ = ["encode", "CompressedDataset", "ChunkpressAccessor", "compressible"]
 
@@ -168,6 +169,7 @@ class CompressedDataset:
         target and chunks (this dataset's must agree) and need whole chunks (see
         ``chunkpress.storage.append``).
         """
+        check_write_options(overwrite)
         if append_dim is not None or region is not None:
             _check_update(overwrite, shards, append_dim, region)
             options = dict(compressed={n: e.compressed for n, e in self._entries.items()},
@@ -214,6 +216,7 @@ class ChunkpressAccessor:
         variable) with codecs zarr and numcodecs register themselves, so that the store opens
         without chunkpress (see ``chunkpress.to_zarr``).
         """
+        check_write_options(overwrite, kwargs.get("mode"))
         if portable:
             return _portable_to_zarr(self._obj, store, codec, kwargs, overwrite=overwrite,
                                      compute=compute, storage_options=storage_options,

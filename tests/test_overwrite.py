@@ -84,6 +84,23 @@ def target(tmp_path, kind) -> Path:
 KINDS = ["array", "zip", "dataset"]
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_overwrite_and_mode_are_what_they_say(tmp_path, kind):
+    """overwrite="no" is not False to Python's truth: any non-bool is refused, before
+    anything is written; xarray's mode="w" is refused with where chunkpress says it."""
+    path = target(tmp_path, kind)
+    write(field(0), path, kind)
+    before = read_all_ways(path, kind)
+    for given in ("no", "false", 1, None):
+        with pytest.raises(TypeError, match=rf"overwrite must be True or False, got {given!r}"):
+            write(field(5), path, kind, overwrite=given)
+    with pytest.raises(ValueError, match=r"mode='w' is xarray's.*overwrite=True"):
+        write(field(5), path, kind, mode="w", overwrite=True)
+    for old, now in zip(before, read_all_ways(path, kind)):
+        assert np.array_equal(old, now)
+    assert not leftovers(path)
+
+
 # --- 1. a write that fails or is killed leaves the old store ------------------------------------
 
 

@@ -59,6 +59,7 @@ def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=Non
     ``compute=False`` returns a ``dask.delayed`` that does the work, like
     ``dask.array.to_zarr``; otherwise the blocks are written now and the zarr array returned.
     """
+    publish.check_write_options(overwrite, mode)
     if portable:
         return _portable(data, store, codec=codec, tolerance=tolerance,
                          rel_tolerance=rel_tolerance, others=(rate, precision, mode, quality,

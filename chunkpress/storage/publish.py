@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 from zarr.core.sync import sync
 from zarr.storage import LocalStore, StorePath, ZipStore
 
@@ -48,6 +49,23 @@ __all__ = ["open_destination", "Destination", "check_complete", "repair",
 # --- choosing one -----------------------------------------------------------------------------
 
 
+#: xarray's and zarr's open/write modes: a ``mode=`` that is one of them meant that, not the
+#: codec's mode (sperr's "psnr", ...) that chunkpress's to_zarr takes
+XARRAY_MODES = ("w", "w-", "a", "a-", "r+", "r")
+
+
+def check_write_options(overwrite, mode=None) -> None:
+    """Refuse, before anything runs, an ``overwrite`` that is not a bool (``"no"`` would be
+    true: a store replaced) and an xarray-style ``mode=``."""
+    if not isinstance(overwrite, (bool, np.bool_)):
+        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
+    if isinstance(mode, str) and mode in XARRAY_MODES:
+        raise ValueError(f"mode={mode!r} is xarray's; chunkpress's to_zarr writes a new store, "
+                         "replaces one with overwrite=True (only once the new one is "
+                         "complete), adds to one with append_dim= or rewrites part with "
+                         "region=. Its mode= is a codec's (e.g. sperr's 'psnr')")
+
+
 def open_destination(store, path=None, *, overwrite=False, storage_options=None,
                      write: str | None = None) -> Destination:
     """Return where a write of ``path`` in ``store`` goes (see the module's docstring).
@@ -55,6 +73,7 @@ def open_destination(store, path=None, *, overwrite=False, storage_options=None,
     Refuses, before anything is written: an existing node without ``overwrite``; with it, a
     target that is not a Zarr store or holds anything else; a target another writer holds.
     """
+    check_write_options(overwrite)
     write = write or integrity.new_write_id()
     node = node_path(path)
     if isinstance(store, (str, os.PathLike)) and "://" not in str(store):
