@@ -212,3 +212,32 @@ def test_a_variable_made_in_memory_keeps_its_dtype(tmp_path, dtype):
         back = xr.open_zarr(path).t
         assert back.dtype == dtype
         assert np.max(np.abs(back.values - values)) <= 1e-3
+
+
+@pytest.mark.parametrize("calendar", ["standard", "noleap"])
+def test_a_damaged_time_chunk_is_an_error_not_other_dates(tmp_path, calendar):
+    """Times kept exact (datetime64, or cftime for a model's noleap calendar) carry a CRC-32C
+    like every exact variable: a flipped bit in their chunk is an error in every reader, and
+    verify names it, where it read back as other dates."""
+    ds = dataset()
+    if calendar == "noleap":
+        ds = ds.assign_coords(time=xr.date_range("2000-01-01", periods=ds.sizes["time"],
+                                                 freq="D", calendar="noleap",
+                                                 use_cftime=True))
+        ds.time.encoding = {"units": "days since 1850-01-01", "calendar": "noleap"}
+    path = tmp_path / "s.zarr"
+    ds.chunkpress.to_zarr(path, tolerance=0.01)
+    names = [c["name"] for c in json.loads((path / "time" / "zarr.json").read_text())["codecs"]]
+    assert names[-1] == "crc32c", names
+    chunk = path / "time" / "c" / "0"
+    good = chunk.read_bytes()
+    for offset in range(0, len(good), max(1, len(good) // 12)):
+        damaged = bytearray(good)
+        damaged[offset] ^= 0x10
+        chunk.write_bytes(bytes(damaged))
+        with pytest.raises(Exception, match="(?i)checksum|crc"):
+            xr.open_zarr(path).time.load()
+        problems = chunkpress.verify(str(path))
+        assert list(problems["array"]) == ["time"], problems
+    chunk.write_bytes(good)
+    assert list(xr.open_zarr(path).indexes["time"]) == list(ds.indexes["time"])

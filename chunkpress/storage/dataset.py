@@ -138,6 +138,11 @@ def _exact_compressors(var) -> dict:
     with zlib and shuffle), then a CRC-32C so that damaged bytes are an error, not other
     numbers; unless its encoding names compressors. Plain zarr reads it (blosc, crc32c)."""
     dtype = np.dtype(var.encoding.get("dtype", var.dtype))
+    if dtype.kind in "MmO":  # times (datetime64, timedelta64, cftime): stored as CF numbers
+        try:
+            dtype = encode_cf_variable(var.isel({d: slice(0, 1) for d in var.dims})).dtype
+        except (ValueError, TypeError, OverflowError):
+            return {}
     if dtype.kind not in "iufb":
         return {}
     if dtype.itemsize < 2 or var.size < 1024:
