@@ -225,6 +225,29 @@ def test_lazy_exact_variables_append_and_rewrite_regions(ds, tmp_path):
     np.testing.assert_array_equal(opened(store).FLAG.values, expected)
 
 
+def test_a_writer_through_a_symbolic_link_waits_its_turn(ds, tmp_path):
+    """One writer at a time, whatever name it gives the store: an append through a symbolic
+    link to a store another writer holds is refused (each name had its own lock: two appends
+    at once both succeeded, their months mixed), and the store is as it was."""
+    from chunkpress.storage import WriterBusyError
+    from chunkpress.storage.local import Lock
+
+    store = tmp_path / "s.zarr"
+    link = tmp_path / "link.zarr"
+    ds.isel(TIME=slice(0, 4)).chunkpress.to_zarr(str(store), tolerance=0.01, chunks=CHUNKS)
+    link.symlink_to(store, target_is_directory=True)
+    before = snapshot(str(store))
+    held = Lock(str(store))  # another writer, holding the store by its own name
+    try:
+        with pytest.raises(WriterBusyError, match="holds it|another chunkpress write"):
+            ds.isel(TIME=slice(4, 8)).chunkpress.to_zarr(str(link), append_dim="TIME")
+    finally:
+        held.release()
+    assert snapshot(str(store)) == before
+    ds.isel(TIME=slice(4, 8)).chunkpress.to_zarr(str(link), append_dim="TIME")
+    np.testing.assert_array_equal(opened(str(store)).TIME.values, ds.TIME.values[:8])
+
+
 CHILD = """
 import os, sys, time
 sys.path.insert(0, {tests!r})

@@ -40,7 +40,9 @@ class Lock:
     """An exclusive lock beside a local target: ``flock``, so a killed writer releases it."""
 
     def __init__(self, root: str):
-        self.path = staging_name(root, "lock")
+        # beside the directory itself: two writers, one through a symbolic link to it, take
+        # one lock (each took its own, and both appends "succeeded", their months mixed)
+        self.path = staging_name(os.path.realpath(root), "lock")
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         while True:
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
