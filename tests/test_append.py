@@ -225,6 +225,35 @@ def test_lazy_exact_variables_append_and_rewrite_regions(ds, tmp_path):
     np.testing.assert_array_equal(opened(store).FLAG.values, expected)
 
 
+def test_a_failed_region_write_leaves_every_variable_as_it_was(ds, tmp_path):
+    """A region write that fails leaves the region wholly old: its exact variables too (the
+    flags and times, written through zarr in place, were new beside the old SST)."""
+    flagged = _with_flags(ds)
+    store = str(tmp_path / "s.zarr")
+    flagged.chunkpress.to_zarr(store, tolerance=0.01, chunks=CHUNKS)
+    before = snapshot(store)
+    def late(block, block_info=None):  # fails once the exact variables are written
+        time.sleep(0.5)
+        raise RuntimeError("input block 1 could not be read")
+
+    region = flagged.isel(TIME=slice(4, 8))
+    sst = da.from_array(region.SST.values, chunks=(4, -1, -1)).map_blocks(late, dtype="f4")
+    region["SST"] = xr.Variable(region.SST.dims, sst, region.SST.attrs, region.SST.encoding)
+    region["FLAG"] = region.FLAG + 1
+    with pytest.raises(RuntimeError, match="input block 1"):
+        region.chunkpress.to_zarr(store, region={"TIME": slice(4, 8)})
+    assert snapshot(store) == before
+    fine = flagged.isel(TIME=slice(4, 8))
+    fine["FLAG"] = fine.FLAG + 1
+    fine.chunkpress.to_zarr(store, region={"TIME": slice(4, 8)})
+    expected = flagged.FLAG.values.copy()
+    expected[4:8] += 1
+    back = opened(store)
+    np.testing.assert_array_equal(back.FLAG.values, expected)
+    np.testing.assert_array_equal(back.TIME.values, ds.TIME.values)
+    assert set(snapshot(store)) == set(before)  # nothing staged left beside the chunks
+
+
 def test_a_writer_through_a_symbolic_link_waits_its_turn(ds, tmp_path):
     """One writer at a time, whatever name it gives the store: an append through a symbolic
     link to a store another writer holds is refused (each name had its own lock: two appends

@@ -12,12 +12,16 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import math
+import os
 
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
 from dask.core import flatten
 from dask.task_spec import List, TaskRef
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+from zarr.storage import MemoryStore
 
 from .dataset import unpublished_array
 from .reader import MEASURED, MEASURED_RELATIVE
@@ -89,11 +93,19 @@ class ExactPlan:
         # reader reads and an abort removes: it may run before the compressed blocks
         self.only_new = tuple(new_shape) != array.shape and \
             all(s.start % g == 0 for s, g in zip(selection, grid))
+        ranges = [range(s.start // g, -(-s.stop // g)) for s, g in zip(selection, grid)]
+        keys = [array.handle.metadata.encode_chunk_key(index)
+                for index in itertools.product(*ranges)]
+        self.staged = None
         if self.only_new:
-            ranges = [range(s.start // g, -(-s.stop // g)) for s, g in zip(selection, grid)]
-            update.expect(array.node, [array.handle.metadata.encode_chunk_key(index)
-                                       for index in itertools.product(*ranges)],
-                          new=True, checked=False)
+            update.expect(array.node, keys, new=True, checked=False)
+        elif update.local_root is not None:
+            # chunks that exist (a region, or an append into a partial last chunk) are made
+            # beside their keys and renamed in at publish with the compressed ones: a write
+            # that stops leaves them as they were (through zarr in place, a failed region
+            # write left new times beside old data)
+            self.staged = _StagedExact(update, array, self.document)
+            update.expect(array.node, keys, new=False, staged_sink=self.staged.sink)
 
     def start(self) -> None:
         """Begin writing the values now, on a thread of this process, if they are in memory
@@ -118,7 +130,8 @@ class ExactPlan:
             return one_task("chunkpress-exact-" + tokenize(self.array.node, self.update.write),
                             _nothing)
         if isinstance(self.data, da.Array):
-            handle = unpublished_array(self.update.store, self.array.node, self.document)
+            handle = self.staged or unpublished_array(self.update.store, self.array.node,
+                                                      self.document)
             chunks = tuple(_zarr_aligned(s.start, s.stop, c) for s, c in
                            zip(self.selection, self.array.grid_shape))
             stored = da.store(self.data.rechunk(chunks), handle, regions=self.selection,
@@ -128,6 +141,8 @@ class ExactPlan:
             return one_task("chunkpress-exact-" + tokenize(keys), _nothing,
                             List(*(TaskRef(k) for k in keys)), dependencies=[stored])
         name = "chunkpress-exact-" + tokenize(self.array.node, self.update.write)
+        if self.staged is not None:
+            return one_task(name, _staged_set, self.staged, self.selection, self.data)
         return one_task(name, _set, self.update.store, self.array.node, self.document,
                         self.selection, self.data)
 
@@ -137,6 +152,50 @@ class ExactPlan:
     def hand_over(self) -> None:
         if self.document != self.array.document:
             self.update.add_document(self.array.node, self.document)
+
+
+class _StagedExact:
+    """Where an exact variable's values go when its chunks exist already: ``target[sel] =
+    values`` (as ``da.store`` writes a block) encodes the chunks ``sel`` touches with the
+    array's own codecs, each read whole first (zarr rewrites a partial chunk whole), in
+    memory, and puts each beside its key under the update's staged name."""
+
+    def __init__(self, update: Update, array: StoreArray, document: dict):
+        self.root = update.local_root
+        self.node = array.node
+        self.document = document
+        self.grid = array.grid_shape
+        handle = unpublished_array(update.store, array.node, document)
+        self.metadata = handle.metadata
+        self.sink = StagedSink(update.store, array.node, handle.metadata, None, update.write)
+
+    def __setitem__(self, selection, values) -> None:
+        ranges = [range(s.start // g, -(-s.stop // g)) for s, g in zip(selection, self.grid)]
+        keys = [self.metadata.encode_chunk_key(i) for i in itertools.product(*ranges)]
+        memory = MemoryStore()
+        prefix = f"{self.node}/" if self.node else ""
+        for key in keys:
+            try:
+                with open(os.path.join(self.root, prefix + key), "rb") as file:
+                    sync(memory.set(prefix + key, _buffer(file.read())))
+            except FileNotFoundError:  # fill values: zarr left the chunk out
+                pass
+        # every chunk touched is put, fill values too: a rename stands for each
+        handle = unpublished_array(memory, self.node, self.document,
+                                   {"write_empty_chunks": True})
+        handle[tuple(selection)] = values
+        for key in keys:
+            chunk = sync(memory.get(prefix + key, default_buffer_prototype()))
+            self.sink.put(self.sink.staged(key), [chunk.to_bytes()])
+
+
+def _buffer(data: bytes):
+    return default_buffer_prototype().buffer.from_bytes(data)
+
+
+def _staged_set(staged: _StagedExact, selection, data) -> tuple:
+    staged[selection] = data
+    return 0, float("nan")
 
 
 def _set(store, node, document, selection, data) -> tuple:
