@@ -254,6 +254,37 @@ def test_a_failed_region_write_leaves_every_variable_as_it_was(ds, tmp_path):
     assert set(snapshot(store)) == set(before)  # nothing staged left beside the chunks
 
 
+def test_values_the_stores_encoding_cannot_hold_are_refused(ds, tmp_path):
+    """An exact variable keeps the store's CF encoding: times at 12:00 in integer "days
+    since" units (xarray would encode them in hours, read back as days: other dates) and
+    NaN or 1e10 into an int16 flag (read back as 0) are refused, nothing written; the
+    store's units written another way ("... 00:00:00") and NaT are not a change."""
+    flagged = _with_flags(ds)
+    flagged.TIME.encoding = {"units": "days since 1980-01-01", "calendar": "standard",
+                             "dtype": "int64"}
+    store = str(tmp_path / "s.zarr")
+    flagged.isel(TIME=slice(0, 4)).chunkpress.to_zarr(store, tolerance=0.01, chunks=CHUNKS)
+    before = snapshot(store)
+    noon = flagged.isel(TIME=slice(4, 8))
+    noon = noon.assign_coords(TIME=noon.TIME + np.timedelta64(12, "h"))
+    with pytest.raises(ValueError, match=r"'TIME': its values need units 'hours since"):
+        noon.chunkpress.to_zarr(store, append_dim="TIME")
+    wrong = flagged.isel(TIME=slice(4, 8))
+    values = wrong.FLAG.values.astype("f8")
+    values[0, 0, 0], values[1, 1, 1] = np.nan, 1e10
+    wrong["FLAG"] = (wrong.FLAG.dims, values)
+    with pytest.raises(ValueError, match=r"'FLAG': the store keeps it as int16"):
+        wrong.chunkpress.to_zarr(store, append_dim="TIME")
+    assert snapshot(store) == before
+    fine = flagged.isel(TIME=slice(4, 8))
+    times = fine.TIME.values.copy()
+    times[1] = np.datetime64("NaT")
+    fine.assign_coords(TIME=times).chunkpress.to_zarr(store, append_dim="TIME")
+    back = opened(store)
+    assert np.isnat(back.TIME.values[5]) and back.TIME.values[4] == times[0]
+    np.testing.assert_array_equal(back.FLAG.values, flagged.FLAG.values[:8])
+
+
 def test_a_writer_through_a_symbolic_link_waits_its_turn(ds, tmp_path):
     """One writer at a time, whatever name it gives the store: an append through a symbolic
     link to a store another writer holds is refused (each name had its own lock: two appends

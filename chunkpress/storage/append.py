@@ -25,7 +25,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
-from xarray.conventions import encode_cf_variable
+from xarray.conventions import decode_cf_variable, encode_cf_variable
 from zarr.storage import LocalStore, StorePath
 
 from .dataset import CF_ENCODINGS
@@ -261,7 +261,7 @@ def _dataset_plans(update, source, append_dim, region, codec, params, compressed
                              f"codec={given_codec!r}. An append or region write keeps the "
                              "store's choice: compress it in a new store, or keep it exact")
         if array.codec is None:
-            data = _encoded(var, encoding, name)
+            data = _exact(var, encoding, name)
             plans.append(ExactPlan(update, array, data.data, selection, new_shape))
             continue
         if append_dim is not None:
@@ -391,6 +391,70 @@ def _encoded(var: xr.Variable, encoding: dict, name, as_nan=False) -> xr.Variabl
                                np.asarray(np.nan, encoded.dtype), data)
             encoded = xr.Variable(encoded.dims, data, attrs=encoded.attrs)
     return encoded
+
+
+def _exact(var: xr.Variable, encoding: dict, name) -> xr.Variable:
+    """``var`` encoded for an exact variable of the store, or ValueError where the store's
+    encoding cannot hold its values: xarray then changes the units (times at 12:00 in integer
+    "days since" are encoded in hours, read back by the store's days: other dates) or casts
+    (1e10 or NaN into int16: 0), with a warning only."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # said below, as an error
+        encoded = _encoded(var, encoding, name)
+    for key in ("units", "calendar"):
+        if key in encoding and not _same_attribute(key, encoded.attrs.get(key, encoding[key]),
+                                                   encoding[key]):
+            raise ValueError(
+                f"{name!r}: its values need {key} {encoded.attrs[key]!r}; the store keeps "
+                f"{encoding[key]!r} (e.g. times at 12:00 in integer 'days since' units), in "
+                "which they would read back as other values. Write a new store with "
+                f"encoding {{{name!r}: {{{key!r}: {encoded.attrs[key]!r}}}}}, or give values "
+                "the store's encoding holds")
+    packed = "scale_factor" in encoding or "add_offset" in encoding
+    if encoded.dtype.kind in "iub" and not packed and not isinstance(encoded.data, da.Array):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            back = decode_cf_variable(name, encoded).values
+        if not _same(np.asarray(back), np.asarray(var.values)):
+            raise ValueError(
+                f"{name!r}: the store keeps it as {encoded.dtype} (exact), which does not hold "
+                "every value given (out of its range, fractional, or NaN without a "
+                "_FillValue): they would read back as other values. Give values of its type, "
+                "or write a new store")
+    return encoded
+
+
+def _same_attribute(key, a, b) -> bool:
+    """Whether two CF units (or calendars) say the same: "days since 2000-01-01" is "days
+    since 2000-01-01 00:00:00" (xarray writes either)."""
+    if a == b:
+        return True
+    if key != "units" or not isinstance(a, str) or not isinstance(b, str):
+        return False
+    (unit_a, _, since_a), (unit_b, _, since_b) = a.partition(" since "), b.partition(" since ")
+    if unit_a.strip().rstrip("s") != unit_b.strip().rstrip("s") or not since_a or not since_b:
+        return False
+    try:
+        import pandas as pd
+
+        return pd.Timestamp(since_a.strip()) == pd.Timestamp(since_b.strip())
+    except (ValueError, TypeError, OverflowError):
+        return since_a.strip() == since_b.strip()
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays hold the same values (NaN and NaT equal to themselves)."""
+    if a.shape != b.shape:
+        return False
+    if a.dtype.kind in "mM" and b.dtype.kind in "mM":
+        unit = "M8[ns]" if a.dtype.kind == "M" else "m8[ns]"
+        return np.array_equal(a.astype(unit).view("i8"), b.astype(unit).view("i8"))
+    if a.dtype.kind in "fc" or b.dtype.kind in "fc":
+        try:
+            return np.array_equal(a, b, equal_nan=True)
+        except TypeError:
+            return False
+    return bool(np.all(a == b))
 
 
 def _check_unchanged(stored: xr.Dataset, name, var) -> None:
