@@ -385,7 +385,17 @@ def test_crash_between_metadata_puts_is_finished_by_the_next_reader(ds, tmp_path
     assert float(np.nanmax(np.abs(back.SST.values - ds.SST.values[:8]))) <= 0.01
 
 
-def test_storage_options_go_with_urls_only(ds):
+def test_storage_options_go_with_urls_only(ds, tmp_path):
+    local = str(tmp_path / "s.zarr")
+    with pytest.raises(ValueError, match="storage_options go with a URL.*local path"):
+        ds.chunkpress.to_zarr(local, tolerance=0.01, storage_options={"anon": True})
+    with pytest.raises(ValueError, match="storage_options go with a URL.*local path"):
+        chunkpress.to_zarr(ds.SST.values, local, tolerance=0.01, storage_options={})
+    assert not os.path.exists(local)
+    ds.isel(TIME=slice(0, 4)).chunkpress.to_zarr(local, tolerance=0.01, chunks=CHUNKS)
+    with pytest.raises(ValueError, match="storage_options go with a URL.*local path"):
+        ds.isel(TIME=slice(4, 8)).chunkpress.to_zarr(local, append_dim="TIME",
+                                                     storage_options={"anon": True})
     memory = zarr.storage.MemoryStore()
     ds.isel(TIME=slice(0, 4)).chunkpress.to_zarr(memory, tolerance=0.01, chunks=CHUNKS)
     with pytest.raises(ValueError, match="storage_options go with a URL"):

@@ -7,6 +7,8 @@ sits above both, so that neither imports the other.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import zarr
 
@@ -60,6 +62,12 @@ def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=Non
     ``dask.array.to_zarr``; otherwise the blocks are written now and the zarr array returned.
     """
     publish.check_write_options(overwrite, mode)
+    if attributes is not None:
+        try:
+            json.dumps(attributes, allow_nan=True)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"attributes must be a dict of what JSON holds (strings, numbers, "
+                            f"lists, dicts), as zarr.json keeps them: {exc}") from None
     if portable:
         return _portable(data, store, codec=codec, tolerance=tolerance,
                          rel_tolerance=rel_tolerance, others=(rate, precision, mode, quality,

@@ -77,6 +77,9 @@ def open_destination(store, path=None, *, overwrite=False, storage_options=None,
     write = write or integrity.new_write_id()
     node = node_path(path)
     if isinstance(store, (str, os.PathLike)) and "://" not in str(store):
+        if storage_options is not None:
+            raise ValueError(f"storage_options go with a URL (s3://...), not with the local "
+                             f"path {os.fspath(store)!r}: drop them")
         target = os.path.abspath(os.fspath(store))
         refuse_around(target)
         if target.endswith(".zip"):

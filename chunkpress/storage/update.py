@@ -114,6 +114,9 @@ class Update(Destination):
         self.local_root = None
         self.given = store
         if isinstance(store, (str, os.PathLike)) and "://" not in str(store):
+            if storage_options is not None:
+                raise ValueError(f"storage_options go with a URL (s3://...), not with the "
+                                 f"local path {os.fspath(store)!r}: drop them")
             root = os.path.abspath(os.fspath(store))
             if root.endswith(".zip"):
                 raise ValueError(f"{root}: a .zip store is written whole; append to or write "
