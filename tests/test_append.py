@@ -352,6 +352,50 @@ def test_append_killed_leaves_the_store_as_it_was(ds, tmp_path):
     np.testing.assert_array_equal(opened(store).TIME.values, ds.TIME.values)
 
 
+REGION_KILLED = """
+import os, sys, time
+sys.path.insert(0, {tests!r})
+import dask.array as da, xarray as xr
+import chunkpress.accessor
+from test_append import coads
+ds = coads().isel(TIME=slice(4, 12))
+def slow(block, block_info=None):
+    if block_info[0]["chunk-location"][0] == 1:  # months 8..11, once 4..7 are staged
+        while not any(".partial" in f for _, _, fs in os.walk({store!r}) for f in fs):
+            time.sleep(0.01)
+        open({marker!r}, "w").close()
+        time.sleep(60)  # killed meanwhile
+    return block + 1
+sst = da.from_array(ds.SST.values, chunks=(4, -1, -1)).map_blocks(slow, dtype="f4")
+ds["SST"] = xr.Variable(ds.SST.dims, sst, ds.SST.attrs, ds.SST.encoding)
+ds.chunkpress.to_zarr({store!r}, region={{"TIME": slice(4, 12)}})
+"""
+
+
+def test_region_write_killed_leaves_old_values_and_its_staged_chunks_go(ds, tmp_path):
+    """A region write killed after staging some chunks: the store reads as it was, and the
+    next write removes the staged chunks the dead one left inside the store."""
+    store = str(tmp_path / "s.zarr")
+    ds.chunkpress.to_zarr(store, tolerance=0.01, chunks=CHUNKS)
+    old = opened(store)
+    marker = str(tmp_path / "writing")
+    script = REGION_KILLED.format(tests=os.path.dirname(__file__), store=store, marker=marker)
+    child = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 60
+    while not os.path.exists(marker) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.path.exists(marker), "the child did not start writing"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert any(".partial" in name for name in snapshot(store))  # what the dead writer staged
+    np.testing.assert_array_equal(opened(store).SST.values, old.SST.values)
+    assert chunkpress.verify(store).empty
+    ds.isel(TIME=slice(0, 4)).chunkpress.to_zarr(store, region={"TIME": slice(0, 4)})
+    assert not [name for name in snapshot(store) if ".partial" in name]
+    assert not [e for e in os.listdir(tmp_path) if "chunkpress-staged" in e]
+    np.testing.assert_array_equal(opened(store).SST.values, old.SST.values)
+
+
 KILLED_BETWEEN_PUTS = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})

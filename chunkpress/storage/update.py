@@ -37,7 +37,7 @@ from zarr.storage import LocalStore, ZipStore
 from ..graph import codecs
 from . import integrity
 from .dataset import unpublished_array
-from .destination import Destination, IncompleteStoreError, read_json
+from .destination import Destination, IncompleteStoreError, read_json, staging_name
 from .journal import commit, finish_pending, ordered
 from .local import Lock, repair
 from .reader import Layout
@@ -146,9 +146,12 @@ class Update(Destination):
         super().__init__(store, "", integrity.new_write_id(), str(self.local_root or store))
         try:
             finish_pending(self.local_root or store)
+            if self.local_root is not None:
+                _remove_dead_staged(self.local_root)
         except BaseException:
             self.close()
             raise
+        self._marked = False  # whether this write's staged-chunks marker is beside the store
         self._written: list[str] = []  # chunk keys no reader reads yet: removed by abort()
         self._unchecked: list[str] = []  # the same, that zarr may leave out (all fill values)
         self._renames: list[tuple[str, str]] = []  # (staged, final) keys, local region writes
@@ -189,6 +192,12 @@ class Update(Destination):
         ``checked``: written through zarr, which leaves out a chunk of fill values, so
         publishing does not look for them."""
         prefix = f"{node}/" if node else ""
+        if staged_sink is not None and self.local_root is not None and not self._marked:
+            # beside the store, until this write publishes or aborts: the next writer removes
+            # the staged chunks of a write killed before either (see _remove_dead_staged)
+            with open(staging_name(self.local_root, "staged", self.write), "wb"):
+                pass
+            self._marked = True
         for key in keys:
             if staged_sink is not None:
                 self._renames.append((prefix + staged_sink.staged(key), prefix + key))
@@ -229,6 +238,7 @@ class Update(Destination):
                 self._put(key, documents[key])
             return
         commit(self.local_root or self.store, self.write, self._renames, documents)
+        self._unmark()
 
     def abort(self) -> None:
         """Remove the chunks this write put where no reader looks (never an old chunk)."""
@@ -240,11 +250,40 @@ class Update(Destination):
                     sync(self.store.delete(key))
             except FileNotFoundError:
                 pass
+        self._unmark()
+
+    def _unmark(self) -> None:
+        if self._marked:
+            try:
+                os.remove(staging_name(self.local_root, "staged", self.write))
+            except FileNotFoundError:
+                pass
+            self._marked = False
 
     def close(self) -> None:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+
+
+def _remove_dead_staged(root: str) -> None:
+    """Remove the staged chunks of writes that died before publishing or aborting (called
+    with the lock held and the journal finished: no live write stages, and a committed one
+    has renamed its chunks). Each such write left its marker beside the store; the store is
+    walked only then, and only files of that write's own staged name are removed."""
+    parent, name = os.path.split(os.path.abspath(root))
+    prefix = f".{name}.chunkpress-staged-"
+    try:
+        markers = [e for e in os.listdir(parent) if e.startswith(prefix)]
+    except OSError:
+        return
+    for marker in markers:
+        ending = f".chunkpress-{marker[len(prefix):]}.partial"
+        for directory, _, files in os.walk(root):
+            for file in files:
+                if file.startswith(".") and file.endswith(ending):
+                    os.remove(os.path.join(directory, file))
+        os.remove(os.path.join(parent, marker))
 
 
 class StagedSink(ChunkSink):
