@@ -396,6 +396,42 @@ def test_region_write_killed_leaves_old_values_and_its_staged_chunks_go(ds, tmp_
     np.testing.assert_array_equal(opened(store).SST.values, old.SST.values)
 
 
+READER_LOOP = """
+import os, sys
+from chunkpress.storage.publish import check_complete
+while not os.path.exists({stop!r}):
+    check_complete({store!r})  # what every chunkpress reader does first
+"""
+
+
+def test_appends_publish_whole_while_a_reader_opens_the_store(ds, tmp_path):
+    """A reader opening the store while appends publish leaves their journals to them: a
+    reader carrying out a live writer's journal raced it rename by rename, and the writer
+    that lost aborted while the reader published its half (steps of NaN, times of fill)."""
+    store = str(tmp_path / "s.zarr")
+    stop = str(tmp_path / "stop")
+    months = coads(months=96, ny=12, nx=16)
+    months.isel(TIME=slice(0, 2)).chunkpress.to_zarr(store, tolerance=0.01,
+                                                     chunks={"TIME": 2, "COADSY": 12,
+                                                             "COADSX": 16})
+    reader = subprocess.Popen([sys.executable, "-c",
+                               READER_LOOP.format(stop=stop, store=store)])
+    try:
+        time.sleep(1.0)  # the reader is looping
+        for start in range(2, 96, 2):
+            months.isel(TIME=slice(start, start + 2)).chunkpress.to_zarr(store,
+                                                                         append_dim="TIME")
+    finally:
+        open(stop, "w").close()
+        reader.wait(timeout=60)
+    assert reader.returncode == 0
+    back = opened(store)
+    np.testing.assert_array_equal(back.TIME.values, months.TIME.values)
+    assert float(np.nanmax(np.abs(back.SST.values - months.SST.values))) <= 0.01
+    np.testing.assert_array_equal(np.isnan(back.SST.values), np.isnan(months.SST.values))
+    assert chunkpress.verify(store).empty
+
+
 KILLED_BETWEEN_PUTS = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})

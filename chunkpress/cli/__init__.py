@@ -80,8 +80,12 @@ def _said_interrupted(args, before) -> int:
     """Say in one line in what state Ctrl-C left the output; return the exit code."""
     if args.debug:
         traceback.print_exc()
-    # a zarr call cut off leaves a coroutine never awaited: no warning about it after this
+    # a zarr call cut off leaves a coroutine never awaited: no warning about it after this;
+    # and what the interrupt cut off half made fails again as it is collected (an event loop
+    # half started: "Exception ignored in BaseEventLoop.__del__"): the line below says it
     warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
+    if not args.debug:
+        sys.unraisablehook = lambda unraisable: None
     print(f"chunkpress {args.command}: interrupted; {errors.after_interrupt(args, before)}",
           file=sys.stderr)
     return EXIT_INTERRUPTED

@@ -79,7 +79,7 @@ def main(args) -> int:
         if args.verify:
             enc = run(enc.persist, "compressing")
         job = enc.to_zarr(args.output, overwrite=args.overwrite, compute=False,
-                          storage_options=options or None)
+                          storage_options=_output_options(args.output, options))
         run(job, "writing")  # published here: this process checks every chunk is there
         report = enc.report() if args.verify else _table(args.output, options)
     print_table(report)
@@ -99,10 +99,18 @@ def _portable(ds, chosen, args, options) -> int:
         raise UserError(f"--portable takes --tolerance and --rel-tolerance only; drop "
                         f"{', '.join('--' + k.replace('_', '-') for k in others)}")
     job = ds.chunkpress.to_zarr(args.output, portable=True, overwrite=args.overwrite,
-                                compute=False, storage_options=options or None, **kept)
+                                compute=False,
+                                storage_options=_output_options(args.output, options),
+                                **kept)
     run(job, "writing")
     print_table(_table(args.output, options))
     return 0
+
+
+def _output_options(output, options):
+    """The --storage-option values for the output: a URL's (an input's may be a URL where
+    the output is a local path)."""
+    return (options or None) if "://" in str(output) else None
 
 
 def _table(output, options):

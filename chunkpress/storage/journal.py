@@ -29,7 +29,7 @@ from zarr.storage import LocalStore, ZipStore
 
 from .destination import staging_name
 
-__all__ = ["JOURNAL", "commit", "finish_pending", "ordered"]
+__all__ = ["JOURNAL", "commit", "finish_pending", "ordered", "journal_path"]
 
 #: the journal of an object store, at its root
 JOURNAL = ".chunkpress-journal.json"
@@ -145,8 +145,10 @@ def _digest(data: bytes | None) -> str | None:
     return None if data is None else hashlib.sha256(data).hexdigest()
 
 
-def _journal_path(root: str) -> str:
+def journal_path(root: str) -> str:
+    """Where the journal of a local store at ``root`` is, while there is one."""
     return staging_name(root, "journal")
+
 
 
 def _get(where, key: str) -> bytes | None:
@@ -165,7 +167,7 @@ def _write_journal(where, journal: dict) -> None:
     if not isinstance(where, str):
         sync(where.set(JOURNAL, default_buffer_prototype().buffer.from_bytes(data)))
         return
-    path = _journal_path(where)
+    path = journal_path(where)
     partial = f"{path}.{os.getpid()}.partial"
     with open(partial, "wb") as file:
         file.write(data)
@@ -173,7 +175,7 @@ def _write_journal(where, journal: dict) -> None:
 
 
 def _read_journal(where) -> dict | None:
-    data = _get(*os.path.split(_journal_path(where))) if isinstance(where, str) else \
+    data = _get(*os.path.split(journal_path(where))) if isinstance(where, str) else \
         _get(where, JOURNAL)
     if data is None:
         return None
@@ -186,7 +188,7 @@ def _read_journal(where) -> dict | None:
 def _remove_journal(where) -> None:
     if isinstance(where, str):
         try:
-            os.remove(_journal_path(where))
+            os.remove(journal_path(where))
         except FileNotFoundError:
             pass
     else:

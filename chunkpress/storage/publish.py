@@ -29,6 +29,7 @@ files), ``foreign`` (refusing what chunkpress did not write), ``objectstore``, `
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 from zarr.core.sync import sync
@@ -38,7 +39,7 @@ from . import integrity
 from .destination import (WRITING, Destination, IncompleteStoreError, WriterBusyError,
                           first_key, staging_name)
 from .foreign import check_replaceable, refuse_around
-from .local import local_destination, repair, replacing_file
+from .local import Lock, local_destination, repair, replacing_file
 from .zipstore import open_zip_destination, zip_destination
 
 __all__ = ["open_destination", "Destination", "check_complete", "repair",
@@ -130,10 +131,14 @@ def check_complete(store, path=None, storage_options=None) -> None:
     """
     from .journal import finish_pending  # an append cut off between its metadata puts
 
-    try:
-        finish_pending(store)
-    except OSError:
-        pass
+    local = _local_root(store)
+    if local is not None:
+        _finish_pending_local(local)
+    else:
+        try:
+            finish_pending(store)
+        except OSError:
+            pass
     if isinstance(store, (str, os.PathLike)) and "://" not in str(store):
         root = os.path.abspath(os.fspath(store))
         if not root.endswith(".zip"):
@@ -169,6 +174,50 @@ def _repair_quietly(root: str, path) -> None:
             repair(root, path)
     except OSError:  # another reader repaired it first, or the place is read-only
         pass
+
+
+#: seconds a reader waits for a live writer to finish publishing (its commit takes ms)
+PUBLISH_WAIT = 30.0
+
+
+def _local_root(store) -> str | None:
+    if isinstance(store, (str, os.PathLike)) and "://" not in str(store):
+        root = os.path.abspath(os.fspath(store))
+        return None if root.endswith(".zip") else root
+    if isinstance(store, LocalStore):
+        return os.path.abspath(str(store.root))
+    return None
+
+
+def _finish_pending_local(root: str) -> None:
+    """A reader finishes the journal of a write that died, holding the store's lock; the
+    journal of a live writer (it holds the lock) is the writer's to carry out: the reader
+    waits for it to go. Both carrying one out at once raced on each rename, and the writer
+    that lost aborted while the reader published its appends half written."""
+    from .journal import finish_pending, journal_path
+
+    journal = journal_path(root)
+    if not os.path.exists(journal):
+        return
+    try:
+        lock = Lock(root)
+    except WriterBusyError:
+        deadline = time.monotonic() + PUBLISH_WAIT
+        while os.path.exists(journal) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if os.path.exists(journal):
+            raise IncompleteStoreError(
+                f"{root}: another process holds it and is publishing a write that has not "
+                f"finished in {PUBLISH_WAIT:.0f} s; read it again once that write is done")
+        return
+    except OSError:  # a place this process cannot write: nor could it finish a journal
+        return
+    try:
+        finish_pending(root)
+    except OSError:
+        pass
+    finally:
+        lock.release()
 
 
 def _local_unfinished(root: str, path) -> None:
