@@ -275,6 +275,9 @@ def test_values_the_stores_encoding_cannot_hold_are_refused(ds, tmp_path):
     wrong["FLAG"] = (wrong.FLAG.dims, values)
     with pytest.raises(ValueError, match=r"'FLAG': the store keeps it as int16"):
         wrong.chunkpress.to_zarr(store, append_dim="TIME")
+    lazy = wrong.chunk({"TIME": 2})  # not read yet: each block checked as it is written
+    with pytest.raises(ValueError, match=r"'FLAG': the store keeps it as int16"):
+        lazy.chunkpress.to_zarr(store, append_dim="TIME")
     assert snapshot(store) == before
     fine = flagged.isel(TIME=slice(4, 8))
     times = fine.TIME.values.copy()
@@ -283,6 +286,29 @@ def test_values_the_stores_encoding_cannot_hold_are_refused(ds, tmp_path):
     back = opened(store)
     assert np.isnat(back.TIME.values[5]) and back.TIME.values[4] == times[0]
     np.testing.assert_array_equal(back.FLAG.values, flagged.FLAG.values[:8])
+
+
+def test_packed_values_out_of_the_stores_range_are_refused(ds, tmp_path):
+    """A packed exact variable (int16, scale_factor 0.001) takes values within half a step
+    of what it stores, and refuses 1e6 (it read back as -13.824), nothing written."""
+    packed = ds.copy()
+    packed["Q"] = (ds.SST.dims, np.round(ds.SST.values.astype("f8") / 40, 3))
+    packed.Q.encoding = {"dtype": "int16", "scale_factor": 0.001, "_FillValue": -32768}
+    store = str(tmp_path / "s.zarr")
+    packed.isel(TIME=slice(0, 4)).chunkpress.to_zarr(store, tolerance=0.01, chunks=CHUNKS,
+                                                     variables=["SST"])
+    before = snapshot(store)
+    wrong = packed.isel(TIME=slice(4, 8))
+    values = wrong.Q.values.copy()
+    values[0, 5, 5] = 1e6
+    wrong["Q"] = (wrong.Q.dims, values)
+    with pytest.raises(ValueError, match=r"'Q': the store keeps it as int16"):
+        wrong.chunkpress.to_zarr(store, append_dim="TIME")
+    assert snapshot(store) == before
+    packed.isel(TIME=slice(4, 8)).chunkpress.to_zarr(store, append_dim="TIME")
+    back = opened(store)
+    assert np.nanmax(np.abs(back.Q.values - packed.Q.values[:8])) <= 0.0005 + 1e-9
+    np.testing.assert_array_equal(np.isnan(back.Q.values), np.isnan(packed.Q.values[:8]))
 
 
 def test_a_writer_through_a_symbolic_link_waits_its_turn(ds, tmp_path):
@@ -372,14 +398,20 @@ ds.chunkpress.to_zarr({store!r}, region={{"TIME": slice(4, 12)}})
 """
 
 
-def test_region_write_killed_leaves_old_values_and_its_staged_chunks_go(ds, tmp_path):
+@pytest.mark.parametrize("through", ["its name", "a symbolic link"])
+def test_region_write_killed_leaves_old_values_and_its_staged_chunks_go(ds, tmp_path, through):
     """A region write killed after staging some chunks: the store reads as it was, and the
-    next write removes the staged chunks the dead one left inside the store."""
+    next write removes the staged chunks the dead one left inside the store (also when the
+    dead one wrote through a symbolic link to it)."""
     store = str(tmp_path / "s.zarr")
     ds.chunkpress.to_zarr(store, tolerance=0.01, chunks=CHUNKS)
     old = opened(store)
     marker = str(tmp_path / "writing")
-    script = REGION_KILLED.format(tests=os.path.dirname(__file__), store=store, marker=marker)
+    given = store
+    if through == "a symbolic link":
+        given = str(tmp_path / "link.zarr")
+        os.symlink(store, given, target_is_directory=True)
+    script = REGION_KILLED.format(tests=os.path.dirname(__file__), store=given, marker=marker)
     child = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.monotonic() + 60
     while not os.path.exists(marker) and child.poll() is None and time.monotonic() < deadline:

@@ -195,7 +195,7 @@ class Update(Destination):
         if staged_sink is not None and self.local_root is not None and not self._marked:
             # beside the store, until this write publishes or aborts: the next writer removes
             # the staged chunks of a write killed before either (see _remove_dead_staged)
-            with open(staging_name(self.local_root, "staged", self.write), "wb"):
+            with open(_marker(self.local_root, self.write), "wb"):
                 pass
             self._marked = True
         for key in keys:
@@ -255,7 +255,7 @@ class Update(Destination):
     def _unmark(self) -> None:
         if self._marked:
             try:
-                os.remove(staging_name(self.local_root, "staged", self.write))
+                os.remove(_marker(self.local_root, self.write))
             except FileNotFoundError:
                 pass
             self._marked = False
@@ -266,12 +266,18 @@ class Update(Destination):
             self.lock = None
 
 
+def _marker(root: str, write: str) -> str:
+    """The marker of a write's staged chunks: beside the directory itself, whatever name a
+    writer gives it (a symbolic link), as the lock is."""
+    return staging_name(os.path.realpath(root), "staged", write)
+
+
 def _remove_dead_staged(root: str) -> None:
     """Remove the staged chunks of writes that died before publishing or aborting (called
     with the lock held and the journal finished: no live write stages, and a committed one
     has renamed its chunks). Each such write left its marker beside the store; the store is
     walked only then, and only files of that write's own staged name are removed."""
-    parent, name = os.path.split(os.path.abspath(root))
+    parent, name = os.path.split(os.path.realpath(root))
     prefix = f".{name}.chunkpress-staged-"
     try:
         markers = [e for e in os.listdir(parent) if e.startswith(prefix)]
