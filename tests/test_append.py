@@ -354,14 +354,8 @@ ds.isel(TIME=slice(4, 12)).chunkpress.to_zarr({store!r}, append_dim="TIME")
 """
 
 
-def test_append_killed_leaves_the_store_as_it_was(ds, tmp_path):
-    store = str(tmp_path / "s.zarr")
-    ds.isel(TIME=slice(0, 4)).chunkpress.to_zarr(store, tolerance=0.01, chunks=CHUNKS)
-    old = opened(store)
-    new_chunk = os.path.join(store, "SST", "c", "1", "0", "0")  # months 4..7, beyond the shape
-    marker = str(tmp_path / "writing")
-    script = CHILD.format(tests=os.path.dirname(__file__), store=store, chunk=new_chunk,
-                          marker=marker)
+def _killed_once_writing(script: str, marker: str) -> None:
+    """Run ``script`` in a child process and SIGKILL it once it has made ``marker``."""
     child = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.monotonic() + 60
     while not os.path.exists(marker) and child.poll() is None and time.monotonic() < deadline:
@@ -369,6 +363,16 @@ def test_append_killed_leaves_the_store_as_it_was(ds, tmp_path):
     assert os.path.exists(marker), "the child did not start writing"
     child.send_signal(signal.SIGKILL)
     child.wait()
+
+
+def test_append_killed_leaves_the_store_as_it_was(ds, tmp_path):
+    store = str(tmp_path / "s.zarr")
+    ds.isel(TIME=slice(0, 4)).chunkpress.to_zarr(store, tolerance=0.01, chunks=CHUNKS)
+    old = opened(store)
+    new_chunk = os.path.join(store, "SST", "c", "1", "0", "0")  # months 4..7, beyond the shape
+    marker = str(tmp_path / "writing")
+    _killed_once_writing(CHILD.format(tests=os.path.dirname(__file__), store=store,
+                                      chunk=new_chunk, marker=marker), marker)
     back = opened(store)
     assert back.SST.shape == old.SST.shape
     np.testing.assert_array_equal(back.SST.values, old.SST.values)
@@ -411,14 +415,8 @@ def test_region_write_killed_leaves_old_values_and_its_staged_chunks_go(ds, tmp_
     if through == "a symbolic link":
         given = str(tmp_path / "link.zarr")
         os.symlink(store, given, target_is_directory=True)
-    script = REGION_KILLED.format(tests=os.path.dirname(__file__), store=given, marker=marker)
-    child = subprocess.Popen([sys.executable, "-c", script])
-    deadline = time.monotonic() + 60
-    while not os.path.exists(marker) and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert os.path.exists(marker), "the child did not start writing"
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    _killed_once_writing(REGION_KILLED.format(tests=os.path.dirname(__file__), store=given,
+                                              marker=marker), marker)
     assert any(".partial" in name for name in snapshot(store))  # what the dead writer staged
     np.testing.assert_array_equal(opened(store).SST.values, old.SST.values)
     assert chunkpress.verify(store).empty
