@@ -129,3 +129,38 @@ def test_existing_node_needs_overwrite(icechunk_repo):
     with pytest.raises(FileExistsError, match="overwrite=True"):
         chunkpress.to_zarr(field(1), session.store, path="sst", tolerance=TOL)
     assert not session.has_uncommitted_changes
+
+
+def test_append_in_a_session_and_a_failed_one_commits_nothing_new(icechunk_repo, scheduler):
+    """Month by month into a repository: an append extends the arrays in the session (Icechunk
+    refuses a chunk beyond an array's shape: every append failed), the user commits; an
+    append whose block fails raises its own error and a commit after it holds the old values."""
+    x = field(2)
+    session = icechunk_repo.writable_session("main")
+    dataset(x).isel(t=slice(0, 32)).chunkpress.to_zarr(
+        session.store, tolerance=TOL, chunks={"t": 16, "y": 16, "x": 16})
+    session.commit("first half")
+    session = icechunk_repo.writable_session("main")
+    if scheduler == "cluster":  # a writable session does not go to the workers
+        with pytest.raises(ValueError, match=r"runs on this process's threads.*scheduler="):
+            dataset(x).isel(t=slice(32, 64)).chunkpress.to_zarr(session.store,
+                                                               append_dim="t")
+        assert not session.has_uncommitted_changes
+        return
+    bad = dataset(x).isel(t=slice(32, 64))
+    bad["sst"] = (bad.sst.dims, failing(x)[32:])
+    with pytest.raises(RuntimeError, match=r"block \(2, 1, 1\)"):
+        bad.chunkpress.to_zarr(session.store, append_dim="t")
+    if session.has_uncommitted_changes:  # the arrays' documents put back as they were
+        session.commit("after a failed append")
+    kept = xr.open_zarr(icechunk_repo.readonly_session("main").store).load()
+    assert kept.sizes["t"] == 32 and np.abs(kept.sst.values - x[:32]).max() <= TOL
+    session = icechunk_repo.writable_session("main")
+    dataset(x).isel(t=slice(32, 64)).chunkpress.to_zarr(session.store, append_dim="t")
+    session.commit("second half")
+    read = icechunk_repo.readonly_session("main").store
+    opened = xr.open_zarr(read).load()
+    assert np.abs(opened.sst.values - x).max() <= TOL
+    np.testing.assert_array_equal(opened.n.values, np.arange(64))
+    np.testing.assert_array_equal(opened.t.values, np.arange(64.0))
+    assert np.abs(chunkpress.from_zarr(read, path="sst").compute() - x).max() <= TOL

@@ -151,6 +151,7 @@ class Update(Destination):
         except BaseException:
             self.close()
             raise
+        self._restore: dict[str, bytes] = {}  # Icechunk: documents put early, as they were
         self._marked = False  # whether this write's staged-chunks marker is beside the store
         self._written: list[str] = []  # chunk keys no reader reads yet: removed by abort()
         self._unchecked: list[str] = []  # the same, that zarr may leave out (all fill values)
@@ -204,6 +205,15 @@ class Update(Destination):
             elif new:
                 (self._written if checked else self._unchecked).append(prefix + key)
 
+    def extend_first(self, documents: dict) -> None:
+        """Put the new documents of arrays that grow now, keeping the old ones to put back
+        on abort (Icechunk, whose session is the transaction; see update_plans.run)."""
+        for node, document in documents.items():
+            key = f"{node}/zarr.json" if node else "zarr.json"
+            old = self.read_document(node)
+            self._restore[key] = json.dumps(old, indent=2).encode()
+            self._put(key, json.dumps(document, indent=2).encode())
+
     def guard(self, node: str, document: dict) -> None:
         """A document the update relies on (unchanged): the journal checks it is still there."""
         self._guards[node] = document
@@ -246,10 +256,14 @@ class Update(Destination):
             try:
                 if self.local_root is not None:
                     os.remove(os.path.join(self.local_root, key))
-                else:
+                elif not self.icechunk or sync(self.store.exists(key)):
+                    # (Icechunk refuses to delete a key beyond an array's shape: never put)
                     sync(self.store.delete(key))
             except FileNotFoundError:
                 pass
+        for key, data in self._restore.items():  # the arrays as they were (Icechunk)
+            self._put(key, data)
+        self._restore = {}
         self._unmark()
 
     def _unmark(self) -> None:

@@ -217,6 +217,15 @@ def _nothing(*_) -> tuple:
     return 0, float("nan")
 
 
+def _on_a_cluster() -> bool:
+    """Whether dask's scheduler now is not this process's threads or the synchronous one."""
+    import dask.local
+    import dask.threaded
+    from dask.base import get_scheduler
+
+    return get_scheduler() not in (None, dask.threaded.get, dask.local.get_sync)
+
+
 def _zarr_aligned(start: int, stop: int, step: int) -> tuple:
     """Block extents of ``start:stop`` cut at the multiples of ``step`` (one task per chunk).
 
@@ -265,6 +274,18 @@ class RootPlan:
 def run(update: Update, plans: list, compute: bool, opener):
     try:
         plans = [*plans, RootPlan(update, [p for p in plans])]
+        if update.icechunk and compute and _on_a_cluster():
+            raise ValueError(
+                "an append or region write into an Icechunk session runs on this process's "
+                "threads (its writable session does not go to a cluster's workers): run it "
+                "within dask.config.set(scheduler='threads'), nothing was written")
+        if update.icechunk:
+            # Icechunk refuses a chunk beyond an array's shape: the arrays are extended in the
+            # session first (nothing is visible before the user commits; an abort puts the
+            # old documents back)
+            update.extend_first({p.array.node: p.document for p in plans
+                                 if isinstance(p, (ArrayPlan, ExactPlan))
+                                 and p.document.get("shape") != p.array.document.get("shape")})
         if compute:
             for plan in plans:
                 if isinstance(plan, ExactPlan):
