@@ -297,12 +297,14 @@ def _remove_dead_staged(root: str) -> None:
         markers = [e for e in os.listdir(parent) if e.startswith(prefix)]
     except OSError:
         return
+    if not markers:
+        return
+    endings = tuple(f".chunkpress-{marker[len(prefix):]}.partial" for marker in markers)
+    for directory, _, files in os.walk(root):
+        for file in files:
+            if file.startswith(".") and file.endswith(endings):
+                os.remove(os.path.join(directory, file))
     for marker in markers:
-        ending = f".chunkpress-{marker[len(prefix):]}.partial"
-        for directory, _, files in os.walk(root):
-            for file in files:
-                if file.startswith(".") and file.endswith(ending):
-                    os.remove(os.path.join(directory, file))
         os.remove(os.path.join(parent, marker))
 
 

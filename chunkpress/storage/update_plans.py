@@ -93,9 +93,7 @@ class ExactPlan:
         # reader reads and an abort removes: it may run before the compressed blocks
         self.only_new = tuple(new_shape) != array.shape and \
             all(s.start % g == 0 for s, g in zip(selection, grid))
-        ranges = [range(s.start // g, -(-s.stop // g)) for s, g in zip(selection, grid)]
-        keys = [array.handle.metadata.encode_chunk_key(index)
-                for index in itertools.product(*ranges)]
+        keys = _touched_keys(array.handle.metadata, grid, selection)
         self.staged = None
         if self.only_new:
             update.expect(array.node, keys, new=True, checked=False)
@@ -170,14 +168,14 @@ class _StagedExact:
         self.sink = StagedSink(update.store, array.node, handle.metadata, None, update.write)
 
     def __setitem__(self, selection, values) -> None:
-        ranges = [range(s.start // g, -(-s.stop // g)) for s, g in zip(selection, self.grid)]
-        keys = [self.metadata.encode_chunk_key(i) for i in itertools.product(*ranges)]
+        keys = _touched_keys(self.metadata, self.grid, selection)
         memory = MemoryStore()
         prefix = f"{self.node}/" if self.node else ""
         for key in keys:
             try:
                 with open(os.path.join(self.root, prefix + key), "rb") as file:
-                    sync(memory.set(prefix + key, _buffer(file.read())))
+                    data = default_buffer_prototype().buffer.from_bytes(file.read())
+                sync(memory.set(prefix + key, data))
             except FileNotFoundError:  # fill values: zarr left the chunk out
                 pass
         # every chunk touched is put, fill values too: a rename stands for each
@@ -189,8 +187,10 @@ class _StagedExact:
             self.sink.put(self.sink.staged(key), [chunk.to_bytes()])
 
 
-def _buffer(data: bytes):
-    return default_buffer_prototype().buffer.from_bytes(data)
+def _touched_keys(metadata, grid, selection) -> list:
+    """The keys of the chunks (of shape ``grid``) that ``selection`` (slices) touches."""
+    ranges = [range(s.start // g, -(-s.stop // g)) for s, g in zip(selection, grid)]
+    return [metadata.encode_chunk_key(index) for index in itertools.product(*ranges)]
 
 
 def _staged_set(staged: _StagedExact, selection, data) -> tuple:
@@ -290,10 +290,10 @@ def run(update: Update, plans: list, compute: bool, opener):
             for plan in plans:
                 if isinstance(plan, ExactPlan):
                     plan.start()
-        # the first group of blocks waits for the exact variables' appends, so that dask runs
-        # them first: last, a write through zarr adds its round trip to zarr's event loop
-        # (2 to 5 ms) to every append. A region's exact chunks, rewritten in place, stay as
-        # dask orders them.
+        # the first group of blocks waits for the exact variables' appends not begun above
+        # (lazy values), so that dask runs them first: last, a write through zarr adds its
+        # round trip to zarr's event loop (2 to 5 ms) to every append. A region's exact
+        # chunks, staged, stay as dask orders them.
         writes = [None if isinstance(p, ArrayPlan) else p.writes() for p in plans]
         first = [w for p, w in zip(plans, writes)
                  if getattr(p, "only_new", False) and getattr(p, "pending", None) is None]
