@@ -303,6 +303,26 @@ def test_an_unwritable_output_directory(tmp_path, original):
     assert os.listdir(target) == []
 
 
+def test_decompress_onto_a_full_disk_is_one_line(tmp_path, store):
+    """netCDF-C says a full disk as "NetCDF: HDF error" (a RuntimeError, no errno): a user's
+    error in one line with the free space, the temporary file gone (a 64 KiB tmpfs in a mount
+    namespace of the child's own)."""
+    target = tmp_path / "full"
+    target.mkdir()
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
+                           capture_output=True)
+    if shutil.which("unshare") is None or probe.returncode != 0:
+        pytest.skip("no mount namespace here (unshare --mount)")
+    script = (f"mount -t tmpfs -o size=64k tmpfs {target} && {sys.executable} -m chunkpress "
+              f"decompress {store} {target}/o.nc; code=$?; ls -A {target} | sed 's/^/left: /'; exit $code")
+    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                             script], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                            capture_output=True, text=True, timeout=300)
+    line = one_line(result)
+    assert line.startswith("chunkpress decompress: error: ") and "MiB left free" in line, line
+    assert "is as it was" in line and "left: " not in result.stdout  # no temporary file
+
+
 def test_s3_without_credentials_is_one_line(tmp_path, s3, original):
     bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     bare.update(AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=os.devnull,

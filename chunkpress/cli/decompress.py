@@ -62,7 +62,8 @@ def main(args) -> int:
                 run(ds.to_netcdf(temporary, format="NETCDF4", engine="netcdf4",
                                  encoding=encoding, compute=False), "writing")
             except (ValueError, OSError, RuntimeError) as exc:
-                raise _damaged(args.input, options, exc) or exc
+                raise _damaged(args.input, options, exc) or _not_written(args.output, exc) \
+                    or exc
     size = os.path.getsize(args.output)
     how = {"zlib": f"zlib level {level} + shuffle", "zstd": f"zstd level {level}",
            "none": "uncompressed"}[args.netcdf_compression]
@@ -177,6 +178,19 @@ def _check_zstd() -> None:
     if not getattr(netCDF4, "__has_zstandard_support__", False):
         raise UserError("--netcdf-compression zstd: this netCDF4 (netCDF-C "
                         f"{netCDF4.__netcdf4libversion__}) has no zstd plugin; use zlib")
+
+
+def _not_written(output, exc):
+    """netCDF-C's failure to write (a full disk says "NetCDF: HDF error", no errno) as one line
+    with the free space where OUT goes; None for other errors (bugs stay bugs)."""
+    if not (isinstance(exc, RuntimeError) and str(exc).startswith("NetCDF:")):
+        return None
+    directory = os.path.dirname(os.path.abspath(output))
+    free = os.statvfs(directory)
+    free = free.f_bavail * free.f_frsize
+    return UserError(f"{output}: the netCDF library could not write it ({str(exc).strip()}) "
+                     f"with {free / 2**20:.1f} MiB left free in {directory}: if the disk is "
+                     f"full, free space or choose another place; {output} is as it was")
 
 
 def _damaged(path, options, exc):
