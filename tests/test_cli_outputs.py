@@ -258,6 +258,25 @@ def test_a_damaged_chunk_is_named(tmp_path, store):
     assert not os.path.exists(tmp_path / "out.nc")
 
 
+@pytest.mark.parametrize("damage", ["missing", "moved"])
+def test_a_missing_or_moved_chunk_is_named_not_written_as_fill(tmp_path, original, damage):
+    """zarr's reader gives fill for a missing chunk and decodes a moved one at its new place
+    (each CRC is good): decompress reads chunkpress arrays as from_zarr does, which checks
+    both, and names the chunk instead of writing wrong numbers into the netCDF."""
+    path = tmp_path / "four.zarr"
+    with xr.open_dataset(original, decode_times=False) as ds:
+        ds.chunkpress.to_zarr(path, codec="zfp", tolerance=0.01, chunks={"time": 4})
+    first, second = path / "sst/c/0/0/0", path / "sst/c/1/0/0"
+    if damage == "missing":
+        first.unlink()
+    else:
+        swap = tmp_path / "swap"
+        first.rename(swap), second.rename(first), swap.rename(second)
+    line = one_line(cli("decompress", path, tmp_path / "out.nc"))
+    assert "sst chunk (0, 0, 0)" in line and damage in line and "chunkpress verify" in line
+    assert not os.path.exists(tmp_path / "out.nc")
+
+
 @pytest.mark.parametrize("argv, words", [
     (["compress", "{src}", "{tmp}/o.zarr", "--codec", "nope", "--tolerance", "0.1"],
      "codec must be one of"),

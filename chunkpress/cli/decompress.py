@@ -1,6 +1,7 @@
 """``chunkpress decompress STORE OUT.nc``: a Zarr store back into a compressed netCDF-4 file.
 
-The store is read without decoding (``decode_cf=False``): each variable goes into the netCDF
+The store is read without decoding (``decode_cf=False``), chunkpress arrays as ``from_zarr``
+reads them (a missing or moved chunk is an error, not fill): each variable goes into the netCDF
 as the store holds it (dtype, ``_FillValue``, ``scale_factor``/``add_offset``, ``units``,
 ``calendar``), so the file reads back as the store does, with no second rounding of packed
 values and times kept as their numbers and units. chunkpress's own attributes
@@ -81,7 +82,8 @@ def _open_store(path, options):
 
         store = read_store(path)
     try:
-        return xr.open_zarr(store, decode_cf=False, storage_options=options or None)
+        return _checked(xr.open_zarr(store, decode_cf=False, storage_options=options or None),
+                        store, options)
     except (OSError, ValueError, KeyError) as exc:
         local = "://" not in str(path)
         if isinstance(exc, PermissionError) or (isinstance(exc, FileNotFoundError) and not (
@@ -94,6 +96,22 @@ def _open_store(path, options):
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"{path}: not a Zarr store zarr can open ({message}); give the "
                         "store chunkpress compress wrote") from exc
+
+
+def _checked(ds, store, options):
+    """``ds`` with each chunkpress array read by ``from_zarr``, which checks every chunk's
+    place and finds a missing one an error (zarr's reader gives fill there)."""
+    import dask.array as da
+
+    from ..storage.reader import from_zarr, layout, open_array
+
+    for name, var in ds.variables.items():
+        array = open_array(store, name, options or None)
+        if layout(array).ours:
+            data = from_zarr(array)  # its dtype as zarr's ('<f4'), the netCDF's native: one
+            native = np.empty((0,) * data.ndim, data.dtype.newbyteorder("="))  # warning less
+            var.data = da.Array(data.dask, data.name, data.chunks, meta=native)
+    return ds
 
 
 def netcdf_dataset(ds):
