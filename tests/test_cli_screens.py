@@ -220,6 +220,46 @@ def test_stdout_to_a_file_and_stderr_on_a_terminal(monthly, env, tmp_path):
     assert re.search(r"^writing: done, \d+ blocks", text, re.M)
 
 
+def _frames(shown: str) -> list:
+    """The bar's frames (redrawn in place) before the final line."""
+    return [f for f in shown[: shown.index("writing: done")].split("\r") if f.strip()]
+
+
+@pytest.mark.parametrize("where", ["stdout", "stderr"])
+def test_a_narrow_terminal_gets_a_shorter_bar_never_a_wrapped_one(monthly, env, tmp_path,
+                                                                 where):
+    """On 50 columns every frame fits one line and keeps blocks done/total and MB/s (a
+    shorter bar, or none); with stdout to a file, the width is stderr's terminal's."""
+    out = tmp_path / "out.zarr"
+    argv = COMMAND + ["compress", str(monthly / "ocean_*.nc"), str(out), "--tolerance",
+                      "0.01", "--workers", "2"]
+    if where == "stdout":
+        shown = run_in_terminal(argv, env, columns=50)
+    else:
+        main, terminal = pty.openpty()
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 50, 0, 0))
+        with open(tmp_path / "log.txt", "wb") as file:
+            process = subprocess.Popen(argv, env=env, stdout=file, stderr=terminal)
+            os.close(terminal)
+            data = b""
+            while True:
+                try:
+                    chunk = os.read(main, 65536)
+                except OSError:  # the child is gone: EIO
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            assert process.wait(timeout=120) == 0, data
+        os.close(main)
+        shown = data.decode()
+    frames = _frames(shown)
+    assert frames, shown
+    for frame in frames:
+        assert len(frame.rstrip()) < 50, frame
+        assert re.search(r"\d+/\d+ blocks +[0-9.]+ MB/s +\d+:\d\d$", frame.rstrip()), frame
+
+
 # --- info and verify -----------------------------------------------------------------------
 
 

@@ -276,9 +276,16 @@ class Display:
 
     # --- what is written ---------------------------------------------------------------
 
+    def _columns(self) -> int:
+        """The width of the terminal the bar is drawn on (stderr's when stdout is a file)."""
+        try:
+            return os.get_terminal_size(self.live.fileno()).columns or 100
+        except (AttributeError, ValueError, OSError):  # no terminal size there
+            return shutil.get_terminal_size((100, 24)).columns
+
     def _draw(self, text: str, end=False) -> None:
-        columns = shutil.get_terminal_size((100, 24)).columns
-        text = text[: max(20, columns - 1)]
+        if not end:  # a wrapped line is not redrawn in place (the last one may wrap)
+            text = text[: max(1, self._columns() - 1)]
         if text == self.drawn and not end:
             return
         self.drawn = text
@@ -313,13 +320,25 @@ class Display:
         return f"{self.label}: {t.total} {t.unit}" + (f" of {names}" if names else "") + size
 
     def _bar(self, now) -> str:
+        """What is done, the bar, blocks done/total, MB/s and the time, in the terminal's
+        width: a narrow one gets a shorter bar, then none, then a shortened name."""
         t = self.tally
-        parts = [f"{self._what()}:"]
-        if t.total:
-            filled = round(24 * t.done / t.total)
-            parts.append("[" + "#" * filled + "-" * (24 - filled) + "]")
-        parts += [self._counts(), self._rate(now), _clock(now - self.began)]
-        return "  ".join(p for p in parts if p)
+        room = self._columns() - 1
+        what = f"{self._what()}:"
+        figures = "  ".join(p for p in (self._counts(), self._rate(now),
+                                        _clock(now - self.began)) if p)
+        widest = len(f"{t.total}/{t.total} {t.unit}  9999.9 MB/s  00:00")  # a bar that keeps
+        width = min(24, room - len(what) - max(widest, len(figures)) - 6) if t.total else 0
+        if width < 6:
+            width = 0
+            spare = room - len(figures) - 2
+            if len(what) > spare:
+                what = what[: max(0, spare - 3)] + "..:" if spare >= 6 else ""
+        bar = ""  # its width as the figures' widest: the same from frame to frame
+        if width:
+            filled = round(width * t.done / t.total)
+            bar = "[" + "#" * filled + "-" * (width - filled) + "]"
+        return "  ".join(p for p in (what, bar, figures) if p)
 
     def _status(self, now) -> str:
         t = self.tally
