@@ -281,6 +281,16 @@ def test_a_bad_config_file_is_one_line_naming_it(tmp_path, capsys, files, case):
     (["--tolerance", "0.1", "--engine", "nope"], 1, "--engine nope"),
     (["--tolerance", "0.1", "--storage-option", "anon"], 2, "KEY=VALUE"),
     (["--tolerance", "0.1", "--config", "{tmp}/missing.toml"], 1, "missing.toml: no such file"),
+    # a bound no codec takes was dropped without a word: SLP came back 8 hPa off, not 0.1
+    (["--codec", "bitround", "--keepbits", "5", "--tolerance", "0.1"], 1,
+     "--tolerance 0.1: no variable's codec takes it (bitround takes --keepbits"),
+    (["--tolerance", "0.1", "--keepbits", "5"], 1, "--keepbits 5: no variable's codec takes it"),
+    (["--codec", "zfp", "--mode", "psnr", "--quality", "60"], 1, "--mode 'psnr': no variable"),
+    (["--var", "PRES", "--tolerance", "0.1"], 1, "--var PRES: 'PRES' is not a variable"),
+    (["--var", "lat", "--tolerance", "0.1"], 1, "--var lat: 'lat' is a coordinate"),
+    (["--codec", "HUM=nope", "--tolerance", "0.1"], 1, "--codec HUM=nope: codec must be one of"),
+    (["--tolerance", "0.1", "--storage-option", "anon=true"], 1,
+     "--storage-option anon=...: is for s3://"),
 ])
 def test_bad_bounds_are_one_line_and_nothing_is_written(tmp_path, capsys, files, argv, code,
                                                         words):
@@ -479,3 +489,37 @@ def test_info_and_verify_of_an_s3_store_take_storage_options(tmp_path, capsys, s
     code, out, err = run(capsys, "verify", url, "--against", tmp_path / "changed.nc",
                          *s3_options(s3))
     assert code == 3 and out.startswith("HUM:") and "SLP" not in out, out
+
+
+def test_a_tolerance_for_lossless_codecs_only_holds_as_it_is(tmp_path, capsys, files):
+    out = tmp_path / "out.zarr"
+    code, _, err = run(capsys, "compress", files[0], out, "--codec", "floatpred+zstd",
+                       "--tolerance", "0.1")
+    assert code == 0, err
+    back, expected = xr.open_zarr(out, decode_times=False), opened(files[0])
+    check_bound(back.SLP, expected.SLP, 0.0)
+
+
+def test_inputs_that_cannot_be_put_together_say_why(tmp_path, capsys, files):
+    out = tmp_path / "out.zarr"
+    shifted = month(1)
+    shifted["lon"] = shifted.lon + 1.0
+    shifted.to_netcdf(tmp_path / "shifted.nc", unlimited_dims=["TIME"])
+    folder = tmp_path / "monthly"
+    folder.mkdir()
+    cases = [([files[0], tmp_path / "shifted.nc"], "their coordinate 'lon' differs"),
+             ([files[0], files[1], files[0]], f"{files[0]} is given twice"),
+             ([folder], "a directory that is not a Zarr store")]
+    for inputs, words in cases:
+        code, _, err = run(capsys, "compress", *inputs, out, "--tolerance", "0.1",
+                           "--no-decode-times")
+        assert code == 1 and words in one_error(err), err
+        assert not out.exists()
+
+
+def test_s3_an_option_the_file_system_does_not_take_is_one_line(tmp_path, capsys, s3, files):
+    for overwrite in ([], ["--overwrite"]):
+        code, _, err = run(capsys, "compress", files[0], s3.path("o.zarr"), "--tolerance",
+                           "0.1", *s3_options(s3), "--storage-option", "regoin=eu", *overwrite)
+        assert code == 1 and "--storage-option regoin=" in one_error(err), err
+        assert not s3.filesystem().exists(s3.path("o.zarr"))

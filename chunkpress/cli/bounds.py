@@ -317,6 +317,17 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
 
     config = config or {k: {} for k in KEYS}
     known = list(dataset.data_vars)
+    for name in variables or ():
+        if name not in dataset.data_vars:
+            what = ("a coordinate, kept exact" if name in dataset.coords
+                    else "not a variable of the input")
+            raise UserError(f"--var {name}: {name!r} is {what} (its data variables: "
+                            f"{', '.join(map(str, known)) or 'none'})")
+    for name, text in cli.get("codec", {}).items():
+        try:
+            codec(text)
+        except ValueError as exc:  # the registry's message: the codecs there are
+            raise UserError(f"--codec {name + '=' if name else ''}{text}: {exc}") from None
     for on_command_line, settings in ((True, cli), (False, config)):
         for key, values in settings.items():
             for name in values:
@@ -365,7 +376,33 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
                     chosen[key] = settings[n]
                     break
         out[name] = chosen
+    _check_taken(cli, out)
     return out
+
+
+def _check_taken(cli: dict, out: dict) -> None:
+    """A value given on the command line for the rest (``--keepbits 5``) that no variable's
+    codec takes would be dropped without a word: refuse it, saying what the codecs take. A
+    bound (``--tolerance``) for lossless codecs only holds as it is: not an error."""
+    from ..graph.codecs import get_codec
+
+    if not out:
+        return
+    takes = {c["codec"]: _takes(c["codec"]) for c in out.values()}
+    lossless = all(get_codec(name).lossless for name in takes)
+    for key, values in cli.items():
+        if key == "codec" or None not in values:
+            continue
+        if any(key in taken for taken in takes.values()):
+            continue
+        if lossless and key in ("tolerance", "rel_tolerance"):
+            continue
+        flag = "--" + key.replace("_", "-")
+        what = "; ".join(f"{name} takes " + (", ".join("--" + k.replace("_", "-") for k in taken)
+                                             or "no setting but --codec")
+                         for name, taken in sorted(takes.items()))
+        raise UserError(f"{flag} {values[None]!r}: no variable's codec takes it ({what}); "
+                        f"choose a codec that does with --codec, or drop {flag}")
 
 
 def _takes(codec_name) -> tuple:

@@ -61,11 +61,14 @@ def main(args) -> int:
     options = storage_options(args)
     config = bounds.load_config(args.config) if args.config else None
     paths = expand(args.input, options)
+    if options and not any("://" in str(p) for p in [*paths, args.output]):
+        raise UserError(f"--storage-option {next(iter(options))}=...: is for s3://... (fsspec) "
+                        "inputs and outputs, and IN and OUT are local paths; drop it")
     for path in paths:
         check_input(path, options)
     check_output(args.output, args.overwrite)  # a store replaced only once the new one is whole
     check_remote_output(args.output, args.overwrite, options)
-    with remote_errors([*paths, args.output]), scheduler(args):
+    with remote_errors([*paths, args.output], options), scheduler(args):
         ds = open_inputs(paths, decode_times=args.decode_times, engine=args.engine,
                          storage_options=options)
         chosen = bounds.resolve(ds, bounds.from_args(args), config, args.var, args.config)

@@ -18,6 +18,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import sys
 
 from ._common import UserError
@@ -101,7 +102,7 @@ def expand(patterns, storage_options=None) -> list:
         if is_remote(text):
             import fsspec
 
-            with remote_errors([text]):
+            with remote_errors([text], storage_options):
                 _, _, found = fsspec.get_fs_token_paths(text, storage_options=storage_options)
             protocol = text.split("://", 1)[0]
             found = [f"{protocol}://{p}" for p in found]
@@ -111,6 +112,13 @@ def expand(patterns, storage_options=None) -> list:
             raise UserError(f"no file matches {text!r}; check the pattern (quote it so that the "
                             "shell leaves it to chunkpress)")
         paths += sorted(found)
+    seen = {}
+    for path in paths:
+        key = path if is_remote(path) else os.path.realpath(path)
+        if key in seen:
+            same = "" if seen[key] == path else f" (as {seen[key]})"
+            raise UserError(f"{path} is given twice{same}; give each input once")
+        seen[key] = path
     return paths
 
 
@@ -120,7 +128,7 @@ def check_input(path, storage_options=None):
             return
         import fsspec
 
-        with remote_errors([path]):
+        with remote_errors([path], storage_options):
             fs, _, (where,) = fsspec.get_fs_token_paths(str(path),
                                                         storage_options=storage_options)
             if not fs.exists(where):
@@ -142,7 +150,7 @@ def check_remote_output(path, overwrite, storage_options=None):
         return
     import fsspec
 
-    with remote_errors([path]):
+    with remote_errors([path], storage_options):
         fs, _, (where,) = fsspec.get_fs_token_paths(str(path), storage_options=storage_options)
         if fs.exists(where):
             raise UserError(f"{path} exists; choose another name or pass --overwrite")
@@ -168,7 +176,7 @@ def _open_one(path, xr, decode_times, engine, storage_options):
     zarr = engine == "zarr" or (engine is None and is_zarr(path))
     options = {"decode_times": decode_times}
     try:
-        with remote_errors([path]):
+        with remote_errors([path], storage_options):
             if zarr:
                 if not is_remote(path) and str(path).endswith(".zip"):
                     from ..storage.reader import read_store
@@ -190,6 +198,8 @@ def _open_one(path, xr, decode_times, engine, storage_options):
                 from ..storage.publish import check_complete
 
                 check_complete(path, None, None)  # a write that stopped halfway says so
+                if os.path.exists(path):  # zarr finds no zarr.json (nor .zgroup) in it
+                    raise UserError(_not_a_store(path, engine)) from exc
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if decode_times and "decode" in message and "time" in message:
@@ -202,6 +212,15 @@ def _open_one(path, xr, decode_times, engine, storage_options):
                             "format (netcdf4 or h5netcdf for netCDF-4)") from exc
         raise UserError(f"{path}: xarray cannot open it ({message}); give a netCDF file "
                         "(with h5netcdf or netCDF4 installed) or a Zarr store") from exc
+
+
+def _not_a_store(path, engine) -> str:
+    if engine == "zarr" and not os.path.isdir(path):
+        return (f"{path}: --engine zarr cannot read it (not a Zarr store); leave --engine out "
+                "to let xarray choose")
+    return (f"{path}: a directory that is not a Zarr store (no zarr.json in it); give a Zarr "
+            f"store, or the netCDF files in it (a quoted glob such as "
+            f"'{os.path.join(str(path), '*.nc')}')")
 
 
 def open_inputs(paths, *, decode_times=True, engine=None, storage_options=None, note=None):
@@ -252,8 +271,27 @@ def _combine(xr, paths, datasets, decode_times):
         return xr.combine_nested(datasets, concat_dim=record, **options)
     except ValueError as exc:
         message = str(exc).splitlines()[0]
+        differ = _differing(paths, datasets, record)
+        if differ:
+            message = differ
         raise UserError(f"{len(paths)} inputs ({paths[0]} ... {paths[-1]}) cannot be put "
                         f"together along {record or 'a record dimension'}: {message}") from exc
+
+
+def _differing(paths, datasets, record) -> str | None:
+    """Which coordinate off the record dimension two inputs disagree on, said in words (what
+    xarray's own message names is where it gave up, often the record dimension)."""
+    first = datasets[0]
+    for name, coord in first.coords.items():
+        if record in coord.dims:
+            continue
+        for path, other in zip(paths[1:], datasets[1:]):
+            if name not in other.coords:
+                return f"{path} has no coordinate {name!r} ({paths[0]} has)"
+            if not coord.variable.equals(other[name].variable):
+                return (f"their coordinate {name!r} differs ({paths[0]} and {path}); the "
+                        f"inputs must share every coordinate but {record}")
+    return None
 
 
 # --- remote stores ---------------------------------------------------------------------------
@@ -270,9 +308,10 @@ def _remote_exceptions() -> tuple:
 
 
 @contextlib.contextmanager
-def remote_errors(paths):
+def remote_errors(paths, options=None):
     """Turn what an object store answers (no credentials, no endpoint, no access, no bucket)
-    into one line that says what to give."""
+    into one line that says what to give; and a --storage-option (of ``options``) that its
+    file system does not take."""
     remote = [str(p) for p in paths if is_remote(p)]
     if not remote:
         yield
@@ -282,9 +321,17 @@ def remote_errors(paths):
         yield
     except UserError:
         raise
+    except TypeError as exc:
+        unknown = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
+        if unknown is None or unknown.group(1) not in (options or {}):
+            raise
+        raise UserError(f"--storage-option {unknown.group(1)}=...: not an option the "
+                        f"{where.split('://', 1)[0]}:// file system takes ({_line(exc)}); see "
+                        "its documentation (s3fs: key, secret, token, anon, endpoint_url, "
+                        "client_kwargs, config_kwargs, ...)") from exc
     except _remote_exceptions() as exc:
         name = type(exc).__name__
-        text = str(exc).splitlines()[0] if str(exc) else name
+        text = _line(exc)
         if "Credentials" in name:
             raise UserError(f"{where}: no credentials ({text}); give --storage-option key=... "
                             "--storage-option secret=... (or set AWS_ACCESS_KEY_ID and "
@@ -298,3 +345,7 @@ def remote_errors(paths):
             raise UserError(f"{where}: {text}; check the bucket and path") from exc
         raise UserError(f"{where}: cannot reach the object store ({text}); check "
                         "--storage-option endpoint_url=... and the network") from exc
+
+
+def _line(exc) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
