@@ -291,6 +291,11 @@ def test_a_bad_config_file_is_one_line_naming_it(tmp_path, capsys, files, case):
     (["--codec", "HUM=nope", "--tolerance", "0.1"], 1, "--codec HUM=nope: codec must be one of"),
     (["--tolerance", "0.1", "--storage-option", "anon=true"], 1,
      "--storage-option anon=...: is for s3://"),
+    (["--tolerance", "0.1", "--tolerance", "AIRT=1%"], 1,
+     "--tolerance AIRT=: 'AIRT' is packed as int16 (scale_factor/add_offset), which chunkpress "
+     "keeps exact"),
+    (["--tolerance", "0.1", "--var", "SLP", "--var", "land"], 1, "--var land: 'land' is stored "
+     "as int8"),
 ])
 def test_bad_bounds_are_one_line_and_nothing_is_written(tmp_path, capsys, files, argv, code,
                                                         words):

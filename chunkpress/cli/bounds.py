@@ -317,6 +317,7 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
 
     config = config or {k: {} for k in KEYS}
     known = list(dataset.data_vars)
+    given_at = {n: f"--var {n}" for n in variables or ()}  # where each variable is named
     for name in variables or ():
         if name not in dataset.data_vars:
             what = ("a coordinate, kept exact" if name in dataset.coords
@@ -338,6 +339,7 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
                 if name not in dataset.data_vars:
                     raise UserError(f"{where}: {name!r} is not a data variable of the input "
                                     f"(its data variables: {', '.join(map(str, known)) or 'none'})")
+                given_at.setdefault(name, where)
                 # a project's file may name every variable and --var pick some: not an error
                 if on_command_line and variables is not None and name not in variables:
                     raise UserError(f"{where}: {name!r} is not among the variables to compress "
@@ -357,6 +359,10 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
         codec_name = next((s[n] for s, n in levels("codec", name) if n in s), DEFAULT_CODEC)
         if codec_name == EXACT:
             continue
+        if name in given_at and not compressible(dataset[name].variable):
+            raise UserError(f"{given_at[name]}: {name!r} is {_kept(dataset[name].variable)}, "
+                            "which chunkpress keeps exact (it compresses float variables); "
+                            f"drop it, or give --codec {name}=exact")
         takes = _takes(codec_name)
         chosen = {"codec": codec_name}
         for place in range(4):
@@ -378,6 +384,18 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
         out[name] = chosen
     _check_taken(cli, out)
     return out
+
+
+def _kept(var) -> str:
+    """Why a variable is not compressed, in words: packed as int16, stored as int32, ..."""
+    import numpy as np
+
+    stored = np.dtype(var.encoding.get("dtype", var.dtype))
+    if "scale_factor" in var.encoding or "add_offset" in var.encoding:
+        return f"packed as {stored} (scale_factor/add_offset)"
+    if var.ndim == 0 or var.size == 0:
+        return "a scalar" if var.ndim == 0 else "empty"
+    return f"stored as {stored}"
 
 
 def _check_taken(cli: dict, out: dict) -> None:
