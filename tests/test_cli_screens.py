@@ -299,6 +299,31 @@ def test_info_fits_100_columns_and_long_keeps_every_field(stores, env, codec):
         assert "sampled ratios" in row and len(row) > 100
 
 
+@pytest.mark.parametrize("kind", ["portable", "bitround"])
+def test_info_of_portable_and_bitround_stores_fits_100_columns(monthly, env, tmp_path, kind):
+    """A portable store's chains (fixedscaleoffset+blosc+crc32c) and a bitround store's
+    relative bounds made lines of 103 to 113 columns."""
+    store = tmp_path / f"{kind}.zarr"
+    given = ["--portable", "--tolerance", "0.01"] if kind == "portable" else \
+        ["--codec", "bitround", "--information", "0.99"]
+    code, _, err = _run(env, "compress", monthly / "ocean_*.nc", store, *given)
+    assert code == 0, err
+    code, text, err = _run(env, "info", store)
+    assert code == 0, err
+    lines = text.splitlines()
+    assert all(len(line) <= 100 for line in lines), max(lines, key=len)
+    row = " ".join(lines[next(i for i, line in enumerate(lines) if line.startswith("sst ")):][:2])
+    table = chunkpress.info(str(store))
+    if kind == "portable":
+        assert "fixedscaleoffset" in row and "tolerance=0.01" in row
+        assert "crc32c" in text  # said once below the table, when every array has it
+    else:
+        assert f"{100 * table['rel_bound']['sst']:.4g}%" in row and "relative" in text
+        _, wide, _ = _run(env, "info", store, "--json")
+        sst = next(v for v in json.loads(wide)["variables"] if v["name"] == "sst")
+        assert sst["rel_bound"] == table["rel_bound"]["sst"]
+
+
 @pytest.mark.parametrize("codec", ["zfp", "auto"])
 def test_info_json_is_what_the_store_holds(stores, env, monthly, codec):
     code, text, err = _run(env, "info", stores[codec], "--json")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from ._common import EXIT_PROBLEMS, print_table
+from ._common import EXIT_PROBLEMS, WIDTH, print_table, table_lines
 from ._common import size as _size
 from .inputs import add_arguments as add_input_arguments
 from .inputs import (check_input, expand, open_inputs, remote_errors, storage_option,
@@ -70,13 +70,17 @@ def info(args) -> int:
              "max error the writer measured on every value (written with verify=True; -: not "
              "measured)"]
     if "rel_bound" in table:
-        notes.append("rel bound: the max error relative to each value the metadata claims; "
+        merged = not args.long and "rel_bound" not in compact(table)  # shown as percentages
+        notes.append(("a bound or error in %: relative to each value; " if merged else "")
+                     + "rel bound: the max error relative to each value the metadata claims; "
                      "measured rel error: the max the writer measured (verify=True)")
         over = table["measured_rel_error"] > table["rel_bound"]
         for name in table.index[over]:
             notes.append(f"{name}: the measured relative error "
                          f"{table['measured_rel_error'][name]:.4g} exceeds the claimed "
                          f"{table['rel_bound'][name]:.4g}")
+    if len(table) and table["codec"].str.endswith("+crc32c").all() and not args.long:
+        notes.append("every array's chunks end with a crc32c checksum")
     claimed, measured = table["error_bound"], table["measured_error"]
     for name in table.index[measured > claimed]:
         notes.append(f"{name}: the measured error {measured[name]:.4g} exceeds the claimed "
@@ -99,8 +103,25 @@ INFO_COLUMNS = {"error_bound": "claimed_bound", "measured_error": "measured_erro
 
 def compact(table):
     """The info table to print in 100 columns: sizes as 1.5M, no "missing" column when no
-    chunk is missing; what codec="auto" chose goes below the table (see print_table)."""
+    chunk is missing, numbers in the parameters to 6 digits, a crc32c every array ends with
+    said once below, relative bounds as percentages in the bound columns where no variable has
+    both, codec chains spaced (to wrap) in a table too wide otherwise; what codec="auto" chose
+    goes below the table (see print_table)."""
+    import re
+
     out = table.drop(columns=["original_bytes", "stored_bytes", "missing_chunks"])
+    out["parameters"] = [re.sub(r"(?<==)-?[0-9.]+(e[-+]?[0-9]+)?(?=,|$)",
+                                lambda m: f"{float(m.group()):.6g}", text or "")
+                         for text in out["parameters"]]
+    if len(out) and out["codec"].str.endswith("+crc32c").all():
+        out["codec"] = out["codec"].str.removesuffix("+crc32c")
+    if "rel_bound" in out and not (out["error_bound"].notna() & (out["error_bound"] > 0)
+                                   & out["rel_bound"].notna()).any():
+        for absolute, relative in (("error_bound", "rel_bound"),
+                                   ("measured_error", "measured_rel_error")):
+            out[absolute] = [f"{100 * r:.4g}%" if r == r else a  # r == r: not NaN
+                             for a, r in zip(out[absolute], out[relative])]
+        out = out.drop(columns=["rel_bound", "measured_rel_error"])
     out.insert(list(out.columns).index("ratio"), "original",
                [_size(n) for n in table["original_bytes"]])
     out.insert(list(out.columns).index("ratio"), "stored",
@@ -108,7 +129,10 @@ def compact(table):
     if (table["missing_chunks"].fillna(0) > 0).any():
         out.insert(list(out.columns).index("error_bound"), "missing",
                    table["missing_chunks"])
-    return out.rename(columns={**INFO_COLUMNS, "choice": 'what codec="auto" chose'})
+    out = out.rename(columns={**INFO_COLUMNS, "choice": 'what codec="auto" chose'})
+    if max(map(len, table_lines(out)), default=0) > WIDTH:  # a long chain wraps in its column
+        out["codec"] = out["codec"].str.replace("+", " + ")
+    return out
 
 
 def info_json(store, table) -> dict:
