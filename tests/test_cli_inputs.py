@@ -528,3 +528,28 @@ def test_s3_an_option_the_file_system_does_not_take_is_one_line(tmp_path, capsys
                            "0.1", *s3_options(s3), "--storage-option", "regoin=eu", *overwrite)
         assert code == 1 and "--storage-option regoin=" in one_error(err), err
         assert not s3.filesystem().exists(s3.path("o.zarr"))
+
+
+def test_a_variable_without_the_record_dimension_that_differs_is_kept_from_every_input(
+        tmp_path, capsys, files):
+    # each monthly file has its own field without TIME (a month's maximum): the first file's
+    # used to stand for all, the others' values dropped without a word
+    paths = []
+    for i in range(2):
+        ds = month(i)
+        ds["peak"] = ds.SLP.max("TIME") + i  # differs between the files
+        ds.to_netcdf(tmp_path / f"m_{i}.nc", unlimited_dims=["TIME"])
+        paths.append(tmp_path / f"m_{i}.nc")
+    out = tmp_path / "out.zarr"
+    code, _, err = run(capsys, "compress", *paths, out, "--tolerance", "0.05",
+                       "--no-decode-times")
+    assert code == 0, err
+    assert "peak differ between the inputs" in err
+    back = xr.open_zarr(out, decode_times=False)
+    assert back.peak.dims == ("TIME", "lat", "lon") and back.land.dims == ("lat", "lon")
+    for i, path in enumerate(paths):
+        records = slice(4 * i, 4 * i + 4)
+        own = xr.open_dataset(path, decode_times=False)
+        for record in range(4):
+            check_bound(back.peak.isel(TIME=records)[record], own.peak, 0.05)
+        np.testing.assert_array_equal(back.land, own.land)

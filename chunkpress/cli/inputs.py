@@ -4,7 +4,10 @@ lazily, with dask.
 Several inputs (``a.nc b.nc``, or a glob ``'sst_*.nc'`` that the shell did not expand) are
 opened one by one and put together along their record dimension: by the values of its
 coordinate (``xr.combine_by_coords``), or, when it has none, in the order given along the
-netCDF file's unlimited dimension. Other coordinates must agree exactly.
+netCDF file's unlimited dimension. Other coordinates must agree exactly. A variable without
+the record dimension is kept once where the inputs agree on it (a land mask, a grid); where
+they differ (a field per file), it is put together along the record dimension like the others,
+and a note says so: no input's values are dropped.
 
 Times whose units xarray cannot decode (``hours since 0000-01-01 00:00:00`` in the COADS
 climatology: there is no year 0) are kept as numbers with their units, as with
@@ -237,7 +240,7 @@ def open_inputs(paths, *, decode_times=True, engine=None, storage_options=None, 
         datasets = [_open_one(p, xr, False, engine, storage_options) for p in paths]
     if len(datasets) == 1:
         return datasets[0]
-    return _combine(xr, list(paths), datasets, decode_times)
+    return _combine(xr, list(paths), datasets, decode_times, note)
 
 
 def _record_dim(datasets):
@@ -249,7 +252,7 @@ def _record_dim(datasets):
     return next((d for d in first.dims if str(d).lower() in ("time", "t")), None)
 
 
-def _combine(xr, paths, datasets, decode_times):
+def _combine(xr, paths, datasets, decode_times, note=None):
     record = _record_dim(datasets)
     if not decode_times and record is not None:
         units = {p: d[record].attrs.get("units") for p, d in zip(paths, datasets)
@@ -260,15 +263,19 @@ def _combine(xr, paths, datasets, decode_times):
             raise UserError(f"the inputs' {record} units differ ({a}: {ua!r}, {b}: {ub!r}), so "
                             "their times as numbers cannot be put together; convert the files "
                             "to one unit first")
-    options = dict(data_vars="minimal", coords="minimal", compat="override", join="exact",
+    # "different": a variable without the record dimension is compared across the inputs
+    # (its values read once) and kept once where they agree, put together where they differ;
+    # "override" would keep the first input's and drop the others' without a word
+    options = dict(data_vars="different", coords="different", compat="equals", join="exact",
                    combine_attrs="override")
     try:
         if record is not None and all(record in d.coords for d in datasets):
-            return xr.combine_by_coords(datasets, **options)
-        if record is None:
+            combined = xr.combine_by_coords(datasets, **options)
+        elif record is None:
             raise ValueError("they have no record dimension (no unlimited dimension, no "
                              "'time') to put them together along")
-        return xr.combine_nested(datasets, concat_dim=record, **options)
+        else:
+            combined = xr.combine_nested(datasets, concat_dim=record, **options)
     except ValueError as exc:
         message = str(exc).splitlines()[0]
         differ = _differing(paths, datasets, record)
@@ -276,6 +283,13 @@ def _combine(xr, paths, datasets, decode_times):
             message = differ
         raise UserError(f"{len(paths)} inputs ({paths[0]} ... {paths[-1]}) cannot be put "
                         f"together along {record or 'a record dimension'}: {message}") from exc
+    grown = [str(n) for n, v in combined.variables.items()
+             if record in v.dims and n in datasets[0].variables
+             and record not in datasets[0][n].dims]
+    if grown and note is not None:
+        note(f"{', '.join(grown)} differ between the inputs and have no {record} dimension: "
+             f"each is stored along {record}, one value per record of its input")
+    return combined
 
 
 def _differing(paths, datasets, record) -> str | None:
