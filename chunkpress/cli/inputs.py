@@ -296,6 +296,12 @@ def _differing(paths, datasets, record) -> str | None:
     """Which coordinate off the record dimension two inputs disagree on, said in words (what
     xarray's own message names is where it gave up, often the record dimension)."""
     first = datasets[0]
+    for path, other in zip(paths[1:], datasets[1:]):
+        for a, b, x, y in ((paths[0], path, first, other), (path, paths[0], other, first)):
+            only = [str(n) for n in x.data_vars if n not in y.data_vars]
+            if only:
+                return (f"{only[0]} is in {a} but not in {b}; the inputs must hold the same "
+                        "variables")
     for name, coord in first.coords.items():
         if record in coord.dims:
             continue
