@@ -556,3 +556,33 @@ def test_a_variable_without_the_record_dimension_that_differs_is_kept_from_every
         for record in range(4):
             check_bound(back.peak.isel(TIME=records)[record], own.peak, 0.05)
         np.testing.assert_array_equal(back.land, own.land)
+
+
+def test_inputs_that_hold_the_same_records_are_refused(tmp_path, capsys, files):
+    # a month corrected and downloaded again beside a file holding it: one input's values for
+    # the records both hold were kept and the other's dropped without a word
+    corrected = month(0)
+    corrected["SLP"] = corrected.SLP + 1.0
+    longer = xr.concat([corrected, month(1)], "TIME", data_vars="minimal")
+    longer.to_netcdf(tmp_path / "longer.nc", unlimited_dims=["TIME"])
+    out = tmp_path / "out.zarr"
+    code, _, err = run(capsys, "compress", files[0], tmp_path / "longer.nc", out,
+                       "--tolerance", "0.1", "--no-decode-times")
+    assert code == 1, err
+    assert f"{files[0]} and {tmp_path / 'longer.nc'} both hold TIME 366.0" in one_error(err)
+    assert not out.exists()
+
+
+def test_a_percentage_is_of_the_finite_values_range(tmp_path, capsys):
+    values = np.random.default_rng(2).random((4, 16, 16)).astype("float32")
+    values[0, 0, 0], values[1, 1, 1], values[2, 2, 2] = np.inf, -np.inf, np.nan
+    path, out = tmp_path / "inf.nc", tmp_path / "out.zarr"
+    xr.Dataset({"v": (("t", "y", "x"), values)}).to_netcdf(path)
+    code, printed, err = run(capsys, "compress", path, out, "--tolerance", "1%")
+    assert code == 0, err  # was: "v has no finite values"
+    back = xr.open_zarr(out).v.values
+    finite = np.isfinite(values)
+    np.testing.assert_array_equal(back[~finite], values[~finite])
+    span = float(values[finite].max() - values[finite].min())
+    assert np.abs(back[finite] - values[finite]).max() <= 0.01 * span
+    assert f"(1% of {span:.4g})" in printed

@@ -445,6 +445,7 @@ def absolute(dataset, chosen: dict) -> dict:
     for name in relative:
         data = dataset[name].data
         data = data if isinstance(data, da.Array) else da.asarray(data)
+        data = da.where(da.isfinite(data), data, np.nan)  # infinities, kept as they are
         extremes += [da.nanmin(data), da.nanmax(data)]
     import warnings
 

@@ -268,6 +268,10 @@ def _combine(xr, paths, datasets, decode_times, note=None):
     # "override" would keep the first input's and drop the others' without a word
     options = dict(data_vars="different", coords="different", compat="equals", join="exact",
                    combine_attrs="override")
+    overlap = _overlap(paths, datasets, record)
+    if overlap:  # xarray would keep one input's values for the records both hold, silently
+        raise UserError(f"{len(paths)} inputs ({paths[0]} ... {paths[-1]}) cannot be put "
+                        f"together along {record}: {overlap}")
     try:
         if record is not None and all(record in d.coords for d in datasets):
             combined = xr.combine_by_coords(datasets, **options)
@@ -290,6 +294,21 @@ def _combine(xr, paths, datasets, decode_times, note=None):
         note(f"{', '.join(grown)} differ between the inputs and have no {record} dimension: "
              f"each is stored along {record}, one value per record of its input")
     return combined
+
+
+def _overlap(paths, datasets, record) -> str | None:
+    """Two inputs that hold the same record (a month downloaded twice, a file and a longer one
+    holding it), said in words; None if each record is in one input only."""
+    if record is None or not all(record in d.coords for d in datasets):
+        return None
+    seen = {}
+    for path, dataset in zip(paths, datasets):
+        for value in dataset[record].values.tolist():
+            if seen.get(value, path) != path:
+                return (f"{seen[value]} and {path} both hold {record} {value}; each record "
+                        "must be in one input only")
+            seen[value] = path
+    return None
 
 
 def _differing(paths, datasets, record) -> str | None:
