@@ -23,6 +23,7 @@ import json
 import os
 import re
 import sys
+import warnings
 
 from ._common import UserError
 
@@ -185,7 +186,12 @@ def _open_one(path, xr, decode_times, engine, storage_options):
                     from ..storage.reader import read_store
 
                     path = read_store(path)  # a read-only zip store
-                return xr.open_zarr(path, storage_options=storage_options or None, **options)
+                with warnings.catch_warnings():  # a store without consolidated metadata
+                    warnings.filterwarnings("ignore", "Failed to open Zarr store with "
+                                            "consolidated metadata", RuntimeWarning)
+                    dataset = xr.open_zarr(path, storage_options=storage_options or None,
+                                           **options)
+                return _without_codecs(dataset)
             if is_remote(path):
                 import fsspec
 
@@ -215,6 +221,20 @@ def _open_one(path, xr, decode_times, engine, storage_options):
                             "format (netcdf4 or h5netcdf for netCDF-4)") from exc
         raise UserError(f"{path}: xarray cannot open it ({message}); give a netCDF file "
                         "(with h5netcdf or netCDF4 installed) or a Zarr store") from exc
+
+
+#: what a Zarr input's encoding says of its own codecs: not the user's choice for the output
+ZARR_CODECS = ("compressors", "compressor", "filters", "serializer", "shards")
+
+
+def _without_codecs(dataset):
+    """The dataset with its variables' codecs forgotten: a Zarr v2 input's (numcodecs' Blosc)
+    cannot be written to Zarr v3, and a v3 input's (zstd without a CRC) would stand in for the
+    CRC-checked codecs chunkpress gives a variable it keeps exact."""
+    for var in dataset.variables.values():
+        for key in ZARR_CODECS:
+            var.encoding.pop(key, None)
+    return dataset
 
 
 def _not_a_store(path, engine) -> str:
