@@ -12,6 +12,7 @@ float32, so a variable packed with float32 factors reads back as float32 (xarray
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -179,10 +180,15 @@ def _compression(kind, level):
     def encoding(var):
         if kind == "none" or var.ndim == 0 or var.size == 0 or var.dtype.kind not in "iuf":
             return {}
+        # netCDF chunks as the store's: each block written once, whole (netCDF-C's own
+        # choice cut across them, and HDF5 decompressed and recompressed chunks it shared)
+        shape = tuple(c[0] for c in var.chunks) if var.chunks else None
+        fits = shape and math.prod(shape) * var.dtype.itemsize < 2**31  # HDF5: < 4 GiB
+        chunks = {"chunksizes": shape} if fits else {}
         if kind == "zlib":
-            return {"zlib": True, "complevel": level, "shuffle": True}
+            return {"zlib": True, "complevel": level, "shuffle": True, **chunks}
         # netCDF4-python applies shuffle with zlib only (nc_def_var_deflate)
-        return {"compression": "zstd", "complevel": level}
+        return {"compression": "zstd", "complevel": level, **chunks}
 
     return encoding
 
