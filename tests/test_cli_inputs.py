@@ -608,3 +608,27 @@ def test_a_zarr_store_written_by_xarray_is_an_input(tmp_path, capsys, files, zar
     back, expected = xr.open_zarr(out, decode_times=False), opened(files[0])
     check_bound(back.SLP, expected.SLP, 0.05)
     np.testing.assert_array_equal(back.AIRT, expected.AIRT)
+
+
+def test_s3_a_store_is_read_by_any_name_and_a_zip_is_written_locally(tmp_path, capsys, s3,
+                                                                     files):
+    # a store named without .zarr was opened as a netCDF file ("xarray cannot open it"); a
+    # .zip output on S3 became a directory named .zip, which compress then could not read
+    import zarr
+
+    xr.open_dataset(files[0], decode_times=False).to_zarr(
+        zarr.storage.FsspecStore.from_url(s3.path("monthly"),
+                                          storage_options=s3.storage_options),
+        consolidated=False)
+    out = tmp_path / "out.zarr"
+    code, _, err = run(capsys, "compress", s3.path("monthly"), out, "--tolerance", "0.05",
+                       *s3_options(s3))
+    assert code == 0, err
+    check_bound(xr.open_zarr(out, decode_times=False).SLP, opened(files[0]).SLP, 0.05)
+    code, _, err = run(capsys, "compress", files[0], s3.path("out.zip"), "--tolerance", "0.05",
+                       *s3_options(s3))
+    assert code == 1 and "a .zip store is written on a local path only" in one_error(err)
+    assert not s3.filesystem().exists(s3.path("out.zip"))
+    code, _, err = run(capsys, "compress", files[0], "nosuch://bucket/o.zarr", "--tolerance",
+                       "0.05")
+    assert code == 1 and "Protocol not known: nosuch" in one_error(err), err

@@ -67,6 +67,10 @@ def main(args) -> int:
     for path in paths:
         check_input(path, options)
     check_output(args.output, args.overwrite)  # a store replaced only once the new one is whole
+    if "://" in str(args.output) and str(args.output).rstrip("/").lower().endswith(".zip"):
+        raise UserError(f"{args.output}: a .zip store is written on a local path only (this "
+                        "would be a directory named .zip); on an object store name it .zarr, "
+                        "or write the .zip here and upload it")
     check_remote_output(args.output, args.overwrite, options)
     with remote_errors([*paths, args.output], options), scheduler(args):
         ds = open_inputs(paths, decode_times=args.decode_times, engine=args.engine,

@@ -178,6 +178,8 @@ def open(path, xr, *, decode_times=True, engine=None, storage_options=None):
 
 def _open_one(path, xr, decode_times, engine, storage_options):
     zarr = engine == "zarr" or (engine is None and is_zarr(path))
+    if not zarr and engine is None and is_remote(path):
+        zarr = _remote_directory(path, storage_options)  # a store by another name (.zip)
     options = {"decode_times": decode_times}
     try:
         with remote_errors([path], storage_options):
@@ -235,6 +237,16 @@ def _without_codecs(dataset):
         for key in ZARR_CODECS:
             var.encoding.pop(key, None)
     return dataset
+
+
+def _remote_directory(path, storage_options) -> bool:
+    """Whether a URL names a prefix (a Zarr store), not an object (a netCDF file)."""
+    import fsspec
+
+    with remote_errors([path], storage_options):
+        fs, _, (where,) = fsspec.get_fs_token_paths(str(path),
+                                                    storage_options=storage_options)
+        return fs.isdir(where)
 
 
 def _not_a_store(path, engine) -> str:
@@ -388,6 +400,13 @@ def remote_errors(paths, options=None):
                         f"{where.split('://', 1)[0]}:// file system takes ({_line(exc)}); see "
                         "its documentation (s3fs: key, secret, token, anon, endpoint_url, "
                         "client_kwargs, config_kwargs, ...)") from exc
+    except ImportError as exc:  # fsspec's: a protocol whose package is not installed
+        raise UserError(f"{where}: {_line(exc)}") from exc
+    except ValueError as exc:
+        if not str(exc).startswith("Protocol not known"):
+            raise
+        raise UserError(f"{where}: {_line(exc)}; give a local path or a URL of a file system "
+                        "fsspec knows (s3://, gs://, ...)") from exc
     except _remote_exceptions() as exc:
         name = type(exc).__name__
         text = _line(exc)
