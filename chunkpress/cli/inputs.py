@@ -300,6 +300,10 @@ def _combine(xr, paths, datasets, decode_times, note=None):
     # "override" would keep the first input's and drop the others' without a word
     options = dict(data_vars="different", coords="different", compat="equals", join="exact",
                    combine_attrs="override")
+    empty = next((p for p, d in zip(paths, datasets) if d.sizes.get(record, 1) == 0), None)
+    if empty is not None:
+        raise UserError(f"{empty} holds no {record} records (an empty file); leave it out of "
+                        "the inputs")
     overlap = _overlap(paths, datasets, record)
     if overlap:  # xarray would keep one input's values for the records both hold, silently
         raise UserError(f"{len(paths)} inputs ({paths[0]} ... {paths[-1]}) cannot be put "
