@@ -240,6 +240,25 @@ def test_zip_stores_work_everywhere(tmp_path, original, capsys):
         assert np.array_equal(a.slp.values, b.slp.values)
 
 
+def test_what_auto_chose_is_shown_for_a_zip_store_too(tmp_path, original, capsys):
+    """info (and compress's own table) read auto's choice from directories only: a .zip
+    store showed none, and info --json said "auto": null."""
+    import json
+
+    path = tmp_path / "auto.zip"
+    assert main(["compress", original, path, "--codec", "auto", "--tolerance", "0.01"]) == 0
+    assert "sampled ratios" in capsys.readouterr().out
+    assert main(["info", path]) == 0
+    below = capsys.readouterr().out.split('what codec="auto" chose:')[1]
+    assert "sst" in below and "sampled ratios" in below
+    assert main(["info", path, "--json"]) == 0
+    report = {v["name"]: v for v in json.loads(capsys.readouterr().out)["variables"]}
+    with zipfile.ZipFile(path) as archive:
+        stored = json.loads(json.loads(archive.read("sst/zarr.json"))["attributes"][
+            "chunkpress_auto"])
+    assert report["sst"]["auto"]["choice"] == stored and report["sst"]["codec"] == stored["codec"]
+
+
 # --- 3. every user error is one line ----------------------------------------------------------
 
 

@@ -3,8 +3,6 @@ whether every chunk of it is sound."""
 
 from __future__ import annotations
 
-import os
-
 from ._common import EXIT_PROBLEMS, WIDTH, print_table, table_lines
 from ._common import size as _size
 from .inputs import add_arguments as add_input_arguments
@@ -57,7 +55,7 @@ def info(args) -> int:
         check_input(args.store, options)
         table = info_table(args.store, options)
     if args.json:
-        print(json.dumps(info_json(args.store, table), indent=1))
+        print(json.dumps(info_json(args.store, table, options), indent=1))
         return 0
     if args.long:
         print_table(table.rename(columns=INFO_COLUMNS), long=True)
@@ -135,10 +133,10 @@ def compact(table):
     return out
 
 
-def info_json(store, table) -> dict:
+def info_json(store, table, storage_options=None) -> dict:
     """What ``info --json`` prints: the store, per variable its figures, the totals."""
     variables = []
-    choices = auto_choices(store, summaries=False)
+    choices = auto_choices(store, summaries=False, storage_options=storage_options)
     for name, row in table.iterrows():
         choice = choices.get(name)
         variables.append({
@@ -230,33 +228,38 @@ def info_table(store, storage_options=None):
     from ..storage import info
 
     table = info(store, storage_options=storage_options or None)
-    choices = auto_choices(store)
+    choices = auto_choices(store, storage_options=storage_options)
     if choices:  # codec="auto": what it chose and why, as the writer recorded it
         table["choice"] = [choices.get(name, "") for name in table.index]
     return table
 
 
-def auto_choices(store, summaries=True) -> dict:
+def auto_choices(store, summaries=True, storage_options=None) -> dict:
     """Return {variable: summary} of the arrays whose attributes record an auto choice
-    (``summaries=False``: {variable: (summary, the recorded choice)})."""
+    (``summaries=False``: {variable: (summary, the recorded choice)}), in any store info
+    reads (a directory, a .zip file, s3://...)."""
     import json
 
     import zarr
 
     from ..auto import ATTRIBUTE, describe
+    from ..storage.reader import read_store
 
-    if not os.path.isdir(store):
-        return {}
-    node = zarr.open(store, mode="r")
-    arrays = [("", node)] if isinstance(node, zarr.Array) else sorted(node.arrays())
-    out = {}
-    for name, array in arrays:
-        text = array.attrs.get(ATTRIBUTE)
-        if isinstance(text, str):
-            try:
-                choice = json.loads(text)
-                summary = describe(choice)
-            except (ValueError, TypeError, AttributeError):
-                choice, summary = None, "(unreadable)"
-            out[name or array.path or "/"] = summary if summaries else (summary, choice)
+    opened = read_store(store, storage_options or None)
+    try:
+        node = zarr.open(opened, mode="r")
+        arrays = [("", node)] if isinstance(node, zarr.Array) else sorted(node.arrays())
+        out = {}
+        for name, array in arrays:
+            text = array.attrs.get(ATTRIBUTE)
+            if isinstance(text, str):
+                try:
+                    choice = json.loads(text)
+                    summary = describe(choice)
+                except (ValueError, TypeError, AttributeError):
+                    choice, summary = None, "(unreadable)"
+                out[name or array.path or "/"] = summary if summaries else (summary, choice)
+    finally:
+        if opened is not store:  # the zip file (or fsspec store) opened here
+            opened.close()
     return out
