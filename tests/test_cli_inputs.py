@@ -634,3 +634,12 @@ def test_s3_a_store_is_read_by_any_name_and_a_zip_is_written_locally(tmp_path, c
     code, _, err = run(capsys, "compress", files[0], "nosuch://bucket/o.zarr", "--tolerance",
                        "0.05")
     assert code == 1 and "Protocol not known: nosuch" in one_error(err), err
+
+
+def test_portable_with_a_codec_from_the_config_file_names_the_file(tmp_path, capsys, files):
+    config = tmp_path / "bounds.toml"
+    config.write_text('[defaults]\ncodec = "sz3"\ntolerance = 0.1\n')
+    out = tmp_path / "out.zarr"
+    code, _, err = run(capsys, "compress", files[0], out, "--config", config, "--portable")
+    assert code == 1 and f"drop codec from {config}" in one_error(err), err
+    assert not out.exists()

@@ -98,7 +98,8 @@ def _portable(ds, chosen, args, options) -> int:
     given = bounds.encode_arguments(chosen)
     codecs = {c for c in given.pop("codec", {}).values() if c not in (None, "zfp")}
     if getattr(args, "codec", None) or codecs:
-        raise UserError("--portable chooses numcodecs' codecs for each bound; drop --codec "
+        where = "--codec" if getattr(args, "codec", None) else f"codec from {args.config}"
+        raise UserError(f"--portable chooses numcodecs' codecs for each bound; drop {where} "
                         "(or drop --portable)")
     kept = {k: given[k] for k in ("tolerance", "rel_tolerance", "variables") if k in given}
     others = sorted(k for k in given if k not in kept)
