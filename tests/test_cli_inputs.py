@@ -643,3 +643,24 @@ def test_portable_with_a_codec_from_the_config_file_names_the_file(tmp_path, cap
     code, _, err = run(capsys, "compress", files[0], out, "--config", config, "--portable")
     assert code == 1 and f"drop codec from {config}" in one_error(err), err
     assert not out.exists()
+
+
+def test_cell_bounds_are_kept_exact_unless_named(tmp_path, capsys):
+    # lat_bnds was compressed like a field: rounded, a cell's edge no longer met its
+    # neighbour's (regridding tools check that they do)
+    lat = np.linspace(-60, 60, NY)
+    edges = np.stack([lat - 2.5, lat + 2.5], 1) + np.random.default_rng(3).normal(0, 1e-3, (NY, 1))
+    ds = month(0).assign(lat_bnds=(("lat", "nv"), edges))
+    ds["lat"].attrs["bounds"] = "lat_bnds"
+    path, out = tmp_path / "in.nc", tmp_path / "out.zarr"
+    ds.to_netcdf(path, unlimited_dims=["TIME"])
+    code, _, err = run(capsys, "compress", path, out, "--tolerance", "0.1")
+    assert code == 0, err
+    back = xr.open_zarr(out, decode_times=False)
+    np.testing.assert_array_equal(back.lat_bnds, edges)
+    check_bound(back.SLP, ds.SLP, 0.1)
+    again = tmp_path / "again.zarr"
+    code, _, err = run(capsys, "compress", path, again, "--tolerance", "0.1", "--tolerance",
+                       "lat_bnds=0.01")
+    assert code == 0, err
+    check_bound(xr.open_zarr(again, decode_times=False).lat_bnds, edges, 0.01)

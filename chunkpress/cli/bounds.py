@@ -347,8 +347,9 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
     if variables is None:
         named = {n for values in cli.values() for n in values if n} | {
             n for values in config.values() for n in values if n}
+        cells = _cell_bounds(dataset)
         variables = [n for n in dataset.data_vars
-                     if n in named or compressible(dataset[n].variable)]
+                     if n in named or (compressible(dataset[n].variable) and n not in cells)]
 
     def levels(key, name):
         """Where a setting may come from, most specific first: (settings, key in them)."""
@@ -384,6 +385,18 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
         out[name] = chosen
     _check_taken(cli, out)
     return out
+
+
+def _cell_bounds(dataset) -> set:
+    """The CF cell bounds of the coordinates (``lat:bounds = "lat_bnds"``): kept exact unless
+    named, as the coordinates are (rounded, neighbouring cells would no longer meet)."""
+    names = set()
+    for var in dataset.variables.values():
+        for key in ("bounds", "climatology"):
+            name = var.attrs.get(key, var.encoding.get(key))
+            if isinstance(name, str) and name in dataset.data_vars:
+                names.add(name)
+    return names
 
 
 def _kept(var) -> str:

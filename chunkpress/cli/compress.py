@@ -43,8 +43,8 @@ def add_arguments(sub) -> None:
                      "name given)")
     bounds.add_arguments(sub)
     sub.add_argument("--var", action="append", metavar="NAME",
-                     help="compress this variable (repeat; default: every float variable); "
-                          "the others are kept exact")
+                     help="compress this variable (repeat; default: every float variable "
+                          "but the coordinates' cell bounds); the others are kept exact")
     add_input_arguments(sub)
     sub.add_argument("--verify", action="store_true",
                      help="decode every block as it is made and report the measured max error")
