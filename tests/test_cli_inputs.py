@@ -664,3 +664,10 @@ def test_cell_bounds_are_kept_exact_unless_named(tmp_path, capsys):
                        "lat_bnds=0.01")
     assert code == 0, err
     check_bound(xr.open_zarr(again, decode_times=False).lat_bnds, edges, 0.01)
+
+
+def test_a_mistake_on_year_zero_files_is_the_only_line(tmp_path, capsys, files):
+    # the note on the undecodable times came first, making every mistake two lines
+    code, _, err = run(capsys, "compress", files[0], tmp_path / "o.zarr", "--tolerance",
+                       "PRES=0.1")
+    assert code == 1 and len(err.splitlines()) == 1 and "'PRES'" in err, err

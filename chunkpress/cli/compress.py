@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from . import bounds
 from ._common import UserError, add_scheduler, check_output, print_table, scheduler
@@ -73,10 +74,13 @@ def main(args) -> int:
                         "or write the .zip here and upload it")
     check_remote_output(args.output, args.overwrite, options)
     with remote_errors([*paths, args.output], options), scheduler(args):
+        notes = []  # said once the settings hold: a mistake in them is then the one line
         ds = open_inputs(paths, decode_times=args.decode_times, engine=args.engine,
-                         storage_options=options)
+                         storage_options=options, note=notes.append)
         chosen = bounds.resolve(ds, bounds.from_args(args), config, args.var, args.config)
         chosen = bounds.absolute(ds, chosen)  # percentages: one pass over the data
+        for text in notes:
+            print(f"chunkpress: note: {text}", file=sys.stderr)
         line = bounds.describe_relative(chosen)
         if line:
             print(line)
