@@ -420,6 +420,26 @@ def test_a_run_that_fails_says_how_far_it_got_in_plain_lines(stores, env, tmp_pa
 # --- --version and --help ------------------------------------------------------------------
 
 
+def test_the_main_job_says_which_chunks_had_their_place_checked(env, tmp_path):
+    """verify checks the place of the chunks that record one (those chunkpress compressed);
+    the others (exact variables, coordinates: written by zarr) only by checksum. The screen
+    said "151 chunks, checksums and places good"; the exact variables' "0" error was a
+    literal, now verify's measure against ocean.nc."""
+    code, text, err = _run(env, "demo", "--out", tmp_path)
+    assert code == 0, err
+    checked = chunkpress.verify(str(tmp_path / "ocean.zarr"), against=str(tmp_path / "ocean.nc"))
+    arrays = checked.attrs["arrays"].set_index("array")
+    placed = arrays.loc[arrays["checks"].str.contains("place"), "chunks"].sum()
+    line = next(line for line in text.splitlines() if line.startswith("chunkpress.verify("))
+    total = checked.attrs["summary"]["chunks"]
+    assert f"{total} chunks: checksums, and places where recorded ({placed})" in line, line
+    assert 0 < placed < total
+    for name in ("slp", "land"):
+        row = next(line for line in text.splitlines() if line.startswith(f"{name} "))
+        assert row.split()[1] == "exact" and float(row.split()[-1]) == arrays.loc[name,
+                                                                                  "max_error"]
+
+
 def test_version(env):
     result = subprocess.run(COMMAND + ["--version"], env=env, capture_output=True, text=True,
                             timeout=120)
