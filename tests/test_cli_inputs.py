@@ -671,3 +671,15 @@ def test_a_mistake_on_year_zero_files_is_the_only_line(tmp_path, capsys, files):
     code, _, err = run(capsys, "compress", files[0], tmp_path / "o.zarr", "--tolerance",
                        "PRES=0.1")
     assert code == 1 and len(err.splitlines()) == 1 and "'PRES'" in err, err
+
+
+def test_s3_netcdf4_engine_on_a_remote_file_says_which_engines_read_it(tmp_path, capsys, s3,
+                                                                      files):
+    # it said to name "netcdf4 or h5netcdf", netcdf4 being the one that had just failed
+    s3.filesystem().put(files[0], s3.path("in.nc"))
+    code, _, err = run(capsys, "compress", s3.path("in.nc"), tmp_path / "o.zarr",
+                       "--tolerance", "0.1", "--engine", "netcdf4", *s3_options(s3))
+    assert code == 1 and "--engine netcdf4 reads local files only" in one_error(err), err
+    code, _, err = run(capsys, "compress", s3.path("in.nc"), tmp_path / "o.zarr",
+                       "--tolerance", "0.1", "--engine", "h5netcdf", *s3_options(s3))
+    assert code == 0, err

@@ -217,6 +217,10 @@ def _open_one(path, xr, decode_times, engine, storage_options):
             raise _TimeUnits(message.split(". Try opening", 1)[0]) from exc
         if engine is not None and "engine" in message:
             raise UserError(f"--engine {engine}: {message}") from exc
+        if engine == "netcdf4" and is_remote(path) and not zarr:  # netCDF-C opens paths only
+            raise UserError(f"{path}: --engine netcdf4 reads local files only; leave --engine "
+                            "out, or give h5netcdf (netCDF-4) or scipy (netCDF 3) for a file "
+                            "on an object store") from exc
         if engine is not None:  # e.g. scipy (netCDF 3 only) on a netCDF-4 file
             raise UserError(f"{path}: --engine {engine} cannot read it ({message}); leave "
                             "--engine out to let xarray choose, or name one that reads this "
