@@ -326,6 +326,7 @@ def test_a_missing_or_moved_chunk_is_named_not_written_as_fill(tmp_path, origina
     (["decompress", "{store}", "{tmp}/o.nc", "--netcdf-compression", "none",
       "--netcdf-level", "3"], "--netcdf-level goes with"),
     (["decompress", "{src}", "{tmp}/o.nc"], "not a Zarr store"),
+    (["decompress", "{store}", "s3://bucket/o.nc"], "writes a local netCDF file"),
 ])
 def test_user_errors_are_one_line(tmp_path, original, store, argv, words):
     argv = [a.format(tmp=tmp_path, src=original, store=store) for a in argv]

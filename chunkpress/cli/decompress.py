@@ -52,6 +52,9 @@ def main(args) -> int:
     level = _level(args.netcdf_compression, args.netcdf_level)
     encoding_of = _compression(args.netcdf_compression, level)
     check_input(args.input, options or None)
+    if "://" in str(args.output):  # it was written to ./s3:/bucket/... and said "wrote s3://"
+        raise UserError(f"{args.output}: decompress writes a local netCDF file; give a local "
+                        "path, then copy the file where it goes (e.g. aws s3 cp)")
     check_output(args.output, args.overwrite, kind="file")
     with remote_errors([args.input]), scheduler(args):
         ds = netcdf_dataset(_open_store(args.input, options))
