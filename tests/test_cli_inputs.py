@@ -683,3 +683,30 @@ def test_s3_netcdf4_engine_on_a_remote_file_says_which_engines_read_it(tmp_path,
     code, _, err = run(capsys, "compress", s3.path("in.nc"), tmp_path / "o.zarr",
                        "--tolerance", "0.1", "--engine", "h5netcdf", *s3_options(s3))
     assert code == 0, err
+
+
+def test_a_missing_value_other_than_the_fill_value(tmp_path, capsys):
+    # CF allows both; xarray writes no variable with both: "conflicting _FillValue and
+    # missing_value. Cannot encode data." (exit 1, nothing the user could change but the file)
+    import netCDF4
+
+    path, out = tmp_path / "two.nc", tmp_path / "out.zarr"
+    values = np.random.default_rng(0).random((5, 20)).astype("float32")
+    values[0, :3], values[1, :3] = -999.0, -1e34
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("time", None)
+        nc.createDimension("y", 20)
+        var = nc.createVariable("v", "f4", ("time", "y"), fill_value=np.float32(-1e34))
+        var.missing_value = np.float32(-999.0)
+        var.set_auto_maskandscale(False)
+        var[:] = values
+    code, _, err = run(capsys, "compress", path, out, "--tolerance", "0.01")
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if line.strip()]
+    assert len(notes) == 1 and "missing_value -999 differs from its _FillValue -1e+34" in notes[0]
+    import warnings
+
+    with warnings.catch_warnings():  # xarray's "multiple fill values": what is tested here
+        warnings.simplefilter("ignore")
+        expected = xr.open_dataset(path).v
+    check_bound(xr.open_zarr(out).v, expected, 0.01)  # both sentinels missing, where they were

@@ -200,7 +200,9 @@ def _open_one(path, xr, decode_times, engine, storage_options):
                 # the file object stays open as long as the dataset reads from it
                 handle = fsspec.open(str(path), "rb", **(storage_options or {})).open()
                 return xr.open_dataset(handle, chunks={}, engine=engine, **options)
-            return xr.open_dataset(path, chunks={}, engine=engine, **options)
+            with warnings.catch_warnings():  # said once, by _one_fill_value
+                warnings.filterwarnings("ignore", ".* has multiple fill values")
+                return xr.open_dataset(path, chunks={}, engine=engine, **options)
     except (OSError, ValueError, TypeError) as exc:
         if isinstance(exc, TypeError) and engine is None:
             raise  # a bug, not the input
@@ -274,9 +276,33 @@ def open_inputs(paths, *, decode_times=True, engine=None, storage_options=None, 
              "--no-decode-times; open the result with decode_times=False)")
         decode_times = False
         datasets = [_open_one(p, xr, False, engine, storage_options) for p in paths]
+    _one_fill_value(datasets, note)
     if len(datasets) == 1:
         return datasets[0]
     return _combine(xr, list(paths), datasets, decode_times, note)
+
+
+def _one_fill_value(datasets, note) -> None:
+    """A variable with a ``missing_value`` other than its ``_FillValue`` (CF allows both; xarray
+    reads both as missing) keeps its ``_FillValue`` only: xarray writes no variable with both.
+    Its values are unchanged; what was missing stays missing."""
+    import numpy as np
+
+    said = set()
+    for dataset in datasets:
+        for name, var in dataset.variables.items():
+            fill, missing = var.encoding.get("_FillValue"), var.encoding.get("missing_value")
+            if fill is None or missing is None:
+                continue
+            values = np.asarray(missing, dtype="float64").ravel()
+            if np.all((values == float(fill)) | (np.isnan(values) & np.isnan(float(fill)))):
+                continue
+            del var.encoding["missing_value"]
+            if name not in said:
+                said.add(name)
+                shown = " ".join(f"{v:g}" for v in values)
+                note(f"{name}: its missing_value {shown} differs from its _FillValue "
+                     f"{float(fill):g}; both are read as missing and stored as _FillValue")
 
 
 def _record_dim(datasets):
