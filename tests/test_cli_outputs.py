@@ -347,18 +347,22 @@ def test_an_unwritable_output_directory(tmp_path, original):
     own): root ignores permission bits, not a read-only mount."""
     target = tmp_path / "ro"
     target.mkdir()
+    line = one_line(in_mount_namespace(
+        f"mount --bind -o ro {target} {target} && exec {sys.executable} -m chunkpress "
+        f"compress {original} {target}/o.zarr --tolerance 0.01"))
+    assert "read-only file system" in line or "permission denied" in line, line
+    assert os.listdir(target) == []
+
+
+def in_mount_namespace(script):
+    """Run the shell ``script`` in a mount namespace of its own (skip where there is none)."""
     probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
                            capture_output=True)
     if shutil.which("unshare") is None or probe.returncode != 0:
         pytest.skip("no mount namespace here (unshare --mount)")
-    script = (f"mount --bind -o ro {target} {target} && exec {sys.executable} -m chunkpress "
-              f"compress {original} {target}/o.zarr --tolerance 0.01")
-    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                             script], env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                            capture_output=True, text=True, timeout=300)
-    line = one_line(result)
-    assert "read-only file system" in line or "permission denied" in line, line
-    assert os.listdir(target) == []
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           script], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=300)
 
 
 def test_decompress_onto_a_full_disk_is_one_line(tmp_path, store):
@@ -367,15 +371,10 @@ def test_decompress_onto_a_full_disk_is_one_line(tmp_path, store):
     namespace of the child's own)."""
     target = tmp_path / "full"
     target.mkdir()
-    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
-                           capture_output=True)
-    if shutil.which("unshare") is None or probe.returncode != 0:
-        pytest.skip("no mount namespace here (unshare --mount)")
-    script = (f"mount -t tmpfs -o size=64k tmpfs {target} && {sys.executable} -m chunkpress "
-              f"decompress {store} {target}/o.nc; code=$?; ls -A {target} | sed 's/^/left: /'; exit $code")
-    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                             script], env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                            capture_output=True, text=True, timeout=300)
+    result = in_mount_namespace(
+        f"mount -t tmpfs -o size=64k tmpfs {target} && {sys.executable} -m chunkpress "
+        f"decompress {store} {target}/o.nc; code=$?; ls -A {target} | sed 's/^/left: /'; "
+        "exit $code")
     line = one_line(result)
     assert line.startswith("chunkpress decompress: error: ") and "MiB left free" in line, line
     assert "is as it was" in line and "left: " not in result.stdout  # no temporary file

@@ -196,28 +196,34 @@ def test_stdout_to_a_file_and_stderr_on_a_terminal(monthly, env, tmp_path):
     """`chunkpress compress ... > log`: the bar on the terminal, the log plain."""
     out = tmp_path / "out.zarr"
     log = tmp_path / "log.txt"
+    shown = stderr_on_terminal(COMMAND + ["compress", str(monthly / "ocean_01.nc"), str(out),
+                                          "--tolerance", "0.01"], env, log)
+    text = log.read_text()
+    assert "\r" in shown and re.search(r"writing \w+.*\[[#-]+\] +\d+/\d+ blocks", shown)
+    assert "\r" not in text and not CONTROL.search(text)
+    assert re.search(r"^writing: done, \d+ blocks", text, re.M)
+
+
+def stderr_on_terminal(argv, env, log, columns=100) -> str:
+    """Run ``argv`` with stdout to the file ``log`` and stderr on a pseudo-terminal of
+    ``columns`` columns; return what the terminal got."""
     main, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, columns, 0, 0))
     with open(log, "wb") as file:
-        process = subprocess.Popen(COMMAND + ["compress", str(monthly / "ocean_01.nc"),
-                                              str(out), "--tolerance", "0.01"],
-                                   env=env, stdout=file, stderr=terminal)
+        process = subprocess.Popen(argv, env=env, stdout=file, stderr=terminal)
         os.close(terminal)
         shown = b""
         while True:
             try:
                 data = os.read(main, 65536)
-            except OSError:
+            except OSError:  # the child is gone: EIO
                 break
             if not data:
                 break
             shown += data
         assert process.wait(timeout=120) == 0, shown
     os.close(main)
-    shown, text = shown.decode(), log.read_text()
-    assert "\r" in shown and re.search(r"writing \w+.*\[[#-]+\] +\d+/\d+ blocks", shown)
-    assert "\r" not in text and not CONTROL.search(text)
-    assert re.search(r"^writing: done, \d+ blocks", text, re.M)
+    return shown.decode()
 
 
 def _frames(shown: str) -> list:
@@ -236,23 +242,7 @@ def test_a_narrow_terminal_gets_a_shorter_bar_never_a_wrapped_one(monthly, env, 
     if where == "stdout":
         shown = run_in_terminal(argv, env, columns=50)
     else:
-        main, terminal = pty.openpty()
-        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 50, 0, 0))
-        with open(tmp_path / "log.txt", "wb") as file:
-            process = subprocess.Popen(argv, env=env, stdout=file, stderr=terminal)
-            os.close(terminal)
-            data = b""
-            while True:
-                try:
-                    chunk = os.read(main, 65536)
-                except OSError:  # the child is gone: EIO
-                    break
-                if not chunk:
-                    break
-                data += chunk
-            assert process.wait(timeout=120) == 0, data
-        os.close(main)
-        shown = data.decode()
+        shown = stderr_on_terminal(argv, env, tmp_path / "log.txt", columns=50)
     frames = _frames(shown)
     assert frames, shown
     for frame in frames:
