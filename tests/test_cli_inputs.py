@@ -710,3 +710,26 @@ def test_a_missing_value_other_than_the_fill_value(tmp_path, capsys):
         warnings.simplefilter("ignore")
         expected = xr.open_dataset(path).v
     check_bound(xr.open_zarr(out).v, expected, 0.01)  # both sentinels missing, where they were
+
+
+def test_inputs_packed_each_for_its_own_range(tmp_path, capsys):
+    # ERA5's files pack int16 with a scale_factor/add_offset of their own: put together, the
+    # second file's values were packed again with the first's, wrapped around in int16 and
+    # read back 40 K off, with "error bound 0" in the report
+    rng = np.random.default_rng(7)
+    paths = []
+    for i, (low, high) in enumerate([(250.0, 260.0), (290.0, 320.0)]):
+        t2m = low + (high - low) * rng.random((3, NY, NX))
+        ds = xr.Dataset({"t2m": (("time", "lat", "lon"), t2m, {"units": "K"})},
+                        coords={"time": ("time", np.arange(3.0) + 3 * i,
+                                         {"units": "hours since 1900-01-01"})})
+        paths.append(tmp_path / f"era_{i}.nc")
+        ds.to_netcdf(paths[-1], unlimited_dims=["time"], encoding={"t2m": {
+            "dtype": "int16", "scale_factor": (high - low) / 65534, "add_offset": (high + low) / 2,
+            "_FillValue": np.int16(-32767)}})
+    out = tmp_path / "out.zarr"
+    code, _, err = run(capsys, "compress", *paths, out, "--tolerance", "0.01")
+    assert code == 0, err
+    expected = xr.concat([xr.open_dataset(p) for p in paths], "time")
+    check_bound(xr.open_zarr(out).t2m, expected.t2m, 0.01)
+    assert "t2m: packed differently in each input" in err

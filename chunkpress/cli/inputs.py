@@ -359,7 +359,38 @@ def _combine(xr, paths, datasets, decode_times, note=None):
     if grown and note is not None:
         note(f"{', '.join(grown)} differ between the inputs and have no {record} dimension: "
              f"each is stored along {record}, one value per record of its input")
+    unpacked = _unpack_differing(combined, datasets)
+    if unpacked and note is not None:
+        note(f"{', '.join(unpacked)}: packed differently in each input (scale_factor, "
+             "add_offset or dtype, as ERA5's files are): stored as floats, compressed to the "
+             "bound given like the others")
     return combined
+
+
+#: how a netCDF variable is packed: the first input's would stand for every input's
+PACKING = ("dtype", "scale_factor", "add_offset", "_FillValue", "missing_value")
+
+
+def _unpack_differing(combined, datasets) -> list:
+    """The variables whose packing differs between the inputs, their packing forgotten: put
+    together, a variable keeps the first input's encoding, and the values of an input packed
+    for another range (ERA5 packs each file for its own) would be packed again with it and
+    wrap around in int16, read back tens of kelvin off with no error said."""
+    import numpy as np
+
+    unpacked = []
+    for name, var in combined.variables.items():
+        packings = set()
+        for dataset in datasets:
+            if name in dataset.variables:
+                encoding = dataset[name].encoding
+                packings.add(tuple(repr(np.asarray(encoding.get(k)).tolist()) for k in PACKING))
+        if len(packings) < 2 or var.dtype.kind != "f":
+            continue
+        for key in PACKING:
+            var.encoding.pop(key, None)
+        unpacked.append(str(name))
+    return unpacked
 
 
 def _overlap(paths, datasets, record) -> str | None:
