@@ -515,7 +515,12 @@ def test_inputs_that_cannot_be_put_together_say_why(tmp_path, capsys, files):
     fewer = month(1).drop_vars("HUM")
     fewer.to_netcdf(tmp_path / "fewer.nc", unlimited_dims=["TIME"])
     month(2).isel(TIME=slice(0, 0)).to_netcdf(tmp_path / "empty.nc", unlimited_dims=["TIME"])
+    other_units = month(1)
+    other_units["HUM"].attrs["units"] = "kg/kg"  # the store would say g/kg of every value
+    other_units.to_netcdf(tmp_path / "units.nc", unlimited_dims=["TIME"])
     cases = [([files[0], tmp_path / "shifted.nc"], "their coordinate 'lon' differs"),
+             ([files[0], tmp_path / "units.nc"], "HUM: its units differ between the inputs ("
+              f"{files[0]}: 'g/kg', {tmp_path / 'units.nc'}: 'kg/kg')"),
              ([files[0], tmp_path / "empty.nc"], "empty.nc holds no TIME records"),
              ([files[0], tmp_path / "fewer.nc"], f"HUM is in {files[0]} but not in"),
              ([files[0], files[1], files[0]], f"{files[0]} is given twice"),

@@ -334,6 +334,15 @@ def _combine(xr, paths, datasets, decode_times, note=None):
     if empty is not None:
         raise UserError(f"{empty} holds no {record} records (an empty file); leave it out of "
                         "the inputs")
+    for name in datasets[0].variables:
+        units = {p: d[name].attrs.get("units") for p, d in zip(paths, datasets)
+                 if name in d.variables}
+        if len(set(units.values())) > 1:
+            (a, ua), (b, ub) = list(units.items())[0], next(
+                (p, u) for p, u in units.items() if u != list(units.values())[0])
+            raise UserError(f"{name}: its units differ between the inputs ({a}: {ua!r}, {b}: "
+                            f"{ub!r}); one store would say one of them for all its values: "
+                            "convert the files to one unit first")
     overlap = _overlap(paths, datasets, record)
     if overlap:  # xarray would keep one input's values for the records both hold, silently
         raise UserError(f"{len(paths)} inputs ({paths[0]} ... {paths[-1]}) cannot be put "
