@@ -151,3 +151,45 @@ def test_the_installed_command_and_python_m(tmp_path, source):
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "wind" in result.stdout
+
+
+def test_refusals_speak_of_the_command_option(tmp_path, capsys, source):
+    """The store layer's refusal names its keyword (overwrite=True); the command's says the
+    option the user types, and the directory it refused keeps its file."""
+    out = tmp_path / "mine.zarr"
+    out.mkdir()
+    (out / "notes.txt").write_text("my notes")
+    assert main(["compress", str(source), str(out), "--tolerance", "0.1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--overwrite" in err and "overwrite=True" not in err, err
+    assert (out / "notes.txt").read_text() == "my notes"
+
+
+@pytest.mark.parametrize("nbytes, said", [
+    (512, "512"), (999, "999"), (1000, "0.977K"), (1024, "1K"), (41472, "40.5K"),
+    (1010 * 1024, "0.986M"), (999.96 * 1024, "0.977M"), (5 * 2**20, "5M"), (3 * 2**40, "3T"),
+])
+def test_sizes_are_three_digits_at_most(nbytes, said):
+    """info's sizes as ls -h says them: never 1.01e+03K."""
+    from chunkpress.cli._common import size
+
+    assert size(nbytes) == said
+
+
+def test_the_log_has_no_library_warnings(tmp_path):
+    """A packed int16 without a _FillValue and a text variable: the command's stderr holds
+    its own lines only (xarray and zarr warned three times on such a file)."""
+    rng = np.random.default_rng(0)
+    ds = xr.Dataset({"p": (("time", "y", "x"), (rng.random((4, 20, 30)) * 100).astype("f4")),
+                     "station": (("time",), np.array(["a", "bb", "c", "d"]))},
+                    coords={"time": np.arange(4)})
+    ds["p"].encoding.update(dtype="int16", scale_factor=0.01, add_offset=0.0)
+    ds.to_netcdf(tmp_path / "w.nc")
+    result = subprocess.run([sys.executable, "-m", "chunkpress.cli", "compress",
+                             str(tmp_path / "w.nc"), str(tmp_path / "w.zarr"), "--tolerance",
+                             "0.1"], env=_installed_env(tmp_path), cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr
+    back = xr.open_zarr(tmp_path / "w.zarr")
+    assert list(back["station"].values) == ["a", "bb", "c", "d"]

@@ -119,11 +119,12 @@ def table_lines(table, width=WIDTH) -> list:
 def size(nbytes) -> str:
     """Bytes as ls -h prints them: 512, 40.5K, 11.9M, 3.2G."""
     value = float(nbytes)
-    for unit in ("", "K", "M", "G", "T"):
-        if value < 1024 or unit == "T":
-            return f"{value:.0f}" if not unit else f"{value:.3g}{unit}"
+    for unit in ("", "K", "M", "G"):
+        text = f"{value:.0f}" if not unit else f"{value:.3g}{unit}"
+        if float(text.rstrip(unit)) < 1000:  # three digits at most: 1010K is 0.986M
+            return text
         value /= 1024
-    return str(nbytes)
+    return f"{value:.3g}T" if value < 1000 else f"{value:.0f}T"
 
 
 def _fit(flat, width, gap=2) -> list:

@@ -46,10 +46,11 @@ def describe(exc: BaseException) -> tuple[str, bool]:
 
 
 def _line(exc: BaseException) -> str:
-    """The first line of what ``exc`` says (its type when it says nothing)."""
+    """The first line of what ``exc`` says (its type when it says nothing), in the command's
+    words: the library's ``overwrite=True`` is ``--overwrite`` here."""
     text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+    return lines[0].replace("overwrite=True", "--overwrite") if lines else type(exc).__name__
 
 
 def _os_error(exc: OSError) -> str:
