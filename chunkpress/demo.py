@@ -92,6 +92,9 @@ def demo_dataset(shape=(24, 180, 360)):
 
 def netcdf_encoding(ds, level=4) -> dict:
     """The encodings of the netCDF-4 file most archives hold: zlib (deflate) at ``level``
-    with the byte shuffle, on every data variable, keeping each variable's own encoding."""
-    return {name: {**ds[name].encoding, "zlib": True, "complevel": level, "shuffle": True}
+    with the byte shuffle, on every data variable, keeping each variable's own encoding, in
+    the chunks netCDF-C gives a small file's variables: each whole (h5netcdf's own smaller
+    chunks made the file 3% larger than the netCDF library writes it)."""
+    return {name: {**ds[name].encoding, "zlib": True, "complevel": level, "shuffle": True,
+                   **({"chunksizes": ds[name].shape} if ds[name].ndim else {})}
             for name in ds.data_vars}
