@@ -317,14 +317,11 @@ def _record_dim(datasets):
 def _combine(xr, paths, datasets, decode_times, note=None):
     record = _record_dim(datasets)
     if not decode_times and record is not None:
-        units = {p: d[record].attrs.get("units") for p, d in zip(paths, datasets)
-                 if record in d.coords}
-        if len(set(units.values())) > 1:
-            (a, ua), (b, ub) = list(units.items())[0], next(
-                (p, u) for p, u in units.items() if u != list(units.values())[0])
-            raise UserError(f"the inputs' {record} units differ ({a}: {ua!r}, {b}: {ub!r}), so "
-                            "their times as numbers cannot be put together; convert the files "
-                            "to one unit first")
+        differ = _units_differ(paths, datasets, record)
+        if differ:
+            raise UserError(f"the inputs' {record} units differ ({differ}), so their times as "
+                            "numbers cannot be put together; convert the files to one unit "
+                            "first")
     # "different": a variable without the record dimension is compared across the inputs
     # (its values read once) and kept once where they agree, put together where they differ;
     # "override" would keep the first input's and drop the others' without a word
@@ -335,14 +332,11 @@ def _combine(xr, paths, datasets, decode_times, note=None):
         raise UserError(f"{empty} holds no {record} records (an empty file); leave it out of "
                         "the inputs")
     for name in datasets[0].variables:
-        units = {p: d[name].attrs.get("units") for p, d in zip(paths, datasets)
-                 if name in d.variables}
-        if len(set(units.values())) > 1:
-            (a, ua), (b, ub) = list(units.items())[0], next(
-                (p, u) for p, u in units.items() if u != list(units.values())[0])
-            raise UserError(f"{name}: its units differ between the inputs ({a}: {ua!r}, {b}: "
-                            f"{ub!r}); one store would say one of them for all its values: "
-                            "convert the files to one unit first")
+        differ = _units_differ(paths, datasets, name)
+        if differ:
+            raise UserError(f"{name}: its units differ between the inputs ({differ}); one store "
+                            "would say one of them for all its values: convert the files to "
+                            "one unit first")
     overlap = _overlap(paths, datasets, record)
     if overlap:  # xarray would keep one input's values for the records both hold, silently
         raise UserError(f"{len(paths)} inputs ({paths[0]} ... {paths[-1]}) cannot be put "
@@ -400,6 +394,17 @@ def _unpack_differing(combined, datasets) -> list:
             var.encoding.pop(key, None)
         unpacked.append(str(name))
     return unpacked
+
+
+def _units_differ(paths, datasets, name) -> str | None:
+    """``a.nc: 'K', b.nc: 'degC'``: the first input whose ``name`` has other units than the
+    first's, or None."""
+    units = [(p, d[name].attrs.get("units")) for p, d in zip(paths, datasets)
+             if name in d.variables]
+    other = next(((p, u) for p, u in units if u != units[0][1]), None)
+    if other is None:
+        return None
+    return f"{units[0][0]}: {units[0][1]!r}, {other[0]}: {other[1]!r}"
 
 
 def _overlap(paths, datasets, record) -> str | None:
