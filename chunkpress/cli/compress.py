@@ -9,7 +9,8 @@ from . import bounds
 from ._common import UserError, add_scheduler, check_output, print_table, scheduler
 from .info import info_table
 from .inputs import add_arguments as add_input_arguments
-from .inputs import check_input, check_remote_output, expand, open_inputs, remote_errors, storage_options
+from .inputs import (check_input, check_remote_output, expand, open_inputs, remote_errors,
+                     storage_options)
 from .progress import run
 
 HELP = "compress netCDF files or Zarr stores into Zarr v3"
