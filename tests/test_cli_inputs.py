@@ -738,3 +738,17 @@ def test_inputs_packed_each_for_its_own_range(tmp_path, capsys):
     expected = xr.concat([xr.open_dataset(p) for p in paths], "time")
     check_bound(xr.open_zarr(out).t2m, expected.t2m, 0.01)
     assert "t2m: packed differently in each input" in err
+
+
+def test_tiles_of_a_map_holding_the_same_records_go_side_by_side(tmp_path, capsys, files):
+    # the same records on other grids are not a record given twice
+    east = month(0)
+    east["lon"] = east.lon + 360.0
+    east.to_netcdf(tmp_path / "east.nc", unlimited_dims=["TIME"])
+    out = tmp_path / "out.zarr"
+    code, _, err = run(capsys, "compress", files[0], tmp_path / "east.nc", out, "--tolerance",
+                       "0.1", "--no-decode-times")
+    assert code == 0 and "note" not in err, err
+    back = xr.open_zarr(out, decode_times=False)
+    assert back.sizes == {"TIME": 4, "lat": NY, "lon": 2 * NX}
+    check_bound(back.SLP.isel(lon=slice(NX, None)), east.SLP, 0.1)

@@ -25,6 +25,8 @@ import re
 import sys
 import warnings
 
+import numpy as np
+
 from ._common import UserError
 
 NETCDF_ENCODINGS = ("dtype", "_FillValue", "missing_value", "scale_factor", "add_offset",
@@ -379,15 +381,13 @@ def _unpack_differing(combined, datasets) -> list:
     together, a variable keeps the first input's encoding, and the values of an input packed
     for another range (ERA5 packs each file for its own) would be packed again with it and
     wrap around in int16, read back tens of kelvin off with no error said."""
-    import numpy as np
-
     unpacked = []
     for name, var in combined.variables.items():
-        packings = set()
-        for dataset in datasets:
-            if name in dataset.variables:
-                encoding = dataset[name].encoding
-                packings.add(tuple(repr(np.asarray(encoding.get(k)).tolist()) for k in PACKING))
+        encodings = [d[name].encoding for d in datasets if name in d.variables]
+        packed = any("scale_factor" in e or "add_offset" in e
+                     or np.dtype(e.get("dtype", "f8")).kind in "iu" for e in encodings)
+        keys = PACKING if packed else ("dtype",)  # a float's fill: NaN, whichever it was
+        packings = {tuple(repr(np.asarray(e.get(k)).tolist()) for k in keys) for e in encodings}
         if len(packings) < 2 or var.dtype.kind != "f":
             continue
         for key in PACKING:
@@ -408,17 +408,22 @@ def _units_differ(paths, datasets, name) -> str | None:
 
 
 def _overlap(paths, datasets, record) -> str | None:
-    """Two inputs that hold the same record (a month downloaded twice, a file and a longer one
-    holding it), said in words; None if each record is in one input only."""
+    """Two inputs on the same grid that hold the same record (a month downloaded twice, a file
+    and a longer one holding it), said in words; None if each record is in one input only.
+    Inputs on other grids (tiles of a map) may hold the same records: xarray puts them side
+    by side."""
     if record is None or not all(record in d.coords for d in datasets):
         return None
     seen = {}
     for path, dataset in zip(paths, datasets):
+        grid = tuple((str(n), str(i.dtype), tuple(np.asarray(i).ravel().tolist()))
+                     for n, i in sorted(dataset.indexes.items(), key=lambda x: str(x[0]))
+                     if n != record)
         for value in dataset[record].values.tolist():
-            if seen.get(value, path) != path:
-                return (f"{seen[value]} and {path} both hold {record} {value}; each record "
-                        "must be in one input only")
-            seen[value] = path
+            if seen.get((grid, value), path) != path:
+                return (f"{seen[grid, value]} and {path} both hold {record} {value}; each "
+                        "record must be in one input only")
+            seen[grid, value] = path
     return None
 
 
