@@ -752,3 +752,33 @@ def test_tiles_of_a_map_holding_the_same_records_go_side_by_side(tmp_path, capsy
     back = xr.open_zarr(out, decode_times=False)
     assert back.sizes == {"TIME": 4, "lat": NY, "lon": 2 * NX}
     check_bound(back.SLP.isel(lon=slice(NX, None)), east.SLP, 0.1)
+
+
+@pytest.mark.parametrize("given", [["--codec", "sperr"], ["--codec", "series=sperr"],
+                                   ["--config", "{config}"]])
+def test_a_codec_that_does_not_fit_a_variable_names_it_and_the_way_out(tmp_path, capsys,
+                                                                       given):
+    """SPERR takes 2-d and 3-d fields: a 1-d series under it is an error saying where the
+    codec was given and what to give the series instead, and that way out works."""
+    rng = np.random.default_rng(0)
+    ds = xr.Dataset({"field": (("time", "y", "x"), rng.random((4, 20, 30)).astype("f4")),
+                     "series": (("time",), rng.random(4).astype("f4"))},
+                    coords={"time": np.arange(4)})
+    ds.to_netcdf(tmp_path / "s.nc")
+    config = tmp_path / "c.toml"
+    config.write_text('[defaults]\ncodec = "sperr"\n')
+    given = [g.format(config=config) for g in given]
+    out = tmp_path / "s.zarr"
+    code, _, err = run(capsys, "compress", tmp_path / "s.nc", out, *given, "--tolerance", "0.01")
+    line = one_error(err)
+    assert code == 1 and not out.exists()
+    assert "'series'" in line and "2 to 3 dimensions" in line, line
+    assert ("c.toml: [defaults]" if "--config" in given else " ".join(given)) in line, line
+    assert "--codec series=zfp" in line
+    kept = [] if given[-1].startswith("series=") else given  # the field's codec stays
+    code, _, err = run(capsys, "compress", tmp_path / "s.nc", out, *kept, "--codec",
+                       "series=zfp", "--tolerance", "0.01")
+    assert code == 0, err
+    back = xr.open_zarr(out)
+    assert float(abs(back.series - ds.series).max()) <= 0.01
+    assert float(abs(back.field - ds.field).max()) <= 0.01

@@ -364,6 +364,7 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
             raise UserError(f"{given_at[name]}: {name!r} is {_kept(dataset[name].variable)}, "
                             "which chunkpress keeps exact (it compresses float variables); "
                             f"drop it, or give --codec {name}=exact")
+        _check_fits(dataset[name], name, codec_name, levels("codec", name), config_path)
         takes = _takes(codec_name)
         chosen = {"codec": codec_name}
         for place in range(4):
@@ -385,6 +386,26 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
         out[name] = chosen
     _check_taken(cli, out)
     return out
+
+
+def _check_fits(var, name, codec_name, levels, config_path) -> None:
+    """A codec that cannot take the variable (``--codec sperr`` and a 1-D series) is an error
+    saying where the codec was given and what to give that variable instead."""
+    from ..graph import codecs
+
+    try:
+        codecs.check_input(codecs.get_codec(codec_name), var.dtype, var.ndim)
+    except ValueError as exc:
+        place = next((i for i, (s, n) in enumerate(levels) if n in s), None)
+        where = {None: f"the default codec {codec_name}",
+                 0: f"--codec {name}={codec_name}",
+                 1: f"{config_path}: [variables.{name}] codec = {codec_name!r}",
+                 2: f"--codec {codec_name}",
+                 3: f"{config_path}: [defaults] codec = {codec_name!r}"}[place]
+        other = next(c for c in (DEFAULT_CODEC, "sz3", "zstd") if c != codec_name)
+        raise UserError(f"{where}: variable {name!r} ({var.ndim}-d {var.dtype}) "
+                        f"does not fit it ({exc}); give it another (--codec {name}={other}) "
+                        f"or leave it out (--codec {name}=exact)") from None
 
 
 def _cell_bounds(dataset) -> set:
