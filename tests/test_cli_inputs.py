@@ -782,3 +782,23 @@ def test_a_codec_that_does_not_fit_a_variable_names_it_and_the_way_out(tmp_path,
     back = xr.open_zarr(out)
     assert float(abs(back.series - ds.series).max()) <= 0.01
     assert float(abs(back.field - ds.field).max()) <= 0.01
+
+
+def test_variables_kept_exact_are_not_stored_a_record_a_chunk(tmp_path, capsys):
+    """netCDF gives its record dimension chunks of one record: an hourly flag variable kept
+    exact was stored as one tiny object per hour (and zstd on 120 bytes barely compresses)."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    ds = xr.Dataset({"t2m": (("time", "y", "x"), (280 + rng.random((n, 10, 12))).astype("f4")),
+                     "flag": (("time", "y", "x"), rng.integers(0, 3, (n, 10, 12)).astype("i1"))},
+                    coords={"time": np.arange(n, dtype="f8")})
+    ds.to_netcdf(tmp_path / "hourly.nc", unlimited_dims=["time"])
+    out = tmp_path / "h.zarr"
+    code, _, err = run(capsys, "compress", tmp_path / "hourly.nc", out, "--tolerance", "0.01")
+    assert code == 0, err
+    objects = [f for _, _, files in os.walk(out / "flag") for f in files if f != "zarr.json"]
+    assert len(objects) == 1, len(objects)  # 234 KB: one chunk, not 2000
+    back = xr.open_zarr(out)
+    np.testing.assert_array_equal(back.flag.values, ds.flag.values)
+    assert back.flag.dtype == np.int8
+    assert float(abs(back.t2m - ds.t2m).max()) <= 0.01

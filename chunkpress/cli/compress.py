@@ -80,6 +80,7 @@ def main(args) -> int:
                          storage_options=options, note=notes.append)
         chosen = bounds.resolve(ds, bounds.from_args(args), config, args.var, args.config)
         chosen = bounds.absolute(ds, chosen)  # percentages: one pass over the data
+        ds = _exact_in_larger_chunks(ds, chosen)
         for text in notes:
             print(f"chunkpress: note: {text}", file=sys.stderr)
         line = bounds.describe_relative(chosen)
@@ -96,6 +97,28 @@ def main(args) -> int:
         report = enc.report() if args.verify else _table(args.output, options)
     print_table(report)
     return 0
+
+
+#: bytes a chunk of a variable kept exact holds at least (where the variable has as many)
+EXACT_CHUNK = 4 * 2**20
+
+
+def _exact_in_larger_chunks(ds, chosen):
+    """The variables kept exact in chunks of EXACT_CHUNK bytes at least along their first
+    axis. They are stored in the chunks they are read in, and a netCDF file's record
+    dimension comes in chunks of one record: an hourly year's flag variable was 8760 objects
+    of a few hundred bytes each. (The compressed variables take their codec's blocks.)"""
+    import math
+
+    larger = {}
+    for name, var in ds.data_vars.items():
+        if name in chosen or var.chunks is None or var.ndim == 0 or var.size == 0:
+            continue
+        per_row = math.prod(var.shape[1:]) * var.dtype.itemsize or 1
+        rows = min(var.shape[0], max(1, EXACT_CHUNK // per_row))
+        if max(var.chunks[0]) < rows:
+            larger[name] = var.chunk({var.dims[0]: rows})
+    return ds.assign(larger) if larger else ds
 
 
 def _portable(ds, chosen, args, options) -> int:
