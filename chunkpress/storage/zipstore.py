@@ -37,11 +37,17 @@ class ZipDestination(Destination):
         os.replace(self.temporary, self.zip_path)
 
     def abort(self) -> None:
-        _close_zip(self.store)
-        # tasks still running put nothing more: zarr would reopen (recreate) the closed file
-        self.store._read_only = True  # zarr has no public way to make a store read-only
-        if os.path.exists(self.temporary):
-            os.remove(self.temporary)
+        """Remove the temporary zip file, whatever closing it raises."""
+        try:
+            _close_zip(self.store)
+        except OSError:
+            pass  # its directory could not be written (a full disk): the file goes anyway
+        finally:
+            # tasks still running put nothing more: zarr would reopen (recreate) the closed
+            # file (zarr has no public way to make a store read-only)
+            self.store._read_only = True
+            if os.path.exists(self.temporary):
+                os.remove(self.temporary)
 
     def close(self) -> None:
         self.lock.release()
