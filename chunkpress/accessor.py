@@ -3,9 +3,10 @@
 Float data variables are compressed as they would be stored: xarray's CF encoding is applied
 first (packing, ``_FillValue``, units), so that the store read back with plain
 ``xr.open_zarr`` has the original's attributes and encodings. Cells equal to a finite
-``_FillValue`` are given to the codec as NaN, which its mask keeps exactly: missing values stay
-missing whatever the tolerance. A tolerance is in the variable's own (decoded) units.
-Integer variables, times and coordinates are kept exact: written by xarray as they are.
+``_FillValue`` or ``missing_value`` are given to the codec as NaN, which its mask keeps
+exactly: missing values stay missing whatever the tolerance. A tolerance is in the variable's
+own (decoded) units. Integer variables, times and coordinates are kept exact: written by
+xarray as they are.
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ class CompressedDataset:
             if append_dim is not None:
                 return _append.append_dataset(self._source, store, append_dim, **options)
             return _append.region_dataset(self._source, store, region, **options)
-        variables = {name: _dataset.Variable(e.compressed, _missing(e.attrs))
+        variables = {name: _dataset.Variable(e.compressed, _dataset.codec_missing(e.attrs))
                      for name, e in self._entries.items()}
         return _dataset.write_dataset(self._source, variables, store, overwrite=overwrite,
                                       storage_options=storage_options, shards=shards,
@@ -393,11 +394,7 @@ def _compress_variable(dataset, name, codec, params, chunks, verify, explicit):
                              f"{encoded.shape}; only float variables of one or more "
                              "dimensions are compressed, the others are kept exact")
         return None
-    data = encoded.data
-    fill = encoded.attrs.get("_FillValue")
-    if fill is not None and np.isfinite(fill):
-        data = np.where(data == np.asarray(fill, encoded.dtype), np.asarray(np.nan, encoded.dtype),
-                        data)
+    data = _dataset.missing_as_nan(encoded.data, encoded.attrs)
     scale = abs(float(encoded.attrs.get("scale_factor", 1.0))) or 1.0
     given = {k: v for k, v in params.items() if v is not None}
     stored_params = dict(given)
@@ -433,13 +430,3 @@ def _stored_tolerance(name, var, attrs, tolerance, scale) -> float:
                          f"{var.dtype} rounds its values to ({rounding:g} near {largest:g}); "
                          f"give a tolerance above {rounding:g}")
     return (tolerance - rounding) / scale
-
-
-def _missing(attrs) -> float | None:
-    """The finite CF ``_FillValue`` of a float variable, which the codec stores as NaN."""
-    fill = attrs.get("_FillValue")
-    try:
-        fill = float(fill)
-    except (TypeError, ValueError):
-        return None
-    return fill if np.isfinite(fill) else None

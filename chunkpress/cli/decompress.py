@@ -5,9 +5,11 @@ reads them (a missing or moved chunk is an error, not fill): each variable goes 
 as the store holds it (dtype, ``_FillValue``, ``scale_factor``/``add_offset``, ``units``,
 ``calendar``), so the file reads back as the store does, with no second rounding of packed
 values and times kept as their numbers and units. chunkpress's own attributes
-(``chunkpress_*``) stay behind. Zarr keeps attributes as JSON, which loses the float32 type of
-a ``scale_factor``/``add_offset``; where both are exactly float32 values they are written as
-float32, so a variable packed with float32 factors reads back as float32 (xarray's rule).
+(``chunkpress_*``) stay behind. Zarr keeps attributes as JSON, which loses the type of a
+``scale_factor``/``add_offset``: chunkpress records it beside them (``reader.PACKING``), and
+they are written with it, so a variable packed with float32 factors reads back as float32,
+one with float64 factors as float64 (xarray's rule). A store without the record: where both
+are exactly float32 values they are written as float32.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def _open_store(path, options):
         store = read_store(path)
     try:
         return _checked(xr.open_zarr(store, decode_cf=False, storage_options=options or None),
-                        store, options)
+                        store, options, path)
     except (OSError, ValueError, KeyError) as exc:
         local = "://" not in str(path)
         if isinstance(exc, PermissionError) or (isinstance(exc, FileNotFoundError) and not (
@@ -102,24 +104,41 @@ def _open_store(path, options):
                         "store chunkpress compress wrote") from exc
 
 
-def _checked(ds, store, options):
+def _checked(ds, store, options, path):
     """``ds`` with each chunkpress array read by ``from_zarr``, which checks every chunk's
     place and finds a missing one an error (zarr's reader gives fill there)."""
     import dask.array as da
+    import xarray as xr
 
-    from ..storage.reader import from_zarr, layout, open_array
+    from ..kernels import ChunkpressError
+    from ..storage.reader import from_zarr, layout, open_array, packing
 
     for name, var in ds.variables.items():
         array = open_array(store, name, options or None)
-        if layout(array).ours:
-            data = from_zarr(array)  # its dtype as zarr's ('<f4'), the netCDF's native: one
-            native = np.empty((0,) * data.ndim, data.dtype.newbyteorder("="))  # warning less
-            var.data = da.Array(data.dask, data.name, data.chunks, meta=native)
+        for key, dtype in packing(array.metadata).items():  # the factors' types, recorded
+            if key in var.attrs:
+                var.attrs[key] = dtype.type(var.attrs[key])
+        read = layout(array)
+        # a chunkpress array, or an exact one chunkpress wrote every chunk of: none missing
+        if not (read.ours or (read.written is not None and array.dtype.kind in "biufc")):
+            continue
+        data = from_zarr(array)  # its dtype as zarr's ('<f4'), the netCDF's native: one
+        if isinstance(var, xr.IndexVariable):  # read already (by zarr): its chunks checked
+            try:
+                data.compute()
+            except ChunkpressError as exc:
+                raise UserError(f"{path}: {name}: {exc}; nothing written. Restore the store "
+                                "from a copy, or recompress from the original") from None
+            continue
+        native = np.empty((0,) * data.ndim, data.dtype.newbyteorder("="))  # warning less
+        var.data = da.Array(data.dask, data.name, data.chunks, meta=native)
     return ds
 
 
 def netcdf_dataset(ds):
     """``ds`` (not decoded) as the netCDF will hold it: attributes typed, bookkeeping gone."""
+    from ..storage.dataset import codec_missing
+
     ds = ds.copy()
     ds.attrs = _public(ds.attrs)
     for name, var in ds.variables.items():
@@ -127,9 +146,11 @@ def netcdf_dataset(ds):
         fill = attrs.get("_FillValue")
         if fill is not None and var.dtype.kind in "iuf":
             attrs["_FillValue"] = np.asarray(fill, var.dtype)[()]  # netCDF: the variable's type
-            if var.dtype.kind == "f" and np.isfinite(attrs["_FillValue"]):
-                # the codecs keep missing cells as NaN; the file holds its fill value there
-                var.data = var.fillna(attrs["_FillValue"]).data
+        missing = codec_missing(attrs) if var.dtype.kind == "f" else None
+        if missing is not None:
+            # the codecs keep missing cells as NaN; the file holds its fill value (or, with
+            # none, its missing_value) there, as the original did
+            var.data = var.fillna(np.asarray(missing, var.dtype)).data
         if var.dtype.kind in "iuf":  # JSON kept their values, not their type: the variable's
             for key in _TYPED_LIKE_DATA:
                 if key in attrs and isinstance(attrs[key], (int, float, list)):
@@ -139,7 +160,10 @@ def netcdf_dataset(ds):
                     except (TypeError, ValueError, OverflowError):
                         pass
         factors = [k for k in ("scale_factor", "add_offset") if k in attrs]
-        if factors and all(_is_float32(attrs[k]) for k in factors):
+        # a store that records no type (written before chunkpress recorded them): float32
+        # where both are exactly float32 values
+        if factors and all(type(attrs[k]) is float and _is_float32(attrs[k])
+                           for k in factors):
             for key in factors:
                 attrs[key] = np.float32(attrs[key])
         var.attrs = attrs

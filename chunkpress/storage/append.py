@@ -28,7 +28,7 @@ import zarr
 from xarray.conventions import decode_cf_variable, encode_cf_variable
 from zarr.storage import LocalStore, StorePath
 
-from .dataset import CF_ENCODINGS
+from .dataset import CF_ENCODINGS, missing_as_nan
 from .journal import finish_pending
 from .update import StoreArray, Update
 from .update_plans import ArrayPlan, ExactPlan, compressed_plan, run
@@ -378,17 +378,13 @@ _NO_INDEXES = {"create_default_indexes": False} if "create_default_indexes" in \
 
 
 def _encoded(var: xr.Variable, encoding: dict, name, as_nan=False) -> xr.Variable:
-    """``var`` CF-encoded as the store encodes it (its ``_FillValue`` as NaN with ``as_nan``:
-    the codec keeps NaN exactly, and a fill value pushed into it would cost bytes)."""
+    """``var`` CF-encoded as the store encodes it (its missing cells as NaN with ``as_nan``,
+    see ``dataset.missing_as_nan``)."""
     var = xr.Variable(var.dims, var.data, attrs={}, encoding=dict(encoding))
     encoded = encode_cf_variable(var, name=name)
     if as_nan:
-        fill = encoded.attrs.get("_FillValue")
-        if fill is not None and encoded.dtype.kind == "f" and np.isfinite(fill):
-            data = encoded.data
-            where = da if isinstance(data, da.Array) else np
-            data = where.where(data == np.asarray(fill, encoded.dtype),
-                               np.asarray(np.nan, encoded.dtype), data)
+        data = missing_as_nan(encoded.data, encoded.attrs)
+        if data is not encoded.data:
             encoded = xr.Variable(encoded.dims, data, attrs=encoded.attrs)
     return encoded
 

@@ -28,9 +28,11 @@ from zarr.storage import MemoryStore, StorePath
 from . import publish
 from .destination import collect_keys
 from .codecs import zarr_codec
+from .reader import with_packing, with_written
 from .writer import ArrayWrite, WriteJob
 
-__all__ = ["write_dataset", "Variable", "unpublished_array"]
+__all__ = ["write_dataset", "Variable", "unpublished_array", "missing_values", "codec_missing",
+           "missing_as_nan"]
 
 #: the encodings that decide what is stored; the rest (netCDF chunking, filters) is dropped
 CF_ENCODINGS = ("dtype", "_FillValue", "missing_value", "scale_factor", "add_offset", "units",
@@ -42,7 +44,46 @@ class Variable:
 
     def __init__(self, compressed, missing=None):
         self.compressed = compressed  # CompressedArray of the CF-encoded values
-        self.missing = missing  # the CF _FillValue (a float), stored as NaN
+        self.missing = missing  # what marks a missing cell (see codec_missing), stored as NaN
+
+
+def missing_values(attrs) -> list:
+    """The finite values that mark missing cells of a CF-encoded float variable: its
+    ``_FillValue`` and its ``missing_value`` (one or several; CF's older attribute, which
+    xarray writes missing cells as when there is no ``_FillValue``)."""
+    values = []
+    for key in ("_FillValue", "missing_value"):
+        try:
+            given = np.asarray(attrs.get(key), dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            continue
+        values += [float(v) for v in given if np.isfinite(v) and float(v) not in values]
+    return values
+
+
+def codec_missing(attrs) -> float | None:
+    """The value the codec stores as NaN (its ``missing``): what xarray writes a missing cell
+    as, the ``_FillValue``, or without one the (first) ``missing_value``."""
+    for key in ("_FillValue", "missing_value"):
+        values = missing_values({key: attrs[key]}) if key in attrs else []
+        if values:
+            return values[0]
+    return None
+
+
+def missing_as_nan(data, attrs):
+    """``data`` (CF-encoded floats, numpy or dask) with its missing cells as NaN, which the
+    codecs keep exactly: a value marking them, pushed into a lossy codec, would come back as
+    another number, no longer missing."""
+    values = missing_values(attrs) if data.dtype.kind == "f" else []
+    if not values:
+        return data
+    where = da if isinstance(data, da.Array) else np
+    missing = None
+    for value in values:
+        equal = data == np.asarray(value, data.dtype)
+        missing = equal if missing is None else missing | equal
+    return where.where(missing, np.asarray(np.nan, data.dtype), data)
 
 
 def write_dataset(source: xr.Dataset, variables: dict, store, *, overwrite=False,
@@ -87,7 +128,8 @@ def _prepare(source, variables, destination, shards, attributes):
             placeholders[name] = xr.Variable(var.dims, da.zeros(var.shape, dtype=var.dtype,
                                                                 chunks=chunk_shape),
                                              attrs=var.attrs, encoding=var.encoding)
-            cf = {k: v for k, v in var.encoding.items() if k in CF_ENCODINGS}
+            cf = {**_no_fill_for_missing(var),
+                  **{k: v for k, v in var.encoding.items() if k in CF_ENCODINGS}}
             encoding[name] = {**cf, "serializer": zarr_codec(c.codec, c.params),
                               "compressors": [Crc32cCodec()], "filters": None,
                               "chunks": chunk_shape}
@@ -102,14 +144,18 @@ def _prepare(source, variables, destination, shards, attributes):
             if n not in variables and dask.is_dask_collection(v.data)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
+        # every chunk of an exact variable written, fill values too: a missing one is then
+        # an error to chunkpress's readers, not fill (see reader.WRITTEN)
         delayed = placeholders.to_zarr(memory, mode="w-", compute=False, zarr_format=3,
-                                       encoding=encoding, consolidated=False)
+                                       encoding=encoding, consolidated=False,
+                                       write_empty_chunks=True)
     del delayed  # the placeholders' zeros and the lazy exact variables: never written
     plans, writes = [], []
     for name, variable in variables.items():
         document = _document(memory, name)
         document["attributes"] = {**document.get("attributes", {}),
                                   **attributes.get(name, {})}
+        document = with_packing(document, source[name].variable.encoding)
         plan = ArrayWrite(destination, name, variable.compressed, shards=shards,
                           missing=variable.missing, document=document)
         if plan.document["data_type"] != _document(memory, name)["data_type"]:
@@ -118,7 +164,7 @@ def _prepare(source, variables, destination, shards, attributes):
                              "report this")
         plans.append(plan)
         writes.append(plan.writes())
-    exact = _ExactNodes(memory, destination, set(variables), list(plans))
+    exact = _ExactNodes(memory, destination, set(variables), list(plans), source)
     plans.append(exact)
     writes.append(exact.writes(source, lazy))
     return plans, writes, memory
@@ -128,6 +174,16 @@ def _no_fill(var) -> dict:
     """A float variable read from a file without a _FillValue keeps none (xarray would give
     it NaN, which then reaches the netCDF written back)."""
     if var.encoding and "_FillValue" not in var.encoding and var.dtype.kind == "f" \
+            and "_FillValue" not in var.attrs:
+        return {"_FillValue": None}
+    return {}
+
+
+def _no_fill_for_missing(var) -> dict:
+    """A compressed variable whose missing cells are marked by a ``missing_value`` alone keeps
+    no ``_FillValue`` (xarray would add NaN beside it: a netCDF written back would have both,
+    which xarray then refuses to write again)."""
+    if "missing_value" in var.encoding and "_FillValue" not in var.encoding \
             and "_FillValue" not in var.attrs:
         return {"_FillValue": None}
     return {}
@@ -160,8 +216,9 @@ class _ExactNodes:
     """The root, the groups and the exact variables: documents from xarray, data copied from
     the memory store (in-memory variables) or written by tasks (dask variables)."""
 
-    def __init__(self, memory, destination, compressed: set, plans):
+    def __init__(self, memory, destination, compressed: set, plans, source):
         self.plans = plans  # the compressed variables' writes, handed over before this one
+        self.source = source
         self.memory = memory
         self.destination = destination
         self.compressed = compressed
@@ -182,7 +239,7 @@ class _ExactNodes:
         sources, targets = [], []
         for name in lazy:
             encoded = encode_cf_variable(source.variables[name], name=name)
-            document = _document(self.memory, name)
+            document = self.document(name)
             # one task per zarr chunk: two tasks never write the same chunk object
             grid = tuple(document["chunk_grid"]["configuration"]["chunk_shape"])
             sources.append(da.asarray(encoded.data).rechunk(grid))
@@ -199,10 +256,20 @@ class _ExactNodes:
     def record_measured(self, measured) -> None:
         pass
 
+    def document(self, node: str) -> dict:
+        """The document xarray made for ``node``; an array's says every chunk is written,
+        and the types of its packing factors."""
+        document = _document(self.memory, node)
+        if document.get("node_type") == "array":
+            document = with_written(document, document["shape"])
+            if node in self.source.variables:
+                document = with_packing(document, self.source.variables[node].encoding)
+        return document
+
     def hand_over(self) -> None:
         """Hand over every document but the compressed variables'; the root's with the
         consolidated metadata of all (what ``xr.open_zarr`` reads first)."""
-        documents = {node: _document(self.memory, node) for node in self.documents
+        documents = {node: self.document(node) for node in self.documents
                      if node not in self.compressed}
         documents.update({plan.node: plan.document for plan in self.plans})
         root = documents.get("", {"zarr_format": 3, "node_type": "group", "attributes": {}})
@@ -220,10 +287,11 @@ def _nothing(*_) -> tuple:
 
 def unpublished_array(store, path: str, document: dict, config=None) -> zarr.Array:
     """A zarr array handle on ``store`` at ``path`` with ``document`` as its metadata, which
-    is not in the store yet: writing through it puts chunks only (``config``: zarr's
-    ArrayConfig fields, e.g. ``{"write_empty_chunks": True}``)."""
+    is not in the store yet: writing through it puts chunks only, every chunk written, fill
+    values too (``config``: zarr's ArrayConfig fields; a handle's own, as zarr.config.set is
+    one global, not a task's)."""
     return zarr.Array(zarr.AsyncArray(metadata=document, store_path=StorePath(store, path),
-                                      config=config))
+                                      config={"write_empty_chunks": True, **(config or {})}))
 
 
 def _after(destination, plans, memory, store, storage_options):

@@ -5,7 +5,8 @@ sharding or not) is read here, not through zarr's pipeline: each task fetches it
 (an inner chunk of a shard: the byte range the shard's index gives), checks its CRC-32C, then
 its place record (see ``integrity``) against the index it was asked for, and decodes it. A
 missing chunk is an error: chunkpress writes every chunk, so none may read as fill. Other
-arrays (a plain zarr array in the same dataset) are read through zarr.
+arrays (an exact variable, a plain zarr array in the same dataset) are read through zarr; an
+exact variable chunkpress wrote every chunk of (see ``WRITTEN``) has none missing either.
 """
 
 from __future__ import annotations
@@ -30,7 +31,70 @@ from . import integrity, portable, publish, shards
 from .codecs import ChunkpressCodec, decode_block
 
 __all__ = ["from_zarr", "info", "Layout", "layout", "read_chunk", "chunk_object",
-           "object_bytes", "open_array", "arrays_of"]
+           "object_bytes", "open_array", "arrays_of", "WRITTEN", "written", "with_written",
+           "MissingChunkError", "PACKING", "with_packing", "packing"]
+
+#: the field of an exact array's ``zarr.json`` that says chunkpress wrote every chunk of it
+#: (zarr's ``write_empty_chunks``), chunks of fill values too, up to a shape: an absent chunk
+#: there is missing, not fill. A Zarr v3 extension field (``must_understand: false``): zarr
+#: and xarray read the array as before; their own writes (xarray's append) may leave out
+#: chunks of fill, beyond that shape.
+WRITTEN = "chunkpress_written"
+
+
+class MissingChunkError(ChunkpressError):
+    """A chunk chunkpress wrote is not in the store."""
+
+
+def written(metadata) -> tuple | None:
+    """The shape up to which chunkpress wrote every chunk of an exact array (``metadata``:
+    zarr's or a ``zarr.json`` document), None if it does not say."""
+    field = metadata.get(WRITTEN) if isinstance(metadata, dict) else \
+        (getattr(metadata, "extra_fields", None) or {}).get(WRITTEN)
+    shape = field.get("every_chunk_within") if isinstance(field, dict) else None
+    if not isinstance(shape, list) or not all(isinstance(n, int) for n in shape):
+        return None
+    return tuple(shape)
+
+
+def with_written(document: dict, shape) -> dict:
+    """``document`` saying that every chunk within ``shape`` is written (see ``WRITTEN``)."""
+    return {**document, WRITTEN: {"must_understand": False,
+                                  "every_chunk_within": [int(n) for n in shape]}}
+
+
+#: the field of an array's ``zarr.json`` that records the types of its ``scale_factor`` and
+#: ``add_offset`` (JSON keeps their values only): float32 factors decode int16 to float32,
+#: float64 ones to float64 (xarray's rule), and a netCDF written back needs the same.
+PACKING = "chunkpress_packing"
+
+
+def with_packing(document: dict, encoding) -> dict:
+    """``document`` recording the types of the ``scale_factor``/``add_offset`` in
+    ``encoding`` (a variable's CF encoding; a Python float is a float64)."""
+    types = {k: np.asarray(encoding[k]).dtype.name for k in ("scale_factor", "add_offset")
+             if k in encoding and np.asarray(encoding[k]).dtype.kind == "f"}
+    if not types:
+        return document
+    return {**document, PACKING: {"must_understand": False, **types}}
+
+
+def packing(metadata) -> dict:
+    """{attribute: numpy dtype} of the packing factors an array's metadata records."""
+    field = (getattr(metadata, "extra_fields", None) or {}).get(PACKING)
+    if not isinstance(field, dict):
+        return {}
+    out = {}
+    for key in ("scale_factor", "add_offset"):
+        if field.get(key) in ("float32", "float64"):
+            out[key] = np.dtype(field[key])
+    return out
+
+
+def _within(extent, index, chunk_shape) -> bool:
+    """Whether chunk ``index`` begins within ``extent`` (chunkpress wrote it)."""
+    return extent is not None and len(extent) == len(index) and \
+        all(i * c < n for i, c, n in zip(index, chunk_shape, extent))
 
 
 def from_zarr(store, path=None, *, storage_options=None) -> da.Array:
@@ -79,6 +143,7 @@ class Layout:
             and isinstance(inner[1], Crc32cCodec) else None
         self.chunk_shape = tuple(self.sharding.chunk_shape if self.sharding is not None
                                  else array.chunks)
+        self.written = written(array.metadata)  # an exact array's chunks chunkpress wrote
         store = array.store_path.store
         self.local_root = None
         if isinstance(store, LocalStore):
@@ -87,6 +152,10 @@ class Layout:
     @property
     def ours(self) -> bool:
         return self.codec is not None
+
+    def required(self, index) -> bool:
+        """Whether chunk ``index`` of an exact array must be in the store (see ``WRITTEN``)."""
+        return _within(self.written, index, self.chunk_shape)
 
 
 def layout(array: zarr.Array) -> Layout:
@@ -116,6 +185,12 @@ def read_chunk(array: zarr.Array, index, read: Layout) -> np.ndarray:
     """Return chunk ``index`` of ``array``, checked (see the module's docstring)."""
     index = tuple(int(i) for i in index)
     if not read.ours:
+        if read.required(index) and chunk_object(array, read, index) is None:
+            key = chunk_key(array, read, index)
+            raise MissingChunkError(
+                f"chunk {index} (object {key!r}) of {where(array.store_path, None)} is "
+                "missing: chunkpress wrote every chunk of this exact array, so the store is "
+                "damaged (zarr would read fill values there); `chunkpress verify` lists them")
         return array.get_block_selection(index) if read.sharding is None else \
             array[_selection(array.shape, read.chunk_shape, index)]
     codec = read.codec
@@ -234,12 +309,11 @@ def info(store, *, storage_options=None) -> pd.DataFrame:
                 if isinstance(measured, (int, float)) and not isinstance(measured, bool):
                     row["measured_rel_error"] = float(measured)
             if codec.write is not None:  # chunkpress wrote every chunk: none may be absent
-                grid = array.shards if read.sharding is not None else read.chunk_shape
-                counts = [math.ceil(n / c) if n else 0 for n, c in zip(array.shape, grid)]
-                expected = {prefix + array.metadata.encode_chunk_key(i)
-                            for i in np.ndindex(*counts)}
-                row["missing_chunks"] = len(expected - keys)
+                row["missing_chunks"] = _missing_objects(array, read, keys, prefix)
         else:
+            if read.written is not None:
+                row["missing_chunks"] = _missing_objects(array, read, keys, prefix,
+                                                         read.written)
             names = [c.to_dict()["name"] for c in (*array.filters, *array.compressors)]
             row.update(codec="+".join(n.removeprefix("numcodecs.") for n in names) or "none",
                        parameters="", error_bound=0.0 if array.dtype.kind != "f" or
@@ -252,6 +326,16 @@ def info(store, *, storage_options=None) -> pd.DataFrame:
         columns[-1:-1] = ["rel_bound", "measured_rel_error"]
     table = pd.DataFrame(rows, columns=columns).set_index("variable")
     return table.astype({"missing_chunks": "Int64"})
+
+
+def _missing_objects(array, read, keys, prefix, extent=None) -> int:
+    """How many chunk objects (shards) of ``array`` are not in ``keys``: all of them, or
+    (``extent``) those within it."""
+    grid = array.shards if read.sharding is not None else read.chunk_shape
+    counts = [math.ceil(n / c) if n else 0 for n, c in zip(array.shape, grid)]
+    expected = {prefix + array.metadata.encode_chunk_key(i) for i in np.ndindex(*counts)
+                if extent is None or _within(extent, i, grid)}
+    return len(expected - keys)
 
 
 def _portable_row(entry) -> dict:

@@ -24,7 +24,7 @@ from zarr.core.sync import sync
 from zarr.storage import MemoryStore
 
 from .dataset import unpublished_array
-from .reader import MEASURED, MEASURED_RELATIVE
+from .reader import MEASURED, MEASURED_RELATIVE, with_written, written
 from .update import StagedSink, StoreArray, Update
 from .writer import ChunkSink, WriteJob, compress_for_zarr, one_task, write_blocks
 
@@ -85,6 +85,8 @@ class ExactPlan:
         self.update = update
         self.array = array
         self.document = array.new_document(new_shape)
+        if written(array.document) == array.shape:  # every chunk, as before: written whole
+            self.document = with_written(self.document, new_shape)
         self.data = data
         self.selection = selection
         self.pending = None

@@ -1,0 +1,278 @@
+"""What a break-it review of the store layer found: missing cells marked by a missing_value,
+deleted chunks of exact variables, verify against an original with times, a zip's temporary
+file on a full disk. Real netCDF files and zarr stores on disk, the command as a user runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import netCDF4
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import zarr
+
+import chunkpress
+from chunkpress.cli import EXIT_PROBLEMS, main
+from chunkpress.storage.reader import MissingChunkError
+
+from test_cli_outputs import in_mount_namespace, one_line
+
+TOLERANCE = 0.01
+MISSING = -999
+
+
+def smooth(times=8, ny=20, nx=24):
+    y, x = np.meshgrid(np.linspace(0, 3, ny), np.linspace(0, 3, nx), indexing="ij")
+    return np.stack([np.sin(x + k) * np.cos(y) * 10 + 280 for k in range(times)])
+
+
+def netcdf_with_missing_value(path, kind="float"):
+    """A netCDF variable ``v`` whose missing cells ([:, :5, :5]) are marked by a
+    ``missing_value`` of -999 and no ``_FillValue``: float32, int16 packed with
+    scale_factor/add_offset, or plain int16."""
+    with netCDF4.Dataset(path, "w") as nc:
+        for dim, n in (("time", 8), ("y", 20), ("x", 24)):
+            nc.createDimension(dim, n)
+        t = nc.createVariable("time", "f8", ("time",))
+        t.units = "days since 2000-01-01"
+        t[:] = np.arange(8)
+        dtype = "f4" if kind == "float" else "i2"
+        v = nc.createVariable("v", dtype, ("time", "y", "x"), fill_value=False)
+        v.set_auto_maskandscale(False)
+        v.missing_value = np.array(MISSING, dtype)
+        field = smooth()
+        if kind == "packed":
+            v.scale_factor, v.add_offset = np.float32(0.01), np.float32(280.0)
+            raw = np.round((field - 280) / 0.01).astype(dtype)
+        else:
+            raw = (np.round(field) if kind == "int" else field).astype(dtype)
+        raw[:, :5, :5] = MISSING
+        v[:] = raw
+    return str(path)
+
+
+def cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+# --- 1. cells marked missing by a missing_value stay missing --------------------------------
+
+
+@pytest.mark.parametrize("how", ["accessor", "command"])
+def test_missing_value_cells_stay_missing_through_every_reader(tmp_path, capsys, how):
+    original = netcdf_with_missing_value(tmp_path / "mv.nc")
+    store = tmp_path / "mv.zarr"
+    ds = xr.open_dataset(original)
+    missing = ds.v.isnull().values
+    assert missing.sum() == 8 * 25
+    if how == "accessor":
+        ds.chunkpress.to_zarr(str(store), codec="zfp", tolerance=TOLERANCE, verify=True)
+    else:
+        assert cli(capsys, "compress", original, store, "--tolerance", TOLERANCE)[0] == 0
+    back = xr.open_zarr(store)
+    assert np.array_equal(back.v.isnull().values, missing)  # the same cells, no more, no less
+    assert float(np.abs(back.v - ds.v).max()) <= TOLERANCE
+    raw = chunkpress.from_zarr(str(store), "v").compute()
+    assert np.array_equal(np.isnan(raw), missing)
+    # decompressed: the file marks them as the original did, -999 exactly, no _FillValue
+    assert cli(capsys, "decompress", store, tmp_path / "out.nc")[0] == 0
+    with netCDF4.Dataset(tmp_path / "out.nc") as nc:
+        v = nc["v"]
+        v.set_auto_maskandscale(False)
+        assert "_FillValue" not in v.ncattrs() and v.getncattr("missing_value") == MISSING
+        values = v[:]
+    assert np.array_equal(values == MISSING, missing)
+    assert np.array_equal(xr.open_dataset(tmp_path / "out.nc").v.isnull().values, missing)
+    code, out, _ = cli(capsys, "verify", store, "--against", original)
+    assert code == 0, out
+
+
+def test_missing_value_cells_stay_missing_in_appends(tmp_path):
+    """chunkpress's append and xarray's own (which writes -999 where NaN is) alike."""
+    ds = xr.open_dataset(netcdf_with_missing_value(tmp_path / "mv.nc"))
+    store = str(tmp_path / "mv.zarr")
+    ds.isel(time=slice(0, 4)).chunkpress.to_zarr(store, tolerance=TOLERANCE,
+                                                 chunks={"time": 4})
+    ds.isel(time=slice(4, 8)).chunkpress.to_zarr(store, append_dim="time")
+    back = xr.open_zarr(store)
+    assert np.array_equal(back.v.isnull().values, ds.v.isnull().values)
+    plain = tmp_path / "plain.zarr"
+    ds.isel(time=slice(0, 4)).chunkpress.to_zarr(str(plain), tolerance=TOLERANCE,
+                                                 chunks={"time": 4})
+    ds.isel(time=slice(4, 8)).to_zarr(plain, append_dim="time")  # -999 where NaN is
+    back = xr.open_zarr(plain)
+    assert np.array_equal(back.v.isnull().values, ds.v.isnull().values)
+    assert float(np.abs(back.v - ds.v).max()) <= TOLERANCE
+
+
+@pytest.mark.parametrize("kind", ["packed", "int"])
+def test_integers_with_a_missing_value_are_kept_exact(tmp_path, capsys, kind):
+    original = netcdf_with_missing_value(tmp_path / "mv.nc", kind)
+    store = tmp_path / "mv.zarr"
+    assert cli(capsys, "compress", original, store, "--tolerance", TOLERANCE)[0] == 0
+    ds, back = xr.open_dataset(original), xr.open_zarr(store)
+    assert np.array_equal(back.v.isnull().values, ds.v.isnull().values)
+    raw = xr.open_zarr(store, mask_and_scale=False).v.values
+    assert raw.dtype == np.int16
+    assert np.array_equal(raw, xr.open_dataset(original, mask_and_scale=False).v.values)
+
+
+# --- 2. a deleted chunk of an exact variable is an error, never fill ------------------------
+
+
+def packed_netcdf(path, calendar="noleap"):
+    """An int16 SLP packed with scale_factor/add_offset, one time per netCDF chunk, beside a
+    float T, with a time in ``calendar``."""
+    with netCDF4.Dataset(path, "w") as nc:
+        for dim, n in (("time", 12), ("lat", 30), ("lon", 40)):
+            nc.createDimension(dim, n)
+        t = nc.createVariable("time", "f8", ("time",))
+        t.units, t.calendar = "days since 2001-01-01", calendar
+        t[:] = np.arange(12) * 30.0
+        nc.createVariable("lat", "f4", ("lat",))[:] = np.linspace(-60, 60, 30)
+        nc.createVariable("lon", "f4", ("lon",))[:] = np.linspace(0, 351, 40)
+        slp = nc.createVariable("SLP", "i2", ("time", "lat", "lon"), chunksizes=(1, 30, 40),
+                                fill_value=np.int16(-32767))
+        slp.scale_factor, slp.add_offset = np.float32(0.1), np.float32(1000.0)
+        slp[:] = smooth(12, 30, 40) * 3 + 160
+        nc.createVariable("T", "f4", ("time", "lat", "lon"))[:] = smooth(12, 30, 40)
+    return str(path)
+
+
+def test_a_deleted_chunk_of_an_exact_variable_is_an_error(tmp_path, capsys):
+    original = packed_netcdf(tmp_path / "packed.nc")
+    store = tmp_path / "p.zarr"
+    assert cli(capsys, "compress", original, store, "--tolerance", TOLERANCE)[0] == 0
+    assert cli(capsys, "verify", store)[0] == 0
+    step = zarr.open_array(store, path="SLP").chunks[0]
+    index = (9 // step, 0, 0)  # the chunk of time 9
+    os.remove(os.path.join(store, "SLP", "c", *map(str, index)))
+    code, out, _ = cli(capsys, "verify", store)
+    assert code == EXIT_PROBLEMS
+    assert f"SLP: chunk {index}" in out and "missing" in out
+    with pytest.raises(MissingChunkError, match=rf"chunk \({index[0]}, 0, 0\).*SLP is missing"):
+        chunkpress.from_zarr(str(store), "SLP").compute()
+    if index[0]:  # the chunks before it read as they are
+        before = index[0] * step
+        assert chunkpress.from_zarr(str(store), "SLP")[:before].compute().shape == \
+            (before, 30, 40)
+    code, _, err = cli(capsys, "decompress", store, tmp_path / "o.nc")
+    assert code == 1 and f"SLP chunk {index}: missing" in err
+    assert not (tmp_path / "o.nc").exists()
+    assert chunkpress.info(str(store)).loc["SLP", "missing_chunks"] == 1
+    # plain xarray still opens the store (where it reads the fill value: its own rule)
+    assert xr.open_zarr(store).SLP.shape == (12, 30, 40)
+    # a coordinate too, read by the decompressing command before anything is written
+    os.remove(store / "lat" / "c" / "0")
+    code, _, err = cli(capsys, "decompress", store, tmp_path / "o.nc")
+    assert code == 1 and "lat" in err and "missing" in err
+
+
+def test_chunks_of_fill_values_of_exact_variables_are_written(tmp_path):
+    """zarr leaves out a chunk holding only the fill value (write_empty_chunks): chunkpress
+    writes it, so that one absent is known to be missing."""
+    flags = np.zeros((8, 10), "int16")
+    flags[4:] = 3
+    ds = xr.Dataset({"flag": (("t", "y"), flags), "x": (("t", "y"), smooth(8, 10, 1)[..., 0])})
+    ds.flag.encoding = {"_FillValue": np.int16(0), "chunks": (4, 10)}
+    store = tmp_path / "f.zarr"
+    ds.chunkpress.to_zarr(str(store), tolerance=TOLERANCE, chunks={"t": 4})
+    assert (store / "flag" / "c" / "0" / "0").exists()
+    assert len(chunkpress.verify(str(store))) == 0
+    os.remove(store / "flag" / "c" / "0" / "0")
+    assert list(chunkpress.verify(str(store)).chunk) == [(0, 0)]
+
+
+def test_appended_chunks_of_exact_variables_are_checked_too(tmp_path):
+    ds = xr.open_dataset(packed_netcdf(tmp_path / "packed.nc"), decode_times=False)
+    store = str(tmp_path / "p.zarr")
+    ds.isel(time=slice(0, 8)).chunkpress.to_zarr(store, tolerance=TOLERANCE,
+                                                 chunks={"time": 4})
+    ds.isel(time=slice(8, 12)).chunkpress.to_zarr(store, append_dim="time")
+    assert len(chunkpress.verify(store)) == 0
+    assert np.array_equal(xr.open_zarr(store, mask_and_scale=False).SLP.values,
+                          xr.open_dataset(tmp_path / "packed.nc", mask_and_scale=False).SLP)
+    last = (11 // zarr.open_array(store, path="SLP").chunks[0], 0, 0)  # the appended times
+    os.remove(os.path.join(store, "SLP", "c", *map(str, last)))
+    assert [(r.array, r.chunk) for r in chunkpress.verify(store).itertuples()] == \
+        [("SLP", last)]
+    # xarray's own append leaves out chunks of fill (zarr's rule): they are not missing
+    plain = tmp_path / "x.zarr"
+    ds.isel(time=slice(0, 8)).chunkpress.to_zarr(str(plain), tolerance=TOLERANCE,
+                                                 chunks={"time": 4})
+    more = ds.isel(time=slice(8, 12)).copy(deep=True)
+    more["SLP"][:] = 1000.0  # stored as 0: zarr's fill value
+    more.to_zarr(plain, append_dim="time")
+    assert not (plain / "SLP" / "c" / str(last[0]) / "0" / "0").exists()
+    assert len(chunkpress.verify(str(plain))) == 0
+
+
+# --- 3, 4. verify --against compares times as times -------------------------------------------
+
+
+@pytest.mark.parametrize("calendar", ["noleap", "standard"])
+def test_verify_against_the_original_compares_times_as_times(tmp_path, capsys, calendar):
+    original = packed_netcdf(tmp_path / "packed.nc", calendar)
+    store = tmp_path / "p.zarr"
+    assert cli(capsys, "compress", original, store, "--tolerance", TOLERANCE)[0] == 0
+    code, out, err = cli(capsys, "verify", store, "--against", original, "--json")
+    assert code == 0, err
+    arrays = {a["array"]: a for a in json.loads(out)["arrays"]}
+    assert arrays["time"]["max_error"] == 0.0
+    assert arrays["T"]["max_error"] <= TOLERANCE
+    # a day off in the original: an error of one (day, the store's units)
+    shifted = xr.open_dataset(original)
+    shifted["time"] = shifted.indexes["time"] + pd.Timedelta(days=1)
+    table = chunkpress.verify(str(store), against=shifted)
+    assert table.attrs["arrays"].set_index("array").loc["time", "max_error"] == 1.0
+
+
+# --- 5. a zip output on a full disk leaves nothing behind ----------------------------------
+
+
+def test_a_zip_output_on_a_full_disk_leaves_no_temporary_file(tmp_path):
+    original = packed_netcdf(tmp_path / "packed.nc")
+    target = tmp_path / "full"
+    target.mkdir()
+    result = in_mount_namespace(
+        f"mount -t tmpfs -o size=32k tmpfs {target} && {sys.executable} -m chunkpress "
+        f"compress {original} {target}/o.zip --codec zstd; code=$?; "
+        f"ls -A {target} | sed 's/^/left: /'; exit $code")
+    line = one_line(result)
+    assert "no space left" in line.lower(), line
+    assert "left: " not in result.stdout, result.stdout  # neither o.zip nor its staging file
+
+
+# --- 6. the packing factors' types come back ------------------------------------------------
+
+
+@pytest.mark.parametrize("factor", ["f4", "f8"])
+def test_decompress_gives_back_the_packing_factors_types(tmp_path, capsys, factor):
+    """float64 factors 0.5 / 1e7 are float32 values too, but decode int16 to float64: as
+    float32 they would be a whole step off (1e7 + 0.5 is no float32)."""
+    original = tmp_path / "p.nc"
+    scale, offset = (np.float64(0.5), np.float64(1e7)) if factor == "f8" else \
+        (np.float32(0.01), np.float32(280.0))
+    with netCDF4.Dataset(original, "w") as nc:
+        nc.createDimension("t", 8)
+        nc.createDimension("x", 16)
+        v = nc.createVariable("v", "i2", ("t", "x"))
+        v.scale_factor, v.add_offset = scale, offset
+        v[:] = offset + scale * np.arange(128).reshape(8, 16)
+    store = tmp_path / "p.zarr"
+    assert cli(capsys, "compress", original, store, "--tolerance", TOLERANCE)[0] == 0
+    assert cli(capsys, "decompress", store, tmp_path / "out.nc")[0] == 0
+    with netCDF4.Dataset(tmp_path / "out.nc") as nc:
+        assert nc["v"].scale_factor.dtype == np.dtype(factor)
+        assert nc["v"].add_offset.dtype == np.dtype(factor)
+    a, b = xr.open_dataset(original).v, xr.open_dataset(tmp_path / "out.nc").v
+    assert b.dtype == a.dtype == np.dtype(factor)
+    assert np.array_equal(a.values, b.values)
