@@ -113,6 +113,18 @@ def test_missing_value_cells_stay_missing_in_appends(tmp_path):
     assert float(np.abs(back.v - ds.v).max()) <= TOLERANCE
 
 
+def test_missing_value_cells_stay_missing_in_a_portable_store(tmp_path, capsys):
+    """portable=True: zarr's and numcodecs' codecs, NaN as the fill value; the missing_value
+    beside it was refused by xarray ("conflicting _FillValue (nan) and missing_value")."""
+    original = netcdf_with_missing_value(tmp_path / "mv.nc")
+    store = tmp_path / "mv.zarr"
+    assert cli(capsys, "compress", original, store, "--portable", "--tolerance", TOLERANCE)[0] \
+        == 0
+    ds, back = xr.open_dataset(original), xr.open_zarr(store)
+    assert np.array_equal(back.v.isnull().values, ds.v.isnull().values)
+    assert float(np.abs(back.v - ds.v).max()) <= TOLERANCE
+
+
 @pytest.mark.parametrize("kind", ["packed", "int"])
 def test_integers_with_a_missing_value_are_kept_exact(tmp_path, capsys, kind):
     original = netcdf_with_missing_value(tmp_path / "mv.nc", kind)

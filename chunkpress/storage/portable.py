@@ -222,11 +222,14 @@ def portable_variable(var, chosen: Portable):
         data = np.asarray(var.data)
         certify(data, chosen)
     dropped = ("compressors", "compressor", "filters", "serializer", "_FillValue")
+    if var.dtype.kind == "f":  # missing cells are NaN, as marked by the _FillValue below
+        dropped += ("missing_value",)
     encoding = {k: v for k, v in var.encoding.items() if k not in dropped}
     encoding.update(chosen.encoding())
     if var.dtype.kind == "f":
-        encoding["_FillValue"] = np.nan  # a fill value through the filter could change
-    attrs = {k: v for k, v in var.attrs.items() if k != "_FillValue"}
+        # a fill value (or missing_value) through the filter could change: no longer missing
+        encoding["_FillValue"] = np.nan
+    attrs = {k: v for k, v in var.attrs.items() if k not in dropped}
     attrs[ATTRIBUTE] = {"codecs": chosen.description,
                         **{n: getattr(chosen, n) for n in ("tolerance", "rel_tolerance")
                            if getattr(chosen, n)}}
