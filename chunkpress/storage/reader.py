@@ -169,6 +169,16 @@ def chunk_object(array: zarr.Array, read: Layout, index):
     return object_bytes(array, read, array.metadata.encode_chunk_key(tuple(index)))
 
 
+def _present(array: zarr.Array, read: Layout, index) -> bool:
+    """Whether chunk ``index`` is in the store, its bytes not read (zarr reads them next)."""
+    if read.sharding is not None:
+        return chunk_object(array, read, index) is not None
+    key = array.metadata.encode_chunk_key(tuple(index))
+    if read.local_root is not None:
+        return os.path.isfile(os.path.join(read.local_root, key))
+    return sync((array.store_path / key).exists())
+
+
 def object_bytes(array: zarr.Array, read: Layout, key: str):
     """The bytes of object ``key`` of ``array`` (a chunk or a shard), None if absent."""
     if read.local_root is not None:  # a plain file read: zarr's store API would add a round
@@ -185,7 +195,7 @@ def read_chunk(array: zarr.Array, index, read: Layout) -> np.ndarray:
     """Return chunk ``index`` of ``array``, checked (see the module's docstring)."""
     index = tuple(int(i) for i in index)
     if not read.ours:
-        if read.required(index) and chunk_object(array, read, index) is None:
+        if read.required(index) and not _present(array, read, index):
             key = chunk_key(array, read, index)
             raise MissingChunkError(
                 f"chunk {index} (object {key!r}) of {where(array.store_path, None)} is "
