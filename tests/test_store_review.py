@@ -288,3 +288,17 @@ def test_decompress_gives_back_the_packing_factors_types(tmp_path, capsys, facto
     a, b = xr.open_dataset(original).v, xr.open_dataset(tmp_path / "out.nc").v
     assert b.dtype == a.dtype == np.dtype(factor)
     assert np.array_equal(a.values, b.values)
+
+
+def test_a_deleted_chunk_of_an_exact_variable_on_s3_is_an_error(tmp_path, s3):
+    ds = xr.open_dataset(packed_netcdf(tmp_path / "packed.nc"), decode_times=False)
+    url = s3.url + "p.zarr"
+    ds.chunkpress.to_zarr(url, tolerance=TOLERANCE, storage_options=s3.storage_options)
+    assert len(chunkpress.verify(url, storage_options=s3.storage_options)) == 0
+    assert chunkpress.from_zarr(url, "SLP", storage_options=s3.storage_options).compute() \
+        .shape == (12, 30, 40)
+    s3.filesystem().rm(s3.path("p.zarr", "SLP", "c", "0", "0", "0"))
+    table = chunkpress.verify(url, storage_options=s3.storage_options)
+    assert [(r.array, r.chunk) for r in table.itertuples()] == [("SLP", (0, 0, 0))]
+    with pytest.raises(MissingChunkError, match=r"chunk \(0, 0, 0\).*is missing"):
+        chunkpress.from_zarr(url, "SLP", storage_options=s3.storage_options).compute()
