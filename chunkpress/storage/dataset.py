@@ -183,8 +183,8 @@ def _no_fill_for_missing(var) -> dict:
     """A compressed variable whose missing cells are marked by a ``missing_value`` alone keeps
     no ``_FillValue`` (xarray would add NaN beside it: a netCDF written back would have both,
     which xarray then refuses to write again)."""
-    if "missing_value" in var.encoding and "_FillValue" not in var.encoding \
-            and "_FillValue" not in var.attrs:
+    if ("missing_value" in var.encoding or "missing_value" in var.attrs) \
+            and "_FillValue" not in var.encoding and "_FillValue" not in var.attrs:
         return {"_FillValue": None}
     return {}
 
