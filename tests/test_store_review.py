@@ -113,6 +113,23 @@ def test_missing_value_cells_stay_missing_in_appends(tmp_path):
     assert float(np.abs(back.v - ds.v).max()) <= TOLERANCE
 
 
+def test_a_missing_value_given_as_an_attribute(tmp_path, capsys):
+    """Opened with mask_and_scale=False, the missing_value is an attribute and the cells hold
+    -999: they are missing too, and the netCDF written back has no _FillValue NaN beside it
+    (xarray would refuse to write that file again)."""
+    original = netcdf_with_missing_value(tmp_path / "mv.nc")
+    store = tmp_path / "mv.zarr"
+    xr.open_dataset(original, mask_and_scale=False).chunkpress.to_zarr(str(store),
+                                                                       tolerance=TOLERANCE)
+    missing = xr.open_dataset(original).v.isnull().values
+    assert np.array_equal(xr.open_zarr(store).v.isnull().values, missing)
+    assert cli(capsys, "decompress", store, tmp_path / "out.nc")[0] == 0
+    back = xr.open_dataset(tmp_path / "out.nc")
+    assert np.array_equal(back.v.isnull().values, missing)
+    back.to_netcdf(tmp_path / "again.nc")
+    assert np.array_equal(xr.open_dataset(tmp_path / "again.nc").v.isnull().values, missing)
+
+
 def test_missing_value_cells_stay_missing_in_a_portable_store(tmp_path, capsys):
     """portable=True: zarr's and numcodecs' codecs, NaN as the fill value; the missing_value
     beside it was refused by xarray ("conflicting _FillValue (nan) and missing_value")."""
