@@ -90,9 +90,13 @@ def summary(problems: pd.DataFrame) -> str:
             f"{totals.get('stored_bytes', 0) / 2**20:.1f} MiB checked: "
             f"{'no problem found' if not found else f'{found} problem(s)'}")
     notes = []
-    if totals.get("crc_only"):
-        notes.append(f"{totals['crc_only']} array(s) without place records (written by zarr "
-                     "or xarray): checksums only")
+    exact = totals.get("exact", 0)
+    if exact:
+        notes.append(f"{exact} exact array(s) (lossless, chunkpress's): chunks present and "
+                     "checksums, no place records")
+    if totals.get("crc_only", 0) - exact:
+        notes.append(f"{totals['crc_only'] - exact} array(s) without place records (written "
+                     "by zarr or xarray): checksums only")
     if totals.get("unplaced_chunks"):
         notes.append(f"{totals['unplaced_chunks']} chunk(s) written by zarr itself: place not "
                      "recorded")
@@ -144,6 +148,7 @@ def _check_array(name, array, pool) -> tuple:
             return [], stats
         # an exact variable chunkpress wrote (zarr's codecs, then crc32c): its checksums
         stats["checks"] = "crc only"
+        stats["exact"] = read.written is not None  # chunkpress wrote every chunk: present
         chunks = list(np.ndindex(*_grid(array.shape, array.chunks)))
         size = max(1, -(-len(chunks) // (4 * READERS)))
         work = [pool.submit(_check_chunk_objects, array, read, chunks[s:s + size], None, name)
@@ -293,6 +298,7 @@ def _table(problems, arrays) -> pd.DataFrame:
         "stored_bytes": int(per_array["stored_bytes"].sum()),
         "unplaced_chunks": int(per_array["unplaced_chunks"].sum()),
         "crc_only": int(per_array["checks"].str.startswith("crc only").sum()),
+        "exact": sum(1 for stats in arrays if stats.get("exact")),
         "other": int((per_array["checks"] == "none").sum()),
         "problems": len(table),
     }
