@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
+import time
 
 import netCDF4
 import numpy as np
@@ -320,3 +322,41 @@ def test_a_deleted_chunk_of_an_exact_variable_on_s3_is_an_error(tmp_path, s3):
     assert [(r.array, r.chunk) for r in table.itertuples()] == [("SLP", (0, 0, 0))]
     with pytest.raises(MissingChunkError, match=r"chunk \(0, 0, 0\).*is missing"):
         chunkpress.from_zarr(url, "SLP", storage_options=s3.storage_options).compute()
+
+
+HOLD_AS_READER = """
+import os, sys, time
+from chunkpress.storage.local import Lock
+lock = Lock({store!r}, reader=True)  # as a reader finishing a dead writer's journal holds it
+open({held!r}, "w").close()
+time.sleep(1.0)
+lock.release()
+"""
+
+
+def test_a_writer_waits_for_a_reader_holding_the_lock(tmp_path):
+    """A reader that saw a live writer's journal just before it went took the store's lock
+    for an instant: the writer's next append was refused (WriterBusyError, holder
+    'unknown'). A writer now waits for a reader; a writer is still refused at once."""
+    ds = xr.open_dataset(packed_netcdf(tmp_path / "packed.nc"), decode_times=False)
+    store = str(tmp_path / "p.zarr")
+    ds.isel(time=slice(0, 8)).chunkpress.to_zarr(store, tolerance=TOLERANCE,
+                                                 chunks={"time": 4})
+    held = str(tmp_path / "held")
+    reader = subprocess.Popen([sys.executable, "-c",
+                               HOLD_AS_READER.format(store=store, held=held)])
+    try:
+        while not os.path.exists(held):
+            assert reader.poll() is None, "the reader could not take the lock"
+            time.sleep(0.01)
+        ds.isel(time=slice(8, 12)).chunkpress.to_zarr(store, append_dim="time")
+    finally:
+        reader.wait(timeout=60)
+    assert reader.returncode == 0
+    assert xr.open_zarr(store).sizes["time"] == 12 and len(chunkpress.verify(store)) == 0
+    job = ds.chunkpress.to_zarr(store, tolerance=TOLERANCE, overwrite=True, compute=False)
+    try:
+        with pytest.raises(chunkpress.WriterBusyError, match="earlier write of this process holds it"):
+            ds.isel(time=slice(0, 4)).chunkpress.to_zarr(store, region={"time": slice(0, 4)})
+    finally:
+        job.abort()

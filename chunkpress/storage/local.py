@@ -36,14 +36,24 @@ _OURS = re.compile(r"^\.(?P<name>.+)\.chunkpress-(?P<kind>staging|old|lock|trash
                    r"(-(?P<id>[0-9a-f]{16}))?(\.zip)?$")
 
 
-class Lock:
-    """An exclusive lock beside a local target: ``flock``, so a killed writer releases it."""
+#: how long a writer waits for a reader that holds the lock (finishing a dead writer's journal
+#: or swap: milliseconds) before calling the store busy
+READER_WAIT = 30.0
 
-    def __init__(self, root: str):
+
+class Lock:
+    """An exclusive lock beside a local target: ``flock``, so a killed writer releases it.
+
+    ``reader``: taken by a reader to finish what a dead writer left (a journal, a swap); a
+    writer that meets it waits for it (a reader that saw a live writer's journal just before
+    it went took the lock for an instant, and the writer's next append was refused)."""
+
+    def __init__(self, root: str, reader: bool = False):
         # beside the directory itself: two writers, one through a symbolic link to it, take
         # one lock (each took its own, and both appends "succeeded", their months mixed)
         self.path = staging_name(os.path.realpath(root), "lock")
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        deadline = time.monotonic() + READER_WAIT
         while True:
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -52,6 +62,11 @@ class Lock:
                 holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip()
                 os.close(self.fd)
                 self.fd = None
+                # a reader, or a holder that has not said who it is yet (an instant)
+                if not reader and (not holder or holder.startswith(_READING)) \
+                        and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                    continue
                 if holder.startswith(f"pid {os.getpid()} "):
                     raise WriterBusyError(
                         f"{root}: an earlier write of this process holds it: a compute=False "
@@ -69,8 +84,8 @@ class Lock:
             except FileNotFoundError:
                 pass
             os.close(self.fd)
-        holder = (f"pid {os.getpid()} on {socket.gethostname()} since "
-                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}").encode()
+        holder = (f"{_READING if reader else ''}pid {os.getpid()} on {socket.gethostname()} "
+                  f"since {time.strftime('%Y-%m-%d %H:%M:%S')}").encode()
         os.pwrite(self.fd, holder, 0)
         # cut to its length after writing: ext4 flushes a file truncated to 0 then written
         # when it is closed (its replace-by-truncate guard), 3 ms at every release
@@ -82,6 +97,9 @@ class Lock:
         if self.fd is not None:
             self._release()
             self.fd = None
+
+
+_READING = "a reader finishing a write that stopped: "
 
 
 def _let_go(path: str, fd: int) -> None:
@@ -189,7 +207,7 @@ def repair(root: str, node: str | None = None, *, locked: bool = False) -> str |
         return None
     if not locked:
         try:
-            lock = Lock(root)
+            lock = Lock(root, reader=True)
         except (WriterBusyError, OSError):  # a live writer (it repairs), or a read-only place
             return None
         try:

@@ -200,7 +200,7 @@ def _finish_pending_local(root: str) -> None:
     if not os.path.exists(journal):
         return
     try:
-        lock = Lock(root)
+        lock = Lock(root, reader=True)
     except WriterBusyError:
         deadline = time.monotonic() + PUBLISH_WAIT
         while os.path.exists(journal) and time.monotonic() < deadline:
