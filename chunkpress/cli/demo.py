@@ -167,8 +167,11 @@ def _tree_bytes(path) -> int:
 
 
 def _zarr_variable_bytes(store) -> dict:
-    return {name: _tree_bytes(os.path.join(store, name)) for name in os.listdir(store)
-            if os.path.isdir(os.path.join(store, name))}
+    """Each variable's chunk bytes, as HDF5's storage size counts a netCDF variable's: its
+    metadata (zarr.json) is in the whole dataset's line, as the netCDF header is."""
+    return {name: _tree_bytes(os.path.join(store, name))
+            - os.path.getsize(os.path.join(store, name, "zarr.json"))
+            for name in os.listdir(store) if os.path.isdir(os.path.join(store, name))}
 
 
 def _netcdf_variable_bytes(path) -> dict:
