@@ -360,3 +360,154 @@ def test_a_writer_waits_for_a_reader_holding_the_lock(tmp_path):
             ds.isel(time=slice(0, 4)).chunkpress.to_zarr(store, region={"time": slice(0, 4)})
     finally:
         job.abort()
+
+
+# --- a second review: what the first write's encoding holds, checksums of text, input codecs,
+# --- cell bounds --------------------------------------------------------------------------
+
+
+def era_netcdf(path):
+    """An ERA5-like int16 t2m packed with scale_factor/add_offset chosen for its own range
+    (every int16 value used), beside a float u10."""
+    field = smooth()
+    low, high = field.min(), field.max()
+    with netCDF4.Dataset(path, "w") as nc:
+        for dim, n in (("time", 8), ("y", 20), ("x", 24)):
+            nc.createDimension(dim, n)
+        t2m = nc.createVariable("t2m", "i2", ("time", "y", "x"), fill_value=np.int16(-32767))
+        t2m.scale_factor = (high - low) / (2 ** 16 - 2)
+        t2m.add_offset = (high + low) / 2
+        t2m[:] = field
+        nc.createVariable("u10", "f4", ("time", "y", "x"))[:] = field - 280
+    return str(path)
+
+
+def nothing_written(tmp_path, name):
+    """No store at ``name`` and nothing beside it but the netCDF inputs (no staging left)."""
+    return sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".nc")) == []
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_packed_values_out_of_their_range_are_refused_on_the_first_write(tmp_path, lazy):
+    """+50 K on a t2m packed for its range wrapped around int16 (read back ~50 K off, with a
+    reported bound of half a step): an error naming it and what the packing holds, nothing
+    written; lazily opened, the task writing the block refuses it, nothing published."""
+    original = era_netcdf(tmp_path / "era.nc")
+    ds = xr.open_dataset(original, chunks={"time": 2}) if lazy else \
+        xr.open_dataset(original).load()
+    warm = ds.copy()
+    warm["t2m"] = ds.t2m + 50
+    warm.t2m.encoding = dict(ds.t2m.encoding)
+    store = tmp_path / "wrap.zarr"
+    with pytest.raises(ValueError, match=r"'t2m': its encoding stores it as int16 \(packed "
+                       r"with .*values from 270[.0-9]* to 290"):
+        warm.chunkpress.to_zarr(str(store), tolerance=TOLERANCE)
+    assert nothing_written(tmp_path, "wrap.zarr")
+    # values it holds are written, read back within half a step
+    ds.chunkpress.to_zarr(str(store), tolerance=TOLERANCE)
+    step = float(ds.t2m.encoding["scale_factor"])
+    back = xr.open_zarr(store).t2m.values
+    assert np.nanmax(np.abs(back - ds.t2m.values)) <= step / 2 * (1 + 1e-6)
+    np.testing.assert_array_equal(np.isnan(back), np.isnan(ds.t2m.values))
+
+
+def test_nan_into_integers_without_a_fill_value_is_refused_on_the_first_write(tmp_path):
+    """NaN in a variable stored as int16 without a _FillValue was cast (to 0 or -32768)."""
+    ds = xr.open_dataset(era_netcdf(tmp_path / "era.nc")).load()
+    flag = np.arange(8.0)
+    flag[3] = np.nan
+    ds["flag"] = ("time", flag)
+    ds.flag.encoding = {"dtype": "int16"}
+    with pytest.raises(ValueError, match=r"'flag': its encoding stores it as int16 \(integers "
+                       r"from -32768 to 32767\).*NaN without a _FillValue"):
+        ds.chunkpress.to_zarr(str(tmp_path / "f.zarr"), tolerance=TOLERANCE)
+    assert nothing_written(tmp_path, "f.zarr")
+    ds.flag.encoding = {"dtype": "int16", "_FillValue": np.int16(-1)}
+    ds.chunkpress.to_zarr(str(tmp_path / "f.zarr"), tolerance=TOLERANCE)
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "f.zarr").flag.values, flag)
+
+
+def stations(path):
+    """A dataset with text: a station coordinate (fixed-length unicode), names (Python
+    strings) and codes (bytes), beside a float field."""
+    ds = xr.Dataset({"v": (("station", "t"), smooth(1, 3, 40)[0])},
+                    coords={"station": ["st0", "st1", "st2"]})
+    ds["name"] = ("station", np.array(["alpha", "beta", "gamma"], dtype=object))
+    ds["code"] = ("station", np.array([b"a1", b"b2", b"c3"]))
+    ds.chunkpress.to_zarr(str(path), tolerance=TOLERANCE)
+    return ds
+
+
+def forge(path, change):
+    """Rewrite the chunk object at ``path`` (zstd, then its CRC-32C) with its text changed by
+    ``change`` (bytes -> bytes), well-formed zstd, its old CRC kept."""
+    from numcodecs import Zstd
+
+    raw = path.read_bytes()
+    plain = Zstd().decode(raw[:-4])
+    changed = change(bytes(plain))
+    assert changed != bytes(plain)
+    path.write_bytes(Zstd().encode(changed) + raw[-4:])
+
+
+@pytest.mark.parametrize("name", ["station", "name", "code"])
+def test_damaged_text_is_an_error_to_every_reader(tmp_path, capsys, name):
+    """Text variables had zstd without a CRC-32C: a chunk rewritten with 'st0' changed read
+    back through xr.open_zarr as 'Xt0' and verify found no problem."""
+    store = tmp_path / "txt.zarr"
+    ds = stations(store)
+    back = xr.open_zarr(store).load()
+    for var in ("station", "name", "code"):
+        assert list(back[var].values) == list(ds[var].values)
+    assert cli(capsys, "verify", store)[0] == 0
+    first = {"station": b"s", "name": b"a", "code": b"a"}[name]
+    forge(store / name / "c" / "0", lambda plain: plain.replace(first, b"X", 1))
+    with pytest.raises(Exception, match="(?i)checksum|crc"):
+        xr.open_zarr(store)[name].load()
+    with pytest.raises(Exception, match="(?i)checksum|crc"):
+        zarr.open_array(store, path=name)[:]
+    code, out, _ = cli(capsys, "verify", store)
+    assert code == EXIT_PROBLEMS and f"{name}: chunk (0,)" in out
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_an_input_stores_codecs_do_not_decide_the_outputs(tmp_path, zarr_format):
+    """A Zarr v2 input written by plain xarray (numcodecs' Blosc in its encoding) failed with
+    "Expected a BytesBytesCodec"; a v3 input's zstd replaced chunkpress's codecs of the exact
+    variables, CRC-32C included: damage then read back as other values."""
+    ds = xr.Dataset({"T": (("time", "y", "x"), smooth()),
+                     "count": (("time", "y", "x"), np.arange(8 * 20 * 24, dtype="i4")
+                               .reshape(8, 20, 24))},
+                    coords={"time": np.arange(8.0)})
+    plain = tmp_path / "plain.zarr"
+    ds.to_zarr(plain, zarr_format=zarr_format)
+    out = tmp_path / "o.zarr"
+    xr.open_zarr(plain).chunkpress.to_zarr(str(out), tolerance=TOLERANCE)
+    back = xr.open_zarr(out).load()
+    np.testing.assert_array_equal(back["count"].values, ds["count"].values)
+    np.testing.assert_array_equal(back.time.values, ds.time.values)
+    assert np.abs(back.T.values - ds.T.values).max() <= TOLERANCE
+    info = chunkpress.info(str(out))
+    for name in ("count", "time"):
+        assert info.loc[name, "codec"].endswith("+crc32c")
+        chunk = out / name / "c" / ("0/0/0" if name == "count" else "0")
+        data = bytearray(chunk.read_bytes())
+        data[len(data) // 2] ^= 0x40
+        chunk.write_bytes(bytes(data))
+        with pytest.raises(Exception, match="(?i)checksum|crc"):
+            zarr.open_array(out, path=name)[:]
+    assert sorted(chunkpress.verify(str(out)).array) == ["count", "time"]
+
+
+def test_a_variable_kept_exact_from_a_chunkpress_input_is_exact(tmp_path):
+    """A chunkpress store read back with xr.open_zarr has the chunkpress codec (and another
+    write's identifier) as the serializer in its encoding: kept exact, it is written exact."""
+    first = tmp_path / "first.zarr"
+    xr.Dataset({"T": (("time", "y", "x"), smooth())}).chunkpress.to_zarr(
+        str(first), tolerance=TOLERANCE)
+    source = xr.open_zarr(first)
+    out = tmp_path / "o.zarr"
+    source.chunkpress.to_zarr(str(out), tolerance={})  # no variable named: all kept exact
+    assert chunkpress.info(str(out)).loc["T", "codec"] == "blosc+crc32c"
+    assert np.array_equal(xr.open_zarr(out).T.values, source.T.values)
+    assert len(chunkpress.verify(str(out))) == 0

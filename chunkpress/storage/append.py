@@ -25,10 +25,10 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
-from xarray.conventions import decode_cf_variable, encode_cf_variable
+from xarray.conventions import encode_cf_variable
 from zarr.storage import LocalStore, StorePath
 
-from .dataset import CF_ENCODINGS, missing_as_nan
+from .dataset import CF_ENCODINGS, checked_exact, missing_as_nan
 from .journal import finish_pending
 from .update import StoreArray, Update
 from .update_plans import ArrayPlan, ExactPlan, compressed_plan, run
@@ -409,36 +409,9 @@ def _exact(var: xr.Variable, encoding: dict, name) -> xr.Variable:
     if encoded.dtype.kind not in "iub":
         return encoded
     # packed (scale_factor): within half a step of what was given, as the store promises
-    step = abs(float(encoding.get("scale_factor", 0.0)))
-    check = dict(variable=name, dims=var.dims, attrs=encoded.attrs, stored_as=encoded.dtype,
-                 tolerance=step / 2 * (1 + 1e-6))
-    if not isinstance(encoded.data, da.Array):
-        _check_exact(encoded.data, np.asarray(var.values), **check)
-        return encoded
-    # values not read yet: each block is checked by the task that writes it (a failure
-    # removes what the update put, as any failed task does)
-    given = var.data if isinstance(var.data, da.Array) else da.from_array(np.asarray(var.data))
-    checked = da.map_blocks(_checked_block, encoded.data, given.rechunk(encoded.data.chunks),
-                            dtype=encoded.dtype, **check)
-    return xr.Variable(encoded.dims, checked, attrs=encoded.attrs, encoding=encoded.encoding)
-
-
-def _checked_block(stored, given, **check):
-    _check_exact(stored, given, **check)
-    return stored
-
-
-def _check_exact(stored, given, *, variable, dims, attrs, stored_as, tolerance) -> None:
-    """Raise ValueError unless ``stored`` (CF-encoded) decodes to ``given``."""
-    name = variable
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        back = decode_cf_variable(name, xr.Variable(dims, np.asarray(stored), attrs)).values
-    if not _same(np.asarray(back), np.asarray(given), tolerance):
-        raise ValueError(
-            f"{name!r}: the store keeps it as {stored_as} (exact), which does not hold every "
-            "value given (out of its range, fractional, or NaN without a _FillValue): they "
-            "would read back as other values. Give values of its type, or write a new store")
+    return checked_exact(encoded, var.data, name,
+                         kept=f"the store keeps it as {encoded.dtype} (exact)",
+                         advice="Give values of its type, or write a new store")
 
 
 def _same_attribute(key, a, b) -> bool:
@@ -457,27 +430,6 @@ def _same_attribute(key, a, b) -> bool:
         return pd.Timestamp(since_a.strip()) == pd.Timestamp(since_b.strip())
     except (ValueError, TypeError, OverflowError):
         return since_a.strip() == since_b.strip()
-
-
-def _same(a: np.ndarray, b: np.ndarray, tolerance: float = 0.0) -> bool:
-    """Whether two arrays hold the same values (NaN and NaT equal to themselves; numbers
-    within ``tolerance``)."""
-    if a.shape != b.shape:
-        return False
-    if tolerance and a.dtype.kind in "iufc" and b.dtype.kind in "iufc":
-        nan_a, nan_b = np.isnan(a), np.isnan(b)
-        with np.errstate(invalid="ignore", over="ignore"):
-            far = np.abs(a.astype(np.float64) - b.astype(np.float64)) > tolerance
-        return bool(np.array_equal(nan_a, nan_b) and not np.any(far & ~nan_a))
-    if a.dtype.kind in "mM" and b.dtype.kind in "mM":
-        unit = "M8[ns]" if a.dtype.kind == "M" else "m8[ns]"
-        return np.array_equal(a.astype(unit).view("i8"), b.astype(unit).view("i8"))
-    if a.dtype.kind in "fc" or b.dtype.kind in "fc":
-        try:
-            return np.array_equal(a, b, equal_nan=True)
-        except TypeError:
-            return False
-    return bool(np.all(a == b))
 
 
 def _check_unchanged(stored: xr.Dataset, name, var) -> None:

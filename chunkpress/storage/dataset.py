@@ -19,7 +19,8 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
-from xarray.conventions import encode_cf_variable
+from xarray.conventions import decode_cf_variable, encode_cf_variable
+from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
@@ -27,12 +28,12 @@ from zarr.storage import MemoryStore, StorePath
 
 from . import publish
 from .destination import collect_keys
-from .codecs import zarr_codec
+from .codecs import ChunkpressCodec, zarr_codec
 from .reader import with_packing, with_written
 from .writer import ArrayWrite, WriteJob
 
 __all__ = ["write_dataset", "Variable", "unpublished_array", "missing_values", "codec_missing",
-           "missing_as_nan"]
+           "missing_as_nan", "checked_exact"]
 
 #: the encodings that decide what is stored; the rest (netCDF chunking, filters) is dropped
 CF_ENCODINGS = ("dtype", "_FillValue", "missing_value", "scale_factor", "add_offset", "units",
@@ -102,11 +103,12 @@ def write_dataset(source: xr.Dataset, variables: dict, store, *, overwrite=False
         source = source.copy()
         for name, chosen in portable.items():
             source[name] = portable_variable(source[name].variable, chosen)
+    _check_exact_in_memory(source, variables)
     destination = publish.open_destination(store, None, overwrite=overwrite,
                                            storage_options=storage_options)
     try:
         plans, writes, memory = _prepare(source, variables, destination, shards,
-                                         attributes or {})
+                                         attributes or {}, set(portable or ()))
     except BaseException:
         destination.abort()
         destination.close()
@@ -116,7 +118,7 @@ def write_dataset(source: xr.Dataset, variables: dict, store, *, overwrite=False
     return job if not compute else job.compute()
 
 
-def _prepare(source, variables, destination, shards, attributes):
+def _prepare(source, variables, destination, shards, attributes, portable):
     memory = MemoryStore()
     placeholders = source.copy()
     encoding = {}
@@ -137,8 +139,8 @@ def _prepare(source, variables, destination, shards, attributes):
         else:  # its own encoding kept (an encoding= entry would replace all of it)
             var = placeholders.variables[name]
             placeholders[name] = var.copy(deep=False)
-            placeholders[name].encoding = {**_exact_compressors(var), **_no_fill(var),
-                                           **var.encoding,
+            own = var.encoding if name in portable else _exact_encoding(var)
+            placeholders[name].encoding = {**_no_fill(var), **own,
                                            "chunk_key_encoding": destination.key_encoding(name)}
     lazy = [n for n, v in source.variables.items()
             if n not in variables and dask.is_dask_collection(v.data)]
@@ -170,6 +172,107 @@ def _prepare(source, variables, destination, shards, attributes):
     return plans, writes, memory
 
 
+# --- exact variables: values their CF encoding holds, or an error ---------------------------
+
+
+def checked_exact(encoded: xr.Variable, given, name, *, kept: str, advice: str) -> xr.Variable:
+    """``encoded`` (``given`` CF-encoded into integers, to be stored exact), or ValueError
+    naming ``name`` where it does not decode back to ``given``: xarray casts values out of the
+    integers' range (or a packing's: they wrap), fractional ones, and NaN without a
+    ``_FillValue``, with a warning at most. Packed values (``scale_factor``) may move by half a
+    step. Values held by dask are checked by each task that writes a block (the write then
+    fails, nothing published). ``kept``: what keeps it so ("the store keeps it as int16");
+    ``advice``: what to do instead. Both appends and first writes check with this."""
+    step = abs(float(encoded.attrs.get("scale_factor", 0.0)))
+    check = dict(variable=name, dims=encoded.dims, attrs=encoded.attrs,
+                 tolerance=step / 2 * (1 + 1e-6),
+                 message=f"{kept} ({_holds(encoded.dtype, encoded.attrs)})", advice=advice)
+    if not isinstance(encoded.data, da.Array):
+        given = given.compute() if isinstance(given, da.Array) else given
+        _check_exact(encoded.data, np.asarray(given), **check)
+        return encoded
+    given = given if isinstance(given, da.Array) else da.from_array(np.asarray(given))
+    checked = da.map_blocks(_checked_block, encoded.data, given.rechunk(encoded.data.chunks),
+                            dtype=encoded.dtype, **check)
+    return xr.Variable(encoded.dims, checked, attrs=encoded.attrs, encoding=encoded.encoding)
+
+
+def _holds(dtype, attrs) -> str:
+    """What an integer type holds, packed or not, in words."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return "True or False"
+    info = np.iinfo(dtype)
+    scale = float(attrs.get("scale_factor", 1.0))
+    offset = float(attrs.get("add_offset", 0.0))
+    if "scale_factor" not in attrs and "add_offset" not in attrs:
+        return f"integers from {info.min} to {info.max}"
+    ends = sorted((info.min * scale + offset, info.max * scale + offset))
+    return (f"packed with scale_factor={scale:g}, add_offset={offset:g}: values from "
+            f"{ends[0]:.6g} to {ends[1]:.6g} in steps of {abs(scale):g}")
+
+
+def _checked_block(stored, given, **check):
+    _check_exact(stored, given, **check)
+    return stored
+
+
+def _check_exact(stored, given, *, variable, dims, attrs, tolerance, message, advice) -> None:
+    """Raise ValueError unless ``stored`` (CF-encoded) decodes to ``given``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        back = decode_cf_variable(variable, xr.Variable(dims, np.asarray(stored), attrs)).values
+    if not _same(np.asarray(back), np.asarray(given), tolerance):
+        raise ValueError(
+            f"{variable!r}: {message}, which does not hold every value given (out of its "
+            "range, fractional, or NaN without a _FillValue): they would read back as other "
+            f"values. {advice}")
+
+
+def _same(a: np.ndarray, b: np.ndarray, tolerance: float = 0.0) -> bool:
+    """Whether two arrays hold the same values (NaN and NaT equal to themselves; numbers
+    within ``tolerance``)."""
+    if a.shape != b.shape:
+        return False
+    if tolerance and a.dtype.kind in "iufc" and b.dtype.kind in "iufc":
+        nan_a, nan_b = np.isnan(a), np.isnan(b)
+        with np.errstate(invalid="ignore", over="ignore"):
+            far = np.abs(a.astype(np.float64) - b.astype(np.float64)) > tolerance
+        return bool(np.array_equal(nan_a, nan_b) and not np.any(far & ~nan_a))
+    if a.dtype.kind in "mM" and b.dtype.kind in "mM":
+        unit = "M8[ns]" if a.dtype.kind == "M" else "m8[ns]"
+        return np.array_equal(a.astype(unit).view("i8"), b.astype(unit).view("i8"))
+    if a.dtype.kind in "fc" or b.dtype.kind in "fc":
+        try:
+            return np.array_equal(a, b, equal_nan=True)
+        except TypeError:
+            return False
+    return bool(np.all(a == b))
+
+
+def _first_write_checked(var, name) -> xr.Variable:
+    """``var`` CF-encoded for a new store, checked where its encoding stores integers that
+    could not hold its values (see :func:`checked_exact`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # said below, as an error
+        encoded = encode_cf_variable(var, name=name)
+    if encoded.dtype.kind not in "iub" or (var.dtype == encoded.dtype and not (
+            {"scale_factor", "add_offset"} & set(encoded.attrs))):
+        return encoded  # integers stored as they are: nothing to lose
+    stored = f"its encoding stores it as {encoded.dtype}"
+    return checked_exact(encoded, var.data, name, kept=stored, advice=(
+        f"Give values within it, or another encoding (ds[{name!r}].encoding: drop its dtype, "
+        "scale_factor and add_offset to store it as it is, or give a _FillValue for NaN)"))
+
+
+def _check_exact_in_memory(source: xr.Dataset, compressed) -> None:
+    """The exact variables held in memory, checked before anything is written (those held by
+    dask are checked by the tasks writing them)."""
+    for name, var in source.variables.items():
+        if name not in compressed and not dask.is_dask_collection(var.data):
+            _first_write_checked(var, name)
+
+
 def _no_fill(var) -> dict:
     """A float variable read from a file without a _FillValue keeps none (xarray would give
     it NaN, which then reaches the netCDF written back)."""
@@ -189,16 +292,51 @@ def _no_fill_for_missing(var) -> dict:
     return {}
 
 
+def _exact_encoding(var) -> dict:
+    """The encoding of a variable kept exact: its own (CF, chunks, zarr's compressors a user or
+    a Zarr v3 input names), less the codecs of an input store that would not write it exact,
+    or could not be written: numcodecs' (a Zarr v2 input's Blosc, which Zarr v3 refuses) and
+    chunkpress's serializers (lossy, and another write's). A CRC-32C always comes last, so
+    that damaged bytes are an error to every reader, never other values."""
+    encoding = {k: v for k, v in var.encoding.items() if k != "compressor"}  # Zarr v2's key
+    if not _zarr_codecs(encoding.get("filters"), ArrayArrayCodec):
+        encoding.pop("filters")
+    serializer = encoding.get("serializer")
+    given = encoding.pop("compressors", None)
+    if isinstance(serializer, ChunkpressCodec):  # and its CRC behind it
+        given = None
+    if serializer is not None and (isinstance(serializer, ChunkpressCodec)
+                                   or not isinstance(serializer, ArrayBytesCodec)):
+        encoding.pop("serializer")
+    if isinstance(given, BytesBytesCodec):
+        given = [given]
+    if given is not None and _zarr_codecs(given, BytesBytesCodec):
+        compressors = list(given)
+        if not compressors or not isinstance(compressors[-1], Crc32cCodec):
+            compressors.append(Crc32cCodec())
+        return {**encoding, "compressors": compressors}
+    return {**encoding, **_exact_compressors(var)}
+
+
+def _zarr_codecs(codecs, kind) -> bool:
+    """Whether ``codecs`` (an encoding's entry, None for none) are Zarr v3 codecs of ``kind``."""
+    if codecs is None:
+        return True
+    return isinstance(codecs, (list, tuple)) and all(isinstance(c, kind) for c in codecs)
+
+
 def _exact_compressors(var) -> dict:
     """For a numeric variable kept exact: zstd behind a byte shuffle (what netCDF users have
     with zlib and shuffle), then a CRC-32C so that damaged bytes are an error, not other
-    numbers; unless its encoding names compressors. Plain zarr reads it (blosc, crc32c)."""
+    numbers; for text, zstd then the CRC. Plain zarr reads it (blosc, crc32c)."""
     dtype = np.dtype(var.encoding.get("dtype", var.dtype))
     if dtype.kind in "MmO":  # times (datetime64, timedelta64, cftime): stored as CF numbers
         try:
             dtype = encode_cf_variable(var.isel({d: slice(0, 1) for d in var.dims})).dtype
         except (ValueError, TypeError, OverflowError):
             return {}
+    if dtype.kind in "USO":  # text, behind the serializer zarr chooses for its string type
+        return {"compressors": [ZstdCodec(), Crc32cCodec()]}
     if dtype.kind not in "iufb":
         return {}
     if dtype.itemsize < 2 or var.size < 1024:
@@ -238,7 +376,7 @@ class _ExactNodes:
             sync(store.set(self.destination.path(key), data))
         sources, targets = [], []
         for name in lazy:
-            encoded = encode_cf_variable(source.variables[name], name=name)
+            encoded = _first_write_checked(source.variables[name], name)
             document = self.document(name)
             # one task per zarr chunk: two tasks never write the same chunk object
             grid = tuple(document["chunk_grid"]["configuration"]["chunk_shape"])
