@@ -5,8 +5,8 @@ first (packing, ``_FillValue``, units), so that the store read back with plain
 ``xr.open_zarr`` has the original's attributes and encodings. Cells equal to a finite
 ``_FillValue`` or ``missing_value`` are given to the codec as NaN, which its mask keeps
 exactly: missing values stay missing whatever the tolerance. A tolerance is in the variable's
-own (decoded) units. Integer variables, times and coordinates are kept exact: written by
-xarray as they are.
+own (decoded) units. Integer variables, times, coordinates and CF cell bounds (unless named)
+are kept exact: written by xarray as they are, behind a CRC-32C.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from .graph.information import ATTRIBUTE
 from .storage import append as _append, dataset as _dataset, writer as _writer
 from .storage.publish import check_write_options
 
-__all__ = ["encode", "CompressedDataset", "ChunkpressAccessor", "compressible"]
+__all__ = ["encode", "CompressedDataset", "ChunkpressAccessor", "compressible", "cell_bounds"]
 
 _PARAMS = ("tolerance", "rate", "precision", "mode", "quality", "level", "rel_tolerance",
            "keepbits", "digits", "method", "information")
@@ -41,7 +41,8 @@ def encode(obj, codec="zfp", *, tolerance=None, rate=None, precision=None, mode=
     ``codec`` and each parameter are one value for every variable or a dict from variable name
     to value (``tolerance={"t": 0.01, "u": 0.1}``): a float variable missing from a dict given
     is kept exact. ``variables`` lists the variables to compress (default: every float data
-    variable). ``chunks``: ``"auto"``, one block shape for every variable, or a dict from
+    variable but CF cell bounds, ``lat_bnds`` named by ``lat:bounds``, unless named in a dict
+    given). ``chunks``: ``"auto"``, one block shape for every variable, or a dict from
     dimension name to block extent, as xarray takes it (``{"time": 4, "lat": 48}``; a
     dimension not named is one block). Nothing is compressed until the result is computed,
     written or reported. ``information`` (``codec="bitround"``) chooses each variable's
@@ -329,15 +330,19 @@ def _portable_to_zarr(obj, store, codec, kwargs, *, shards, append_dim, region, 
 
 def _selected(dataset, per_var: dict, variables) -> list:
     """The variables to compress: ``variables`` if given (else every compressible data
-    variable), less those missing from every per-variable dict given (kept exact)."""
+    variable but CF cell bounds not named in a per-variable dict), less those missing from
+    every per-variable dict given (kept exact)."""
     for values in per_var.values():
         _check_names(dataset, values, "is given a parameter")
     if variables is not None:
         variables = [variables] if isinstance(variables, str) else list(variables)
         _check_names(dataset, variables, "is to be compressed")
-    names = variables if variables is not None else [
-        n for n in dataset.data_vars if compressible(dataset[n].variable)]
-    return [n for n in names if not per_var or any(n in v for v in per_var.values())]
+    if variables is None:
+        named = {n for values in per_var.values() for n in values}
+        cells = cell_bounds(dataset)
+        variables = [n for n in dataset.data_vars if n in named or (
+            compressible(dataset[n].variable) and n not in cells)]
+    return [n for n in variables if not per_var or any(n in v for v in per_var.values())]
 
 
 def _check_update(overwrite, shards, append_dim, region) -> None:
@@ -374,6 +379,19 @@ def _entry_params(entries) -> dict:
         for key, value in entry.params.items():
             out.setdefault(key, {})[name] = value
     return out
+
+
+def cell_bounds(dataset: xr.Dataset) -> set:
+    """The data variables that are CF cell bounds of another variable (``lat:bounds =
+    "lat_bnds"``, or ``time:climatology``): kept exact unless named, as the coordinates are
+    (rounded, a cell's edge would no longer meet its neighbour's)."""
+    names = set()
+    for var in dataset.variables.values():
+        for key in ("bounds", "climatology"):
+            name = var.attrs.get(key, var.encoding.get(key))
+            if isinstance(name, str) and name in dataset.data_vars:
+                names.add(name)
+    return names
 
 
 def compressible(var: xr.Variable) -> bool:

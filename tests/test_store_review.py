@@ -511,3 +511,30 @@ def test_a_variable_kept_exact_from_a_chunkpress_input_is_exact(tmp_path):
     assert chunkpress.info(str(out)).loc["T", "codec"] == "blosc+crc32c"
     assert np.array_equal(xr.open_zarr(out).T.values, source.T.values)
     assert len(chunkpress.verify(str(out))) == 0
+
+
+@pytest.mark.parametrize("key", ["bounds", "climatology"])
+def test_cell_bounds_are_kept_exact_by_the_accessor_unless_named(tmp_path, key):
+    """The command kept CF cell bounds exact, the accessor compressed them like a field: a
+    cell's edge then no longer met its neighbour's."""
+    edges = np.linspace(-60, 60, 21) + np.random.default_rng(3).normal(0, 1e-3, 21)
+    bounds = np.stack([edges[:-1], edges[1:]], 1)  # cell i's upper edge is cell i+1's lower
+    ds = xr.Dataset({"T": (("time", "lat", "x"), smooth())},
+                    coords={"lat": (edges[:-1] + edges[1:]) / 2, "time": np.arange(8.0)})
+    ds["lat_bnds"] = (("lat", "nv"), bounds)
+    ds["lat"].attrs[key] = "lat_bnds"
+    out = tmp_path / "o.zarr"
+    report = ds.chunkpress.encode(tolerance=0.1).report()
+    assert report.loc["lat_bnds", "codec"] == "exact" and report.loc["T", "codec"] == "zfp"
+    ds.chunkpress.to_zarr(str(out), tolerance=0.1)
+    back = xr.open_zarr(out).load()
+    np.testing.assert_array_equal(back.lat_bnds.values, bounds)
+    np.testing.assert_array_equal(back.lat_bnds.values[1:, 0], back.lat_bnds.values[:-1, 1])
+    assert np.abs(back["T"].values - ds["T"].values).max() <= 0.1
+    # named in a per-variable dict (or in variables=): compressed, to its own bound
+    again = tmp_path / "again.zarr"
+    ds.chunkpress.to_zarr(str(again), tolerance={"T": 0.1, "lat_bnds": 0.01})
+    assert chunkpress.info(str(again)).loc["lat_bnds", "codec"] == "zfp"
+    assert np.abs(xr.open_zarr(again).lat_bnds.values - bounds).max() <= 0.01
+    assert ds.chunkpress.encode(tolerance=0.1, variables=["T", "lat_bnds"]).report().loc[
+        "lat_bnds", "codec"] == "zfp"

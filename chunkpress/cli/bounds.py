@@ -313,7 +313,7 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
     """Return {variable: {key: value}} for every variable to compress (tolerances may still be
     Relative); a variable named that is not in the dataset (or not among ``variables``) is an
     error naming where it was given."""
-    from ..accessor import compressible
+    from ..accessor import cell_bounds, compressible
 
     config = config or {k: {} for k in KEYS}
     known = list(dataset.data_vars)
@@ -347,7 +347,7 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
     if variables is None:
         named = {n for values in cli.values() for n in values if n} | {
             n for values in config.values() for n in values if n}
-        cells = _cell_bounds(dataset)
+        cells = cell_bounds(dataset)
         variables = [n for n in dataset.data_vars
                      if n in named or (compressible(dataset[n].variable) and n not in cells)]
 
@@ -406,18 +406,6 @@ def _check_fits(var, name, codec_name, levels, config_path) -> None:
         raise UserError(f"{where}: variable {name!r} ({var.ndim}-d {var.dtype}) "
                         f"does not fit it ({exc}); give it another (--codec {name}={other}) "
                         f"or leave it out (--codec {name}=exact)") from None
-
-
-def _cell_bounds(dataset) -> set:
-    """The CF cell bounds of the coordinates (``lat:bounds = "lat_bnds"``): kept exact unless
-    named, as the coordinates are (rounded, neighbouring cells would no longer meet)."""
-    names = set()
-    for var in dataset.variables.values():
-        for key in ("bounds", "climatology"):
-            name = var.attrs.get(key, var.encoding.get(key))
-            if isinstance(name, str) and name in dataset.data_vars:
-                names.add(name)
-    return names
 
 
 def _kept(var) -> str:
