@@ -538,3 +538,22 @@ def test_cell_bounds_are_kept_exact_by_the_accessor_unless_named(tmp_path, key):
     assert np.abs(xr.open_zarr(again).lat_bnds.values - bounds).max() <= 0.01
     assert ds.chunkpress.encode(tolerance=0.1, variables=["T", "lat_bnds"]).report().loc[
         "lat_bnds", "codec"] == "zfp"
+
+
+@pytest.mark.parametrize("calendar", ["standard", "noleap"])
+def test_cftime_times_in_integer_units_are_written_and_appended(tmp_path, calendar):
+    """The check of what an exact variable's encoding holds compares times as cftime objects
+    where they are given so: a standard calendar's decoded to datetime64 were called other
+    values."""
+    times = xr.date_range("2000-01-01", periods=8, freq="D", calendar=calendar,
+                          use_cftime=True)
+    ds = xr.Dataset({"T": (("time", "y", "x"), smooth())}, coords={"time": times})
+    ds.time.encoding = {"units": "days since 2000-01-01", "calendar": calendar,
+                        "dtype": "int32"}
+    store = str(tmp_path / "cf.zarr")
+    ds.isel(time=slice(0, 4)).chunkpress.to_zarr(store, tolerance=TOLERANCE,
+                                                 chunks={"time": 4})
+    ds.isel(time=slice(4, 8)).chunk({"time": 2}).chunkpress.to_zarr(store, append_dim="time")
+    back = xr.open_zarr(store, decode_times=False)
+    np.testing.assert_array_equal(back.time.values, np.arange(8))
+    assert back.time.dtype == np.int32

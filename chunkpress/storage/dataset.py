@@ -219,14 +219,28 @@ def _checked_block(stored, given, **check):
 
 def _check_exact(stored, given, *, variable, dims, attrs, tolerance, message, advice) -> None:
     """Raise ValueError unless ``stored`` (CF-encoded) decodes to ``given``."""
+    given = np.asarray(given)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        back = decode_cf_variable(variable, xr.Variable(dims, np.asarray(stored), attrs)).values
+        back = decode_cf_variable(variable, xr.Variable(dims, np.asarray(stored), attrs),
+                                  **_times_like(given)).values
     if not _same(np.asarray(back), np.asarray(given), tolerance):
         raise ValueError(
             f"{variable!r}: {message}, which does not hold every value given (out of its "
             "range, fractional, or NaN without a _FillValue): they would read back as other "
             f"values. {advice}")
+
+
+def _times_like(given) -> dict:
+    """How to decode times to compare them with ``given``: cftime objects (a standard calendar
+    too, which xarray would decode to datetime64) where ``given`` holds objects."""
+    if given.dtype.kind != "O":
+        return {}
+    try:
+        from xarray.coders import CFDatetimeCoder
+    except ImportError:  # xarray before 2025.1
+        return {"use_cftime": True}
+    return {"decode_times": CFDatetimeCoder(use_cftime=True)}
 
 
 def _same(a: np.ndarray, b: np.ndarray, tolerance: float = 0.0) -> bool:
