@@ -349,7 +349,9 @@ def _exact_compressors(var) -> dict:
             dtype = encode_cf_variable(var.isel({d: slice(0, 1) for d in var.dims})).dtype
         except (ValueError, TypeError, OverflowError):
             return {}
-    if dtype.kind in "USO":  # text, behind the serializer zarr chooses for its string type
+    # text, behind the serializer zarr chooses for its string type ("T": numpy's StringDType,
+    # which xarray gives the strings of a Zarr input)
+    if dtype.kind in "USOT":
         return {"compressors": [ZstdCodec(), Crc32cCodec()]}
     if dtype.kind not in "iufb":
         return {}
