@@ -241,3 +241,25 @@ def test_a_damaged_time_chunk_is_an_error_not_other_dates(tmp_path, calendar):
         assert list(problems["array"]) == ["time"], problems
     chunk.write_bytes(good)
     assert list(xr.open_zarr(path).indexes["time"]) == list(ds.indexes["time"])
+
+
+def test_text_read_from_a_zarr_input_is_checksummed(tmp_path):
+    """A Zarr input's strings come as numpy's StringDType: stored again, they carry the CRC-32C
+    like any text variable, so a damaged chunk is an error, not other strings."""
+    import json
+
+    src, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    xr.Dataset({"x": (("y",), np.random.default_rng(0).random(16).astype("f4")),
+                "s": (("y",), np.array([f"st{i}" for i in range(16)], dtype=object))}
+               ).to_zarr(src, zarr_format=2)
+    xr.open_zarr(src).chunkpress.to_zarr(out, tolerance=0.01)
+    with open(out / "s" / "zarr.json") as f:
+        assert json.load(f)["codecs"][-1]["name"] == "crc32c"
+    assert list(xr.open_zarr(out).s.values) == [f"st{i}" for i in range(16)]
+    chunk = out / "s" / "c" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[18] ^= 1
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum"):
+        xr.open_zarr(out).s.values
+    assert len(chunkpress.verify(out)) == 1  # the damaged chunk, named
