@@ -557,3 +557,36 @@ def test_cftime_times_in_integer_units_are_written_and_appended(tmp_path, calend
     back = xr.open_zarr(store, decode_times=False)
     np.testing.assert_array_equal(back.time.values, np.arange(8))
     assert back.time.dtype == np.int32
+
+
+# --- shards that hold one chunk each (an append or region write wrote a bare chunk) ----------
+
+
+def one_chunk_shards(t0, times=8):
+    rng = np.random.default_rng(t0)
+    return xr.Dataset({"x": (("time", "y"), smooth(times, 8, 1)[:, :, 0].astype("f4")
+                             + rng.random((times, 8)).astype("f4"))},
+                      coords={"time": np.arange(t0, t0 + times)})
+
+
+@pytest.mark.parametrize("shards", [(8, 8), "auto"])
+def test_an_update_of_shards_holding_one_chunk_each_reads_back(tmp_path, shards):
+    store = str(tmp_path / "one.zarr")
+    first, more = one_chunk_shards(0), one_chunk_shards(8)
+    first.chunkpress.to_zarr(store, tolerance=TOLERANCE, shards=shards, chunks={"time": 8})
+    sharding = zarr.open_array(store, path="x").metadata.codecs[0]
+    assert type(sharding).__name__ == "ShardingCodec"
+    assert tuple(sharding.chunk_shape) == zarr.open_array(store, path="x").shards  # one a shard
+    more.chunkpress.to_zarr(store, append_dim="time")
+    both = xr.concat([first, more], "time")["x"].values
+    assert np.abs(chunkpress.from_zarr(store, "x").compute() - both).max() <= TOLERANCE
+    with xr.open_zarr(store) as back:
+        assert np.abs(back["x"].values - both).max() <= TOLERANCE
+    # a region write replaces a shard that held good data, and it reads back as the new
+    changed = more.copy(deep=True)
+    changed["x"] = changed["x"] + 5
+    changed.chunkpress.to_zarr(store, region={"time": slice(8, 16)})
+    both[8:] += 5
+    assert np.abs(chunkpress.from_zarr(store, "x").compute() - both).max() <= TOLERANCE
+    with xr.open_zarr(store) as back:
+        assert np.abs(back["x"].values - both).max() <= TOLERANCE

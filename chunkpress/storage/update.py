@@ -58,6 +58,9 @@ class StoreArray:
         self.handle = unpublished_array(store, node, document)
         read = Layout(self.handle)
         self.codec = read.codec  # the chunkpress codec, None: an exact (plain zarr) array
+        # from the codecs, not the shapes: a shard may hold one chunk, and is still a shard
+        # (its index beside the chunk), written whole as a first write does
+        self.sharding = read.sharding
         self.chunk_shape = read.chunk_shape
         self.grid_shape = tuple(self.handle.metadata.chunk_grid.chunk_shape)  # shards or chunks
         self.shape = tuple(document["shape"])
@@ -66,7 +69,7 @@ class StoreArray:
 
     @property
     def sharded(self) -> bool:
-        return self.grid_shape != self.chunk_shape
+        return self.sharding is not None
 
     def describe(self) -> str:
         target = ", ".join(f"{k}={v}" for k, v in self.codec.target.items())
