@@ -511,3 +511,16 @@ def test_an_error_raised_while_ctrl_c_unwinds_is_said_as_the_interrupt():
     except RuntimeError as exc:
         assert _interrupted(exc)
     assert not _interrupted(RuntimeError("release unlocked lock"))
+
+
+def test_a_missing_chunk_of_text_is_named_not_written_as_empty_strings(tmp_path):
+    """from_zarr reads no text: decompress checked only numbers, and wrote '' where a text
+    variable's chunk was gone (exit 0)."""
+    path = tmp_path / "t.zarr"
+    xr.Dataset({"x": (("y",), np.arange(4, dtype="f4")),
+                "station": (("y",), np.array(["alpha", "beta", "gamma", "delta"]))}
+               ).chunkpress.to_zarr(path, tolerance=0.01)
+    (path / "station" / "c" / "0").unlink()
+    line = one_line(cli("decompress", path, tmp_path / "out.nc"))
+    assert "station chunk (0,)" in line and "missing" in line and "chunkpress verify" in line
+    assert not os.path.exists(tmp_path / "out.nc")

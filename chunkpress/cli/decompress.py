@@ -111,7 +111,7 @@ def _checked(ds, store, options, path):
     import xarray as xr
 
     from ..kernels import ChunkpressError
-    from ..storage.reader import from_zarr, layout, open_array, packing
+    from ..storage.reader import chunk_key, from_zarr, layout, missing_chunks, open_array, packing
 
     for name, var in ds.variables.items():
         array = open_array(store, name, options or None)
@@ -119,6 +119,14 @@ def _checked(ds, store, options, path):
             if key in var.attrs:
                 var.attrs[key] = dtype.type(var.attrs[key])
         read = layout(array)
+        missing = missing_chunks(array, read)  # text too, which from_zarr does not read
+        if missing:
+            raise UserError(f"{path}: {name} chunk {tuple(int(i) for i in missing[0])} "
+                            f"(object {chunk_key(array, read, missing[0])!r}) is missing, and "
+                            f"{len(missing) - 1} more: chunkpress wrote every chunk of it, so "
+                            "the store is damaged; nothing written (`chunkpress verify` lists "
+                            "them). Restore the store from a copy, or recompress from the "
+                            "original")
         # a chunkpress array, or an exact one chunkpress wrote every chunk of: none missing
         if not (read.ours or (read.written is not None and array.dtype.kind in "biufc")):
             continue

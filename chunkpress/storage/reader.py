@@ -32,7 +32,7 @@ from .codecs import ChunkpressCodec, decode_block
 
 __all__ = ["from_zarr", "info", "Layout", "layout", "read_chunk", "chunk_object",
            "object_bytes", "open_array", "arrays_of", "WRITTEN", "written", "with_written",
-           "MissingChunkError", "PACKING", "with_packing", "packing"]
+           "MissingChunkError", "PACKING", "with_packing", "packing", "missing_chunks"]
 
 #: the field of an exact array's ``zarr.json`` that says chunkpress wrote every chunk of it
 #: (zarr's ``write_empty_chunks``), chunks of fill values too, up to a shape: an absent chunk
@@ -177,6 +177,16 @@ def _present(array: zarr.Array, read: Layout, index) -> bool:
     if read.local_root is not None:
         return os.path.isfile(os.path.join(read.local_root, key))
     return sync((array.store_path / key).exists())
+
+
+def missing_chunks(array: zarr.Array, read: Layout) -> list:
+    """The grid indices of the chunks exact array ``array`` must hold and does not (every chunk
+    chunkpress wrote, see ``WRITTEN``), for readers that do not read through ``read_chunk``
+    (text, which ``from_zarr`` does not read)."""
+    if read.ours or read.written is None:
+        return []
+    return [index for index in np.ndindex(*array.cdata_shape)
+            if read.required(index) and not _present(array, read, index)]
 
 
 def object_bytes(array: zarr.Array, read: Layout, key: str):
