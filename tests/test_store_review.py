@@ -590,3 +590,24 @@ def test_an_update_of_shards_holding_one_chunk_each_reads_back(tmp_path, shards)
     assert np.abs(chunkpress.from_zarr(store, "x").compute() - both).max() <= TOLERANCE
     with xr.open_zarr(store) as back:
         assert np.abs(back["x"].values - both).max() <= TOLERANCE
+
+
+# --- raw packed values (mask_and_scale=False): written as they are, appended alike -----------
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_raw_packed_values_are_written_and_appended_as_they_are(tmp_path, lazy):
+    path = netcdf_with_missing_value(tmp_path / "packed.nc", kind="packed")
+    store = str(tmp_path / "raw.zarr")
+    with xr.open_dataset(path, mask_and_scale=False) as raw, xr.open_dataset(path) as decoded:
+        raw = raw.chunk({"time": 4}) if lazy else raw.load()
+        assert raw["v"].dtype == np.int16 and "scale_factor" in raw["v"].attrs
+        raw.isel(time=slice(0, 4)).chunkpress.to_zarr(store, tolerance=TOLERANCE)
+        raw.isel(time=slice(4, 8)).chunkpress.to_zarr(store, append_dim="time")
+        with xr.open_zarr(store, mask_and_scale=False) as back:
+            assert back["v"].dtype == np.int16
+            np.testing.assert_array_equal(back["v"].values, raw["v"].values)
+        with xr.open_zarr(store) as back:
+            # the factors as float64 attributes: float32's rounding apart
+            np.testing.assert_allclose(back["v"].values, decoded["v"].values, rtol=1e-6)
+            assert np.isnan(back["v"].values[:, :5, :5]).all()

@@ -25,7 +25,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
-from xarray.conventions import encode_cf_variable
+from xarray.conventions import decode_cf_variable, encode_cf_variable
 from zarr.storage import LocalStore, StorePath
 
 from .dataset import CF_ENCODINGS, checked_exact, missing_as_nan
@@ -229,7 +229,7 @@ def _dataset_plans(update, source, append_dim, region, codec, params, compressed
     for name, array in arrays.items():
         if name not in source.variables:
             continue
-        var = source.variables[name]
+        var = _unpacked(source.variables[name], name)
         if tuple(var.dims) != array.dims:
             raise ValueError(f"variable {name!r} has dimensions {tuple(var.dims)}, the store's "
                              f"{array.dims}: transpose it to the store's order")
@@ -387,6 +387,19 @@ def _encoded(var: xr.Variable, encoding: dict, name, as_nan=False) -> xr.Variabl
         if data is not encoded.data:
             encoded = xr.Variable(encoded.dims, data, attrs=encoded.attrs)
     return encoded
+
+
+def _unpacked(var: xr.Variable, name) -> xr.Variable:
+    """``var``, or the values its raw integers stand for where they are packed by attributes
+    (opened with mask_and_scale=False: scale_factor, add_offset and _FillValue attributes, not
+    encoding), which the store's encoding then packs as it does: taken for the values
+    themselves they were packed again (raw 8 with scale 0.01, offset 280: stored -27200)."""
+    packing = {"scale_factor", "add_offset"}
+    if var.dtype.kind not in "iu" or not packing & set(var.attrs) or packing & set(var.encoding):
+        return var
+    decoded = decode_cf_variable(name, var, decode_times=False, decode_timedelta=False)
+    data = decoded.data if isinstance(decoded.data, da.Array) else np.asarray(decoded)
+    return xr.Variable(var.dims, data, attrs=decoded.attrs, encoding=decoded.encoding)
 
 
 def _exact(var: xr.Variable, encoding: dict, name) -> xr.Variable:

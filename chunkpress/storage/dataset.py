@@ -271,8 +271,10 @@ def _first_write_checked(var, name) -> xr.Variable:
         warnings.simplefilter("ignore")  # said below, as an error
         encoded = encode_cf_variable(var, name=name)
     if encoded.dtype.kind not in "iub" or (var.dtype == encoded.dtype and not (
-            {"scale_factor", "add_offset"} & set(encoded.attrs))):
-        return encoded  # integers stored as they are: nothing to lose
+            {"scale_factor", "add_offset"} & set(var.encoding))):
+        # integers stored as they are: nothing to lose (raw packed values too, opened with
+        # mask_and_scale=False: their scale_factor an attribute, which encoding leaves be)
+        return encoded
     stored = f"its encoding stores it as {encoded.dtype}"
     return checked_exact(encoded, var.data, name, kept=stored, advice=(
         f"Give values within it, or another encoding (ds[{name!r}].encoding: drop its dtype, "
