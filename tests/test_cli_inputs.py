@@ -802,3 +802,18 @@ def test_variables_kept_exact_are_not_stored_a_record_a_chunk(tmp_path, capsys):
     np.testing.assert_array_equal(back.flag.values, ds.flag.values)
     assert back.flag.dtype == np.int8
     assert float(abs(back.t2m - ds.t2m).max()) <= 0.01
+
+
+@pytest.mark.parametrize("gone", ["x/c/0/0", "n/c/0/0"])
+def test_a_damaged_zarr_input_is_refused_not_laundered(tmp_path, capsys, gone):
+    """xarray reads a chunk missing from a chunkpress store as fill: compressed again, the new
+    store held the fill as data and verified clean. The input is checked first."""
+    src, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    xr.Dataset({"x": (("t", "y"), np.random.default_rng(0).random((8, 8)).astype("f4")),
+                "n": (("t", "y"), np.arange(64, dtype="i2").reshape(8, 8))}
+               ).chunkpress.to_zarr(src, tolerance=0.01)
+    (src / gone).unlink()
+    code, _, err = run(capsys, "compress", src, out, "--tolerance", "0.01")
+    line = one_error(err)
+    assert code == 1 and not out.exists()
+    assert "missing" in line and "chunkpress verify" in line and gone[0] in line, line

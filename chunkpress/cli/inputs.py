@@ -178,6 +178,32 @@ def open(path, xr, *, decode_times=True, engine=None, storage_options=None):
                         "numbers with their units") from None
 
 
+def _check_store(path, storage_options) -> None:
+    """A Zarr input is checked whole first (chunkpress's verify: checksums, places, chunks
+    missing; no decoding): xarray reads a missing chunk as fill and a moved one at its new
+    place, which the new store would then hold as data, and verify clean."""
+    import zarr
+
+    from ..storage.publish import IncompleteStoreError
+    from ..storage.reader import read_store
+    from ..storage.verify import verify
+
+    try:
+        group = zarr.open_group(read_store(str(path), storage_options or None), mode="r")
+        if group.metadata.zarr_format != 3:
+            return  # a Zarr v2 store (written by others): chunkpress never wrote it
+        problems = verify(path, storage_options=storage_options or None)
+    except (FileNotFoundError, IncompleteStoreError, zarr.errors.NodeNotFoundError,
+            zarr.errors.ContainsArrayError):
+        return  # said as xarray opens it (a write that stopped halfway: check_complete)
+    if len(problems):
+        first = problems.iloc[0]
+        raise UserError(f"{path}: {len(problems)} damaged or missing chunk(s), the first "
+                        f"{first['array']} chunk {first['chunk']}: {first['problem']}; nothing "
+                        f"written (`chunkpress verify {path}` lists them). Restore the store "
+                        "from a copy first")
+
+
 def _open_one(path, xr, decode_times, engine, storage_options):
     zarr = engine == "zarr" or (engine is None and is_zarr(path))
     if not zarr and engine is None and is_remote(path):
@@ -186,6 +212,7 @@ def _open_one(path, xr, decode_times, engine, storage_options):
     try:
         with remote_errors([path], storage_options):
             if zarr:
+                _check_store(path, storage_options)
                 if not is_remote(path) and str(path).endswith(".zip"):
                     from ..storage.reader import read_store
 
