@@ -364,3 +364,29 @@ def test_a_store_zarr_wrote_is_checked_by_checksum_only(tmp_path, capsys):
     open(path, "wb").write(bytes(data))
     found = problems_of(chunkpress.verify(store))
     assert list(found) == [("/", (3, 0, 0))] and "checksum" in found["/", (3, 0, 0)]
+
+
+def test_xarray_append_across_the_edge_chunkpress_wrote_is_not_damage(tmp_path):
+    """xarray's own append rewrites the chunk across the old edge; zarr leaves it out where it
+    became all fill. That chunk is not missing; a chunk inside the old extent still is."""
+    import xarray as xr
+
+    import chunkpress.accessor  # noqa: F401 - the accessor
+
+    def made(t0, n):
+        return xr.Dataset({"x": (("time", "y"), np.random.default_rng(t0).random((n, 8))
+                                 .astype("f4")),
+                           "flag": (("time", "y"), np.zeros((n, 8), "i2"))},
+                          coords={"time": np.arange(t0, t0 + n)})
+
+    path = tmp_path / "s.zarr"
+    ds = made(0, 10)
+    ds["flag"].encoding["chunks"] = (4, 8)
+    ds.chunkpress.to_zarr(path, tolerance=0.01)
+    made(10, 3).to_zarr(path, append_dim="time")  # chunk (2, 0) of zeros left out by zarr
+    assert not (path / "flag" / "c" / "2" / "0").exists()
+    assert len(chunkpress.verify(path)) == 0
+    assert int(chunkpress.from_zarr(path, "flag").compute().sum()) == 0
+    (path / "flag" / "c" / "0" / "0").unlink()  # inside what chunkpress wrote: damage
+    problems = chunkpress.verify(path)
+    assert list(problems["chunk"]) == [(0, 0)]

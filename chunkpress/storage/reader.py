@@ -91,10 +91,16 @@ def packing(metadata) -> dict:
     return out
 
 
-def _within(extent, index, chunk_shape) -> bool:
-    """Whether chunk ``index`` begins within ``extent`` (chunkpress wrote it)."""
-    return extent is not None and len(extent) == len(index) and \
-        all(i * c < n for i, c, n in zip(index, chunk_shape, extent))
+def _within(extent, index, chunk_shape, shape=None) -> bool:
+    """Whether chunk ``index`` begins within ``extent`` (chunkpress wrote it), and, along an
+    axis the array has since grown past ``extent`` by another writer (xarray's own append),
+    ends within it too: that writer rewrote the chunk across the old edge, and zarr leaves
+    out a chunk that became all fill."""
+    if extent is None or len(extent) != len(index):
+        return False
+    shape = extent if shape is None else shape
+    return all(i * c < n and (m <= n or (i + 1) * c <= n)
+               for i, c, n, m in zip(index, chunk_shape, extent, shape))
 
 
 def from_zarr(store, path=None, *, storage_options=None) -> da.Array:
@@ -144,6 +150,7 @@ class Layout:
         self.chunk_shape = tuple(self.sharding.chunk_shape if self.sharding is not None
                                  else array.chunks)
         self.written = written(array.metadata)  # an exact array's chunks chunkpress wrote
+        self.shape = tuple(array.shape)
         store = array.store_path.store
         self.local_root = None
         if isinstance(store, LocalStore):
@@ -155,7 +162,7 @@ class Layout:
 
     def required(self, index) -> bool:
         """Whether chunk ``index`` of an exact array must be in the store (see ``WRITTEN``)."""
-        return _within(self.written, index, self.chunk_shape)
+        return _within(self.written, index, self.chunk_shape, self.shape)
 
 
 def layout(array: zarr.Array) -> Layout:
@@ -354,7 +361,7 @@ def _missing_objects(array, read, keys, prefix, extent=None) -> int:
     grid = array.shards if read.sharding is not None else read.chunk_shape
     counts = [math.ceil(n / c) if n else 0 for n, c in zip(array.shape, grid)]
     expected = {prefix + array.metadata.encode_chunk_key(i) for i in np.ndindex(*counts)
-                if extent is None or _within(extent, i, grid)}
+                if extent is None or _within(extent, i, grid, array.shape)}
     return len(expected - keys)
 
 
