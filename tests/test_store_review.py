@@ -611,3 +611,48 @@ def test_raw_packed_values_are_written_and_appended_as_they_are(tmp_path, lazy):
             # the factors as float64 attributes: float32's rounding apart
             np.testing.assert_allclose(back["v"].values, decoded["v"].values, rtol=1e-6)
             assert np.isnan(back["v"].values[:, :5, :5]).all()
+
+
+# --- NaT into int32 times without a _FillValue, from dask (written as the epoch) -------------
+
+
+def times_with_nat(kind, t0=0):
+    x = np.random.default_rng(t0).random(8).astype("f4")
+    if kind == "datetime":
+        values = pd.date_range("2000-01-01", periods=16).values[t0:t0 + 8].copy()
+        values[3] = np.datetime64("NaT")
+        encoding = {"dtype": "int32", "units": "days since 2000-01-01"}
+    else:
+        values = (np.arange(t0, t0 + 8) * np.timedelta64(1, "D")).astype("m8[ns]")
+        values[3] = np.timedelta64("NaT")
+        encoding = {"dtype": "int32", "units": "days"}
+    ds = xr.Dataset({"x": (("t",), x), "tv": (("t",), values)},
+                    coords={"t": np.arange(t0, t0 + 8)})
+    ds["tv"].encoding.update(encoding)
+    return ds
+
+
+@pytest.mark.parametrize("kind", ["datetime", "timedelta"])
+@pytest.mark.parametrize("lazy", [False, True])
+def test_nat_into_int32_times_without_a_fill_value_is_refused(tmp_path, kind, lazy):
+    """xarray's lazy encoding declares int32 but its blocks hold int64 (NaT: -2**63), checked
+    before zarr cast them, where NaT wrapped to 0: read back as the epoch, not NaT."""
+    ds = times_with_nat(kind)
+    ds = ds.chunk({"t": 4}) if lazy else ds
+    refused = r"'tv': its encoding stores it as int32.*NaN without a _FillValue"
+    with pytest.raises(ValueError, match=refused):
+        ds.chunkpress.to_zarr(str(tmp_path / "nat.zarr"), tolerance=TOLERANCE)
+    assert nothing_written(tmp_path, "nat.zarr")
+    # and into a store of such times, an append of NaT from dask
+    store = str(tmp_path / "ok.zarr")
+    good = times_with_nat(kind)
+    good["tv"] = good["tv"].fillna(good["tv"].values[2])
+    good["tv"].encoding.update(times_with_nat(kind)["tv"].encoding)
+    good.chunkpress.to_zarr(store, tolerance=TOLERANCE)
+    more = times_with_nat(kind, 8)
+    more = more.chunk({"t": 4}) if lazy else more
+    with pytest.raises(ValueError, match=r"'tv': the store keeps it as int32"):
+        more.chunkpress.to_zarr(store, append_dim="t")
+    with xr.open_zarr(store) as back:
+        assert back.sizes["t"] == 8 and back["tv"].encoding["dtype"] == np.int32
+        np.testing.assert_array_equal(back["tv"].values, good["tv"].values)

@@ -193,7 +193,7 @@ def checked_exact(encoded: xr.Variable, given, name, *, kept: str, advice: str) 
         return encoded
     given = given if isinstance(given, da.Array) else da.from_array(np.asarray(given))
     checked = da.map_blocks(_checked_block, encoded.data, given.rechunk(encoded.data.chunks),
-                            dtype=encoded.dtype, **check)
+                            dtype=encoded.dtype, stored_dtype=encoded.dtype, **check)
     return xr.Variable(encoded.dims, checked, attrs=encoded.attrs, encoding=encoded.encoding)
 
 
@@ -212,7 +212,11 @@ def _holds(dtype, attrs) -> str:
             f"{ends[0]:.6g} to {ends[1]:.6g} in steps of {abs(scale):g}")
 
 
-def _checked_block(stored, given, **check):
+def _checked_block(stored, given, *, stored_dtype, **check):
+    """A block of values as the store keeps it, checked: cast to the stored type first, as
+    zarr would cast it after (xarray's lazy encoding declares int32 times whose blocks hold
+    int64, NaT's -2**63 among them, which wraps to 0: the epoch, not NaT)."""
+    stored = np.asarray(stored).astype(stored_dtype, copy=False)
     _check_exact(stored, given, **check)
     return stored
 
