@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 
 import netCDF4
 import numpy as np
@@ -656,3 +657,25 @@ def test_nat_into_int32_times_without_a_fill_value_is_refused(tmp_path, kind, la
     with xr.open_zarr(store) as back:
         assert back.sizes["t"] == 8 and back["tv"].encoding["dtype"] == np.int32
         np.testing.assert_array_equal(back["tv"].values, good["tv"].values)
+
+
+# --- portable=True of raw values (mask_and_scale=False): missing cells stay missing ----------
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_portable_raw_values_keep_their_missing_cells_missing(tmp_path, lazy):
+    """The missing_value attribute was dropped, its -999 cells left as data: -999.0 read back."""
+    path = netcdf_with_missing_value(tmp_path / "m.nc")
+    store = str(tmp_path / "portable.zarr")
+    with xr.open_dataset(path, mask_and_scale=False) as raw, xr.open_dataset(path) as decoded:
+        raw = raw.chunk({"time": 4}) if lazy else raw.load()
+        assert "missing_value" in raw["v"].attrs
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numcodecs codecs are not in the v3 spec
+            raw.chunkpress.to_zarr(store, tolerance=TOLERANCE, portable=True)
+        with xr.open_zarr(store) as back:
+            values = back["v"].values
+        want = decoded["v"].values
+        np.testing.assert_array_equal(np.isnan(values), np.isnan(want))
+        assert np.isnan(values[:, :5, :5]).all()
+        assert np.nanmax(np.abs(values - want)) <= TOLERANCE

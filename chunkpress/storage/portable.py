@@ -216,10 +216,15 @@ def portable_variable(var, chosen: Portable):
     import dask
     import xarray as xr
 
-    if dask.is_dask_collection(var.data):
-        data = var.data.map_blocks(_certified, chosen, dtype=var.dtype)
+    from .dataset import missing_as_nan
+
+    # raw values (opened with mask_and_scale=False): the cells a missing_value or _FillValue
+    # attribute marks become NaN, which the attribute dropped below no longer would mark
+    data = missing_as_nan(var.data, var.attrs)
+    if dask.is_dask_collection(data):
+        data = data.map_blocks(_certified, chosen, dtype=var.dtype)
     else:
-        data = np.asarray(var.data)
+        data = np.asarray(data)
         certify(data, chosen)
     dropped = ("compressors", "compressor", "filters", "serializer", "_FillValue")
     if var.dtype.kind == "f":  # missing cells are NaN, as marked by the _FillValue below
