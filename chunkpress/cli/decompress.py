@@ -113,20 +113,24 @@ def _checked(ds, store, options, path):
     from ..kernels import ChunkpressError
     from ..storage.reader import chunk_key, from_zarr, layout, missing_chunks, open_array, packing
 
+    gone = []  # the exact arrays' chunks missing (text too, which from_zarr does not read)
+    for name in ds.variables:
+        array = open_array(store, name, options or None)
+        read = layout(array)
+        gone += [f"{name} chunk {tuple(int(i) for i in index)}: missing (object "
+                 f"{chunk_key(array, read, index)!r})" for index in missing_chunks(array, read)]
+    if gone:
+        raise UserError(f"{path}: {'; '.join(gone[:3])}{'; ...' if len(gone) > 3 else ''} "
+                        f"({len(gone)} chunk(s) in all): chunkpress wrote every chunk of these "
+                        "arrays, so the store is damaged; nothing written (`chunkpress verify` "
+                        "lists them). Restore the store from a copy, or recompress from the "
+                        "original")
     for name, var in ds.variables.items():
         array = open_array(store, name, options or None)
         for key, dtype in packing(array.metadata).items():  # the factors' types, recorded
             if key in var.attrs:
                 var.attrs[key] = dtype.type(var.attrs[key])
         read = layout(array)
-        missing = missing_chunks(array, read)  # text too, which from_zarr does not read
-        if missing:
-            raise UserError(f"{path}: {name} chunk {tuple(int(i) for i in missing[0])} "
-                            f"(object {chunk_key(array, read, missing[0])!r}) is missing, and "
-                            f"{len(missing) - 1} more: chunkpress wrote every chunk of it, so "
-                            "the store is damaged; nothing written (`chunkpress verify` lists "
-                            "them). Restore the store from a copy, or recompress from the "
-                            "original")
         # a chunkpress array, or an exact one chunkpress wrote every chunk of: none missing
         if not (read.ours or (read.written is not None and array.dtype.kind in "biufc")):
             continue
