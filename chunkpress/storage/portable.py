@@ -216,7 +216,7 @@ def portable_variable(var, chosen: Portable):
     import dask
     import xarray as xr
 
-    from .dataset import missing_as_nan
+    from .missing import missing_as_nan
 
     # raw values (opened with mask_and_scale=False): the cells a missing_value or _FillValue
     # attribute marks become NaN, which the attribute dropped below no longer would mark
