@@ -113,12 +113,14 @@ def _checked(ds, store, options, path):
     from ..kernels import ChunkpressError
     from ..storage.reader import chunk_key, from_zarr, layout, missing_chunks, open_array, packing
 
+    arrays = {}  # each array opened once: (zarr array, how chunkpress reads it)
     gone = []  # the exact arrays' chunks missing (text too, which from_zarr does not read)
     for name in ds.variables:
         array = open_array(store, name, options or None)
-        read = layout(array)
+        arrays[name] = array, layout(array)
         gone += [f"{name} chunk {tuple(int(i) for i in index)}: missing (object "
-                 f"{chunk_key(array, read, index)!r})" for index in missing_chunks(array, read)]
+                 f"{chunk_key(array, arrays[name][1], index)!r})"
+                 for index in missing_chunks(*arrays[name])]
     if gone:
         raise UserError(f"{path}: {'; '.join(gone[:3])}{'; ...' if len(gone) > 3 else ''} "
                         f"({len(gone)} chunk(s) in all): chunkpress wrote every chunk of these "
@@ -126,11 +128,10 @@ def _checked(ds, store, options, path):
                         "lists them). Restore the store from a copy, or recompress from the "
                         "original")
     for name, var in ds.variables.items():
-        array = open_array(store, name, options or None)
+        array, read = arrays[name]
         for key, dtype in packing(array.metadata).items():  # the factors' types, recorded
             if key in var.attrs:
                 var.attrs[key] = dtype.type(var.attrs[key])
-        read = layout(array)
         # a chunkpress array, or an exact one chunkpress wrote every chunk of: none missing
         if not (read.ours or (read.written is not None and array.dtype.kind in "biufc")):
             continue

@@ -189,9 +189,13 @@ def _check_store(path, storage_options) -> None:
     from ..storage.verify import verify
 
     try:
-        group = zarr.open_group(read_store(str(path), storage_options or None), mode="r")
-        if group.metadata.zarr_format != 3:
-            return  # a Zarr v2 store (written by others): chunkpress never wrote it
+        opened = read_store(str(path), storage_options or None)
+        try:
+            if zarr.open_group(opened, mode="r").metadata.zarr_format != 3:
+                return  # a Zarr v2 store (written by others): chunkpress never wrote it
+        finally:
+            if not isinstance(opened, str):  # a zip file or an object store's client
+                opened.close()
         problems = verify(path, storage_options=storage_options or None)
     except (FileNotFoundError, IncompleteStoreError, zarr.errors.NodeNotFoundError,
             zarr.errors.ContainsArrayError):
