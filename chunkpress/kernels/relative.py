@@ -61,6 +61,10 @@ _ULPS = 8
 _FAR = 2.0**20
 #: how much more than the bound a codec that left most of it unused is asked for, at most
 _WIDEST = 8.0
+#: below this magnitude r |x| is subnormal or near it, where float64 keeps too few bits to
+#: hold it: bounds are checked on the values times _UP, a power of two (exact, and normal)
+_SMALL = 2.0**-900
+_UP = 2.0**200
 
 
 class RelativeError(ChunkpressError):
@@ -214,7 +218,14 @@ def _within(x, y, r, t):
     """Whether each decoded value is within the bound (float64 arithmetic; NaN: False)."""
     with np.errstate(all="ignore"):
         a = x.astype(np.float64)
-        error = np.abs(a - y.astype(np.float64))
+        b = y.astype(np.float64)
+        # r |x| rounds among subnormals, up to a factor 2 off: compare those scaled (exactly)
+        small = np.abs(a) < _SMALL
+        t = None if t is None else np.where(small, t * _UP, t)
+        if small.any():
+            a[small] *= _UP
+            b[small] *= _UP
+        error = np.abs(a - b)
         limit = r * np.abs(a)
         if t is not None:
             np.minimum(limit, t, out=limit)
@@ -376,13 +387,20 @@ def _outside_loop(x, y, finite, r, t, crossover, spare, out):
         outside = 0
         if finite[i]:
             a = np.float64(x[i])
+            b = np.float64(y[i])
+            below = abs(a) <= crossover
+            bound = t
+            if abs(a) < _SMALL:  # r |x| would round among subnormals: scaled, exactly
+                a *= _UP
+                b *= _UP
+                bound = t * _UP
             m = abs(a)
             limit = r * m
-            if t < limit:
-                limit = t
-            if m <= crossover:
+            if bound < limit:
+                limit = bound
+            if below:
                 limit -= spare * m
-            if not abs(a - np.float64(y[i])) <= limit:
+            if not abs(a - b) <= limit:
                 outside = 1
         out[i] = outside
 
