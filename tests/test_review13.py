@@ -69,3 +69,51 @@ def test_information_rounds_noise_rarely():
         x = (10 * np.random.default_rng(seed).standard_normal((12, 45, 90))).astype("float32")
         rounded += choose_keepbits([bitinfo.bitinfo_counts(x)], 0.99, x.dtype) != 23
     assert rounded <= 2
+
+
+# --- updates of a portable store ------------------------------------------------------------
+
+
+def _months(values, start):
+    import pandas as pd
+    import xarray as xr
+
+    values = np.asarray(values, np.float32)
+    time = pd.date_range("2000-01-01", periods=start + len(values), freq="MS")[start:]
+    return xr.Dataset({"v": (("time", "x"), values)}, coords={"time": time})
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+@pytest.mark.parametrize("bounds, new", [
+    ({"tolerance": 0.01}, 1e37),  # through fixedscaleoffset's scale of 64: Inf
+    ({"rel_tolerance": 1e-3}, 1e-42),  # a subnormal through 9 kept bits: 0
+    ({"tolerance": 0.01, "rel_tolerance": 1e-3}, 9176.0),  # keepbits for amax 10: error 8
+])
+@pytest.mark.parametrize("how", ["append", "region"])
+def test_an_update_of_a_portable_store_keeps_its_bound_or_writes_nothing(
+        tmp_path, bounds, new, lazy, how):
+    """Before: ds.chunkpress.to_zarr(append_dim=...) onto a portable store wrote the new
+    months through the store's filters unchecked: 1e37 read back as Inf, 1e-42 as 0, 9176
+    as 9184 under a tolerance of 0.01, and the store still claimed its bound."""
+    import xarray as xr
+
+    from chunkpress.storage.portable import PortableBoundError
+
+    store = str(tmp_path / "p.zarr")
+    first = _months(np.full((4, 8), 10.0), 0)
+    first.chunk({"time": 2}).chunkpress.to_zarr(store, portable=True, **bounds)
+    before = xr.open_zarr(store).v.values
+    update = _months(np.full((2, 8), new), 4 if how == "append" else 2)
+    update = update.chunk({"time": 1}) if lazy else update
+    where = {"append_dim": "time"} if how == "append" else {"region": {"time": slice(2, 4)}}
+    with pytest.raises(PortableBoundError, match="'v': portable .* write a new store"):
+        update.chunkpress.to_zarr(store, **where)
+    assert np.array_equal(xr.open_zarr(store).v.values, before)
+    # values the bound holds on are written, and hold it (within the first write's binade)
+    good = _months(np.full((2, 8), 11.0 + 1 / 3), 4 if how == "append" else 2)
+    good.chunkpress.to_zarr(store, **where)
+    got = xr.open_zarr(store).v.values[-2:] if how == "append" else \
+        xr.open_zarr(store).v.values[2:4]
+    error = np.abs(got.astype(np.float64) - np.float32(11.0 + 1 / 3))
+    assert (error <= bounds.get("tolerance", np.inf)).all()
+    assert (error <= bounds.get("rel_tolerance", np.inf) * 11.33).all()

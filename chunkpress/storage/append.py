@@ -30,6 +30,7 @@ from zarr.storage import LocalStore, StorePath
 
 from .dataset import CF_ENCODINGS, checked_exact, missing_as_nan
 from .journal import finish_pending
+from .portable import certified_update
 from .update import StoreArray, Update
 from .update_plans import ArrayPlan, ExactPlan, compressed_plan, run
 
@@ -261,8 +262,8 @@ def _dataset_plans(update, source, append_dim, region, codec, params, compressed
                              f"codec={given_codec!r}. An append or region write keeps the "
                              "store's choice: compress it in a new store, or keep it exact")
         if array.codec is None:
-            data = _exact(var, encoding, name)
-            plans.append(ExactPlan(update, array, data.data, selection, new_shape))
+            data = certified_update(_exact(var, encoding, name).data, array.document, name)
+            plans.append(ExactPlan(update, array, data, selection, new_shape))
             continue
         if append_dim is not None:
             _check_append_aligned(name, array, axis, append_dim)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Portable", "choose", "certify", "PortableBoundError", "portable_for",
-           "portable_variable"]
+           "portable_variable", "recorded", "certified_update"]
 
 #: mantissa bits of each float width (what numcodecs' BitRound keeps at most)
 MANTISSA = {2: 10, 4: 23, 8: 52}
@@ -137,7 +137,9 @@ def apply(block: np.ndarray, portable: Portable) -> np.ndarray:
         config = {k: v for k, v in codec.codec_config.items() if k != "id"}
         inner = numcodecs.get_codec({"id": codec.codec_name.removeprefix("numcodecs."),
                                      **config})
-        out = np.frombuffer(inner.decode(inner.encode(out)), block.dtype).reshape(block.shape)
+        with np.errstate(over="ignore", invalid="ignore"):  # what certify is there to find
+            out = np.frombuffer(inner.decode(inner.encode(out)), block.dtype)
+        out = out.reshape(block.shape)
     return out
 
 
@@ -241,6 +243,50 @@ def portable_variable(var, chosen: Portable):
     return xr.Variable(var.dims, data, attrs=attrs, encoding=encoding)
 
 
-def _certified(block, chosen):
-    certify(block, chosen)
+def _certified(block, chosen, where=None):
+    try:
+        certify(block, chosen)
+    except PortableBoundError as exc:
+        if where is None:
+            raise
+        raise PortableBoundError(f"{where}: {exc.args[0].rsplit('; write it', 1)[0]}. An "
+                                 "append or region write keeps the store's codecs and bound: "
+                                 "write a new store") from None
     return block
+
+
+# --- an update (append, region) of a portable array ----------------------------------------
+
+
+def recorded(document: dict) -> Portable | None:
+    """The portable codecs and bounds an array's ``zarr.json`` records, or None where it was
+    not written portable."""
+    entry = (document.get("attributes") or {}).get(ATTRIBUTE)
+    if not isinstance(entry, dict):
+        return None
+    from zarr.abc.codec import ArrayArrayCodec
+    from zarr.registry import get_codec_class
+
+    with warnings.catch_warnings():  # "numcodecs codecs are not in the Zarr v3 spec"
+        warnings.simplefilter("ignore")
+        codecs = [get_codec_class(c["name"]).from_dict(c) for c in document.get("codecs", ())]
+    filters = tuple(c for c in codecs if isinstance(c, ArrayArrayCodec))
+    bounds = {n: float(entry[n]) if isinstance(entry.get(n), (int, float)) else None
+              for n in ("tolerance", "rel_tolerance")}
+    return Portable(filters, (), str(entry.get("codecs", "")), **bounds)
+
+
+def certified_update(data, document: dict, name: str):
+    """``data`` (numpy: certified now; dask: by each task) for an update of the array whose
+    ``zarr.json`` is ``document``: where it was written portable, new values must keep its
+    bound through its filters too (1e37 through a scale of 64 is Inf, 1e-42 through bit
+    rounding 0), or the update fails before it is published."""
+    import dask
+
+    chosen = recorded(document)
+    if chosen is None or not chosen.filters:
+        return data  # not portable, or exact
+    where = repr(name)
+    if dask.is_dask_collection(data):
+        return data.map_blocks(_certified, chosen, where, dtype=data.dtype)
+    return _certified(np.asarray(data), chosen, where)
