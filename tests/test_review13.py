@@ -117,3 +117,13 @@ def test_an_update_of_a_portable_store_keeps_its_bound_or_writes_nothing(
     error = np.abs(got.astype(np.float64) - np.float32(11.0 + 1 / 3))
     assert (error <= bounds.get("tolerance", np.inf)).all()
     assert (error <= bounds.get("rel_tolerance", np.inf) * 11.33).all()
+
+
+@pytest.mark.parametrize("bad", ["0.001", True, [1e-3]])
+def test_a_portable_rel_tolerance_of_the_wrong_type_is_called_relative(tmp_path, bad):
+    """Before: to_zarr(portable=True, rel_tolerance="0.001") said rel_tolerance must be 'the
+    max absolute error'."""
+    with pytest.raises(TypeError, match="rel_tolerance must be a number in .* relative"):
+        chunkpress.to_zarr(np.ones(8, np.float32), str(tmp_path / "p.zarr"), portable=True,
+                           rel_tolerance=bad)
+    assert not (tmp_path / "p.zarr").exists()

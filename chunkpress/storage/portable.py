@@ -186,7 +186,8 @@ def portable_for(x, tolerance=None, rel_tolerance=None) -> Portable:
     and, where they are needed, measuring its largest and smallest nonzero magnitudes."""
     import dask.array as da
 
-    from ..kernels import check_tolerance
+    from ..kernels import check_tolerance, is_real
+    from ..kernels.relative import check_rel_tolerance
 
     if tolerance is None and rel_tolerance is None:
         raise ValueError("portable=True needs tolerance= (max absolute error) and/or "
@@ -195,6 +196,8 @@ def portable_for(x, tolerance=None, rel_tolerance=None) -> Portable:
     if tolerance is not None:
         tolerance = check_tolerance("portable", tolerance)
     if rel_tolerance is not None:
+        if not is_real(rel_tolerance):  # its TypeError says what a rel_tolerance is
+            check_rel_tolerance(rel_tolerance, "portable")
         rel_tolerance = check_tolerance("portable", rel_tolerance, name="rel_tolerance")
         if rel_tolerance >= 1:
             raise ValueError(f"portable: rel_tolerance must be < 1, got {rel_tolerance!r}")
