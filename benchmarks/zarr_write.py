@@ -12,10 +12,13 @@ One table per field:
   ``dask.array.from_zarr``.
 
 Prints throughput (MB/s of the uncompressed field), the ratio of throughputs and the
-compression ratios, and a ceiling measured in the same run: plain ``imagecodecs.zfp_encode`` on
-the same 64^3 blocks from as many threads, storing nothing (no write can be faster than its
-codec; the peer's ZFPY holds the GIL, so this is also the most a store writer can gain on it). Targets: write >= 2.0x the peer at an equal or better compression ratio,
-read >= 1.5x. Needs the bench extras: ``pip install '.[bench]'`` (zfpy 1.0.1, numcodecs).
+compression ratios, and two ceilings measured in the same run: plain ``imagecodecs.zfp_encode``
+on the same 64^3 blocks from as many threads, storing nothing, and the same on one thread times
+the threads (perfect scaling, no thread ever waiting). No write can be faster than its codec.
+The peer is not held to one core (zfpy releases the GIL; the peer keeps both cores ~1.7 busy):
+it spends ~1.7x the codec's CPU time, in zarr's, numcodecs' and zfpy's work around each chunk,
+so the most any writer can gain on it is about what the codec alone gains. Targets: write >=
+2.0x the peer at an equal or better compression ratio, read >= 1.5x. Needs the bench extras: ``pip install '.[bench]'`` (zfpy 1.0.1, numcodecs).
 
     python benchmarks/zarr_write.py [--size-mib 256] [--noisy-mib 64] [--tolerance 0.01]
                                     [--threads 2] [--repeats 3]
@@ -147,7 +150,7 @@ def measure(label: str, x: np.ndarray, args) -> list:
             peer_write(small, os.path.join(work, "warm2.zarr"), args.tolerance)
             da.from_zarr(zarr.open_array(os.path.join(work, "warm2.zarr"))).compute()
             best = dict.fromkeys(("write_ours", "write_peer", "read_ours", "read_peer",
-                                  "kernel"), 1e9)
+                                  "kernel", "kernel1"), 1e9)
             for _ in range(args.repeats):  # alternate, so drift on a shared machine hits both
                 shutil.rmtree(ours, ignore_errors=True)
                 shutil.rmtree(peer, ignore_errors=True)
@@ -162,6 +165,8 @@ def measure(label: str, x: np.ndarray, args) -> list:
                 best["read_peer"] = min(best["read_peer"], seconds)
                 seconds, _ = timed(lambda: kernel_only(x, args.tolerance, args.threads))
                 best["kernel"] = min(best["kernel"], seconds)
+                seconds, _ = timed(lambda: kernel_only(x, args.tolerance, 1))
+                best["kernel1"] = min(best["kernel1"], seconds)
             write_ours, write_peer = best["write_ours"], best["write_peer"]
             read_ours, read_peer = best["read_ours"], best["read_peer"]
         rows["chunkpress"] = (write_ours, read_ours, stored_bytes(ours),
@@ -180,8 +185,10 @@ def measure(label: str, x: np.ndarray, args) -> list:
           f"same blocks, {args.threads} threads, nothing stored)")
     print(f"\nchunkpress / peer: write {w2 / w1:.2f}x (target >= 2.0x), read {r2 / r1:.2f}x "
           f"(target >= 1.5x), compression ratio {b2 / b1:.3f}x (target >= 1.0x)")
-    print(f"ceiling: the codec alone / peer {w2 / best['kernel']:.2f}x; chunkpress write / the "
-          f"codec alone {best['kernel'] / w1:.2f}")
+    ideal = best["kernel1"] / args.threads  # one thread's codec, scaled perfectly
+    print(f"ceiling: the codec alone / peer {w2 / best['kernel']:.2f}x (perfectly scaled from "
+          f"one thread: {w2 / ideal:.2f}x); chunkpress write / the codec alone "
+          f"{best['kernel'] / w1:.2f}")
     return [what for what, ok in (("write", w2 / w1 >= 2.0), ("read", r2 / r1 >= 1.5),
                                   ("compression ratio", b2 / b1 >= 1.0)) if not ok]
 

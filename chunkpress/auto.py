@@ -52,6 +52,15 @@ TOTAL_MARGIN = 0.02
 CLOSE = 0.3
 REFINE_WINDOWS = 8
 REFINE = 0.02
+#: ... but not a candidate SLOWER times slower than the first trials' leader and SURE behind
+#: it: the first windows read a fast codec short, not long (SZ3's tables, a fixed cost of
+#: every stream, weigh more in a window than in its block: 3-25% short on the benchmark's
+#: fields), so a fast leader's lead holds; refining a slow codec (SPERR: 6x slower than SZ3
+#: on an SST) to confirm that costs a third of the fast leader's whole compression. (Twice
+#: as slow at least: codecs of like speed are never told apart by a timing's noise.)
+SURE = 0.04
+SLOWER = 2.0
+GROW = 8.0
 #: the per-block trials take at most this share of the time the array's codec will take
 BUDGET = 0.06
 #: ... or this many seconds of one core, for a small array
@@ -295,6 +304,7 @@ def _choose(x, tolerance, per_block, names, fraction, chunks, rel_tolerance=None
     # fades as the windows grow toward their blocks, and more places see the land as it is
     best = max((v for v in ratios.values() if math.isfinite(v)), default=math.nan)
     close = [name for name in settings if ratios[name] >= (1 - CLOSE) * best]
+    close = [name for name in close if not _settled_behind(name, close, ratios, speeds)]
     scale = {}
     volume = max([REFINE * x.size / REFINE_WINDOWS] + [2 * _volume(full[name][0])
                                                        for name in close])
@@ -302,8 +312,11 @@ def _choose(x, tolerance, per_block, names, fraction, chunks, rel_tolerance=None
         # joined windows are one long stream each: their rate settled already
         close = [name for name in close if not sample.joins(settings[name])]
     if len(close) > 1:
+        slowest = min(speeds[name] for name in close)
+        grow = {name: min(GROW, max(1.0, speeds[name] / slowest))
+                if math.isfinite(speeds[name] / slowest) else 1.0 for name in close}
         larger = {name: tuple(sample.array_windows(blocked[name].chunks, 0.0,
-                                                   min_window=int(volume),
+                                                   min_window=int(volume * grow[name]),
                                                    min_windows=REFINE_WINDOWS))
                   for name in close}
         trials.run([(name, job, blocked[name].chunks) for name, ws in larger.items()
@@ -389,6 +402,15 @@ def _choose(x, tolerance, per_block, names, fraction, chunks, rel_tolerance=None
     choice = Choice(winner, settings[winner].params, ratios, speeds, grid, sampled,
                     time.perf_counter() - start, per_block, tolerance)
     return choice, chunked, settings
+
+
+def _settled_behind(name, close, ratios, speeds) -> bool:
+    """Whether the first trials settle that ``name`` loses to the leader of ``close``: it is
+    SLOWER times slower than the leader and SURE behind it (see SURE). A slow leader is
+    refined with its challengers: the windows may have read the faster ones short."""
+    leader = max(close, key=lambda n: ratios[n])
+    return name != leader and speeds[name] * SLOWER < speeds[leader] and \
+        ratios[name] < (1 - SURE) * ratios[leader]
 
 
 def _contends(name, winner, rates) -> bool:

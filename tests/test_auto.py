@@ -239,6 +239,28 @@ def test_auto_holds_on_a_land_heavy_climatology_of_few_levels(tolerance):
     assert c.ratio >= 0.98 * max(ratios.values()), (c.choice.summary(), ratios)
 
 
+def test_auto_holds_where_small_windows_read_sz3_short():
+    # a year of half-degree SST: SZ3's blocks are 3 months of whole maps, and its prediction
+    # gains with the extent of the map (windows of 49K values read it 22% short, SPERR's
+    # about right): auto chose SPERR, 0.93x the best. Refined on windows as large as SZ3 can
+    # encode in SPERR's time, it holds.
+    x = ocean_field((12, 360, 720))
+    ratios = {n: chunkpress.compress(x, n, tolerance=0.01).ratio for n in ("sz3", "sperr")}
+    c = chunkpress.compress(x, "auto-array", tolerance=0.01)
+    assert c.ratio >= 0.98 * max(ratios.values()), (c.choice.summary(), ratios)
+
+
+def test_a_fast_leader_settled_ahead_spares_the_slow_codecs_second_round():
+    # two years of half-degree SST: SZ3 leads the first windows by 5% and encodes 6x faster
+    # than SPERR; refining SPERR to confirm it would cost a third of SZ3's whole compression
+    x = ocean_field((24, 360, 720))
+    choice = auto.choose(x, "auto-array", tolerance=0.01)
+    assert choice.codec == "sz3" and choice.ratios["sperr"] < 0.96 * choice.ratios["sz3"]
+    assert choice.sampled < 0.05  # the first windows alone (a second round: 9.5%)
+    ratios = {n: chunkpress.compress(x, n, tolerance=0.01).ratio for n in ("sz3", "sperr")}
+    assert ratios["sz3"] == max(ratios.values()), ratios
+
+
 def test_a_window_is_filled_as_the_kernel_fills_its_block():
     block = np.ascontiguousarray(climatology()[:10, 40:136, :160])
     count = int(np.count_nonzero(~np.isfinite(block)))
