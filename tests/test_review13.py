@@ -127,3 +127,33 @@ def test_a_portable_rel_tolerance_of_the_wrong_type_is_called_relative(tmp_path,
         chunkpress.to_zarr(np.ones(8, np.float32), str(tmp_path / "p.zarr"), portable=True,
                            rel_tolerance=bad)
     assert not (tmp_path / "p.zarr").exists()
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def test_the_command_takes_rel_tolerance_with_codec_auto(tmp_path, capsys):
+    """Before: `chunkpress compress --codec auto --rel-tolerance 1e-3` was refused ('no
+    variable's codec takes it (auto takes --tolerance)'), though compress(codec="auto",
+    rel_tolerance=...) and the accessor take it."""
+    import xarray as xr
+
+    from chunkpress.cli import main
+    from chunkpress.demo import demo_dataset
+
+    ds = demo_dataset((4, 32, 64))
+    source, out = tmp_path / "in.nc", tmp_path / "out.zarr"
+    ds.to_netcdf(source, engine="h5netcdf")
+    code = main(["compress", str(source), str(out), "--codec", "auto", "--rel-tolerance",
+                 "1e-3", "--workers", "1"])
+    assert code == 0, capsys.readouterr().err
+    back = xr.open_zarr(out)
+    for name in ("sst", "wind"):  # (slp is packed, land int8: both kept exact)
+        x, y = ds[name].values.astype(np.float64), back[name].values.astype(np.float64)
+        finite = np.isfinite(x)
+        assert np.array_equal(np.isnan(x), np.isnan(y))
+        assert (np.abs(x - y)[finite] <= 1e-3 * np.abs(x[finite])).all(), name
+    capsys.readouterr()
+    assert main(["info", str(out), "--json"]) == 0
+    variables = {v["name"]: v for v in json.loads(capsys.readouterr().out)["variables"]}
+    assert variables["sst"]["rel_bound"] == variables["wind"]["rel_bound"] == 1e-3

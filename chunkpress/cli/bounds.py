@@ -450,6 +450,8 @@ def _takes(codec_name) -> tuple:
     from ..graph.codecs import get_codec
 
     codec = get_codec(codec_name)
+    if codec.is_auto:  # its candidates that keep a relative bound are chosen from for one
+        return codec.targets + ("rel_tolerance",)
     return codec.targets + (("information",) if information.takes(codec) else ())
 
 
