@@ -157,3 +157,26 @@ def test_the_command_takes_rel_tolerance_with_codec_auto(tmp_path, capsys):
     assert main(["info", str(out), "--json"]) == 0
     variables = {v["name"]: v for v in json.loads(capsys.readouterr().out)["variables"]}
     assert variables["sst"]["rel_bound"] == variables["wind"]["rel_bound"] == 1e-3
+
+
+# --- portable float16 -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tolerance", [0.01, 0.3, 1e10])
+def test_a_portable_float16_pressure_keeps_an_absolute_tolerance(tmp_path, tolerance):
+    """Before: surface pressure in hPa as float16 (land NaN) with tolerance=0.01 was refused
+    ('values near the largest float'): 1000 over a step of 1/64 overflows float16, though
+    the portable codecs keep it (there float16 is exact to 0.5 anyway); tolerance=1e10
+    asked for bit rounding at keepbits=0, which turns NaN into Inf or -0.0."""
+    import zarr
+
+    rng = np.random.default_rng(0)
+    x = (1000 + 30 * rng.standard_normal((24, 40))).astype(np.float16)
+    x[:, :6] = np.nan
+    chunkpress.to_zarr(x, str(tmp_path / "p.zarr"), portable=True, tolerance=tolerance)
+    y = zarr.open_array(str(tmp_path / "p.zarr"), mode="r")[...]
+    assert y.dtype == np.float16
+    assert np.array_equal(np.isnan(x), np.isnan(y))
+    finite = np.isfinite(x)
+    assert np.isfinite(y[finite]).all()
+    assert (np.abs(x[finite].astype(np.float64) - y[finite]) <= tolerance).all()

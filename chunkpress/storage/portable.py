@@ -10,7 +10,8 @@ numcodecs ships, then a lossless stage (blosc: zstd behind a byte shuffle) and a
 - ``rel_tolerance=r`` (pointwise relative): ``numcodecs.bitround`` keeping ``k`` mantissa
   bits, ``2**-(k + 1) <= r``; zeros stay zero, signs are kept;
 - both: bit rounding with ``k`` large enough that its error at the largest magnitude is
-  within ``t`` too.
+  within ``t`` too; so is ``tolerance`` alone where ``x / q`` would overflow (float16, whose
+  largest value is 65504: measured).
 
 (``portable_write`` writes a portable array; ``dataset`` a dataset's portable variables.)
 
@@ -87,7 +88,8 @@ def keepbits(dtype, rel_tolerance: float | None, tolerance: float | None = None,
         # the error is at most half a unit of the last kept bit at the value's binade,
         # 2**(floor(log2 |x|) - k - 1) <= 2**(floor(log2 amax) - k - 1)
         k = max(k, math.floor(math.log2(amax)) - math.floor(math.log2(tolerance)) - 1)
-    return int(min(max(k, 0), full))
+    # at least 1: numcodecs' BitRound at keepbits=0 turns NaN into Inf or -0.0
+    return int(min(max(k, 1), full))
 
 
 def choose(dtype, tolerance=None, rel_tolerance=None, amax=None, amin=None) -> Portable:
@@ -111,7 +113,7 @@ def choose(dtype, tolerance=None, rel_tolerance=None, amax=None, amin=None) -> P
         warnings.simplefilter("ignore")
         from zarr.codecs import BitRound, FixedScaleOffset
 
-        if rel_tolerance is None:
+        if rel_tolerance is None and _scales(dtype, scale_step(tolerance), amax):
             # multiples of a power of two: scaling by it is exact, so the error is the
             # rounding's alone, half a step, and NaN/Inf pass through (a float astype)
             step = scale_step(tolerance)
@@ -122,10 +124,23 @@ def choose(dtype, tolerance=None, rel_tolerance=None, amax=None, amin=None) -> P
         if tolerance is not None and amax is None:
             raise ValueError("portable: tolerance and rel_tolerance together need amax, the "
                              "largest finite magnitude")
+        # (tolerance alone: where the scaling overflows, bit rounding keeps it at amax)
         k = keepbits(dtype, rel_tolerance, tolerance, amax, amin)
         filters = () if k == MANTISSA[dtype.itemsize] else (BitRound(keepbits=k),)
         return Portable(filters, compressors, f"bitround keepbits={k} + blosc-zstd",
                         tolerance, rel_tolerance)
+
+
+def _scales(dtype, step: float, amax: float | None) -> bool:
+    """Whether values up to ``amax`` (unknown: None) scale by ``1 / step`` in ``dtype`` and
+    back exactly: the scale a normal number of ``dtype``, the largest quotient finite.
+
+    >>> _scales(np.dtype("float16"), 1 / 64, 1000.0), _scales(np.dtype("float16"), 1 / 64, 1100.0)
+    (True, False)
+    """
+    info = np.finfo(dtype)
+    return amax is None or bool(float(info.tiny) <= 1 / step <= float(info.max)
+                                and amax / step <= float(info.max))
 
 
 def apply(block: np.ndarray, portable: Portable) -> np.ndarray:
@@ -155,8 +170,8 @@ def certify(block: np.ndarray, portable: Portable) -> tuple[float, float]:
             not np.isfinite(back[finite]).all():
         raise PortableBoundError(
             f"portable ({portable.description}): a value decodes as NaN/Inf where it was "
-            "finite, or the reverse (values near the largest float); write it without "
-            "portable=True")
+            "finite, or the reverse (a value scaled or rounded past the largest float); "
+            "write it without portable=True")
     a = block[finite].astype(np.float64)
     b = back[finite].astype(np.float64)
     diff = np.abs(a - b)
@@ -203,7 +218,9 @@ def portable_for(x, tolerance=None, rel_tolerance=None) -> Portable:
             raise ValueError(f"portable: rel_tolerance must be < 1, got {rel_tolerance!r}")
     dtype = np.dtype(x.dtype)
     amax = amin = None
-    if dtype.kind == "f" and rel_tolerance is not None:
+    # float16's largest value is 65504: 1000 hPa over a step of 1/64 (tolerance 0.01)
+    # overflows it, so whether the scaling holds is measured
+    if dtype.kind == "f" and (rel_tolerance is not None or dtype.itemsize == 2):
         a = abs(da.asarray(x))
         finite = da.isfinite(a) & (a != 0)
         amax, amin = da.compute(da.where(finite, a, 0).max(), da.where(finite, a, np.inf).min())
