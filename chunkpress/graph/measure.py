@@ -30,7 +30,7 @@ class Encoded(NamedTuple):
     hi: float = math.nan
     corrected: int = -1  # values stored exactly beside the codec's stream
     #: max |x - y| / |x| of the finite values (0/0 counts 0, y/0 inf), where a relative bound
-    #: (``rel_tolerance``) was certified
+    #: (``rel_tolerance``) was certified; / max(|x|, tiny) where the bound is (bit rounding's)
     max_rel_error: float = math.nan
 
 
@@ -87,7 +87,9 @@ def _relative(a, diff, codec: Codec, rel_limit, floor=0.0) -> float:
             f"{codec.name}: a block decodes {a[i]!r} with error {diff[i]!r}, over the "
             f"rel_tolerance {rel_limit!r} the kernel certifies; please report this")
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(magnitude > 0, diff / magnitude, 0.0)  # (zeros are exact: checked)
+        # relative to what the bound is: max(|x|, floor) (a subnormal's error is absolute);
+        # without a floor a zero decodes exactly (checked above)
+        ratio = np.where(diff > 0, diff / np.maximum(magnitude, floor), 0.0)
     return float(ratio.max()) if ratio.size else 0.0
 
 
