@@ -207,3 +207,21 @@ def test_bit_rounding_with_subnormals_measures_what_it_claims(tmp_path, capsys):
     capsys.readouterr()
     assert main(["info", str(store)]) == 0
     assert "exceeds" not in capsys.readouterr().out
+
+
+def test_verify_refuses_a_float64_subnormal_over_the_relative_bound():
+    """The certificate is exact where r |x| rounds among subnormals: a decoded value one
+    unit off (5e-324 on 4.3e-318: 1.15e-6 relative) is over rel_tolerance=1e-6. Before, it
+    was certified (the same rounding hid the kernel's breach fixed above)."""
+    from chunkpress.graph import codecs, measure
+
+    x = np.array([4.3e-318, 1.0, -2.0])
+    over = x.copy()
+    over[0] = np.nextafter(x[0], 1.0)
+    assert Fraction(float(over[0])) - Fraction(float(x[0])) > Fraction(1e-6) * Fraction(x[0])
+    codec = codecs.get_codec("sz3")
+    with pytest.raises(codec.error, match="over the rel_tolerance"):
+        measure.measure(x, over, b"", codec, None, 1e-6)
+    within = x.copy()
+    within[1] = 1.0 + 1e-7
+    assert 0 < measure.measure(x, within, b"", codec, None, 1e-6).max_rel_error <= 1e-6
