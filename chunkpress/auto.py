@@ -53,14 +53,17 @@ CLOSE = 0.3
 REFINE_WINDOWS = 8
 REFINE = 0.02
 #: ... but not a candidate SLOWER times slower than the first trials' leader and SURE behind
-#: it: the first windows read a fast codec short, not long (SZ3's tables, a fixed cost of
-#: every stream, weigh more in a window than in its block: 3-25% short on the benchmark's
-#: fields), so a fast leader's lead holds; refining a slow codec (SPERR: 6x slower than SZ3
-#: on an SST) to confirm that costs a third of the fast leader's whole compression. (Twice
-#: as slow at least: codecs of like speed are never told apart by a timing's noise.)
+#: it: the first windows read a fast codec short, not long (its prediction gains with the
+#: extent it sees, its tables weigh more in a window than in its block: SZ3 3-25% short on
+#: the benchmark's fields), so a fast leader's lead holds; refining a slow codec (SPERR: 3-6x
+#: slower than SZ3) to confirm that costs a third of the fast leader's whole compression.
+#: (Twice as slow at least, in CPU time: codecs of like speed are never told apart by noise.)
 SURE = 0.04
 SLOWER = 2.0
-GROW = 8.0
+#: in the second round, a candidate SLOWER times faster than the slowest there takes windows
+#: GROW times as large, in about the slow one's time: a year of half-degree SST in SZ3's
+#: blocks of three whole maps read 22% short on windows of 100K values (SPERR's: exact)
+GROW = 4.0
 #: the per-block trials take at most this share of the time the array's codec will take
 BUDGET = 0.06
 #: ... or this many seconds of one core, for a small array
@@ -313,8 +316,7 @@ def _choose(x, tolerance, per_block, names, fraction, chunks, rel_tolerance=None
         close = [name for name in close if not sample.joins(settings[name])]
     if len(close) > 1:
         slowest = min(speeds[name] for name in close)
-        grow = {name: min(GROW, max(1.0, speeds[name] / slowest))
-                if math.isfinite(speeds[name] / slowest) else 1.0 for name in close}
+        grow = {name: GROW if speeds[name] >= SLOWER * slowest else 1.0 for name in close}
         larger = {name: tuple(sample.array_windows(blocked[name].chunks, 0.0,
                                                    min_window=int(volume * grow[name]),
                                                    min_windows=REFINE_WINDOWS))
