@@ -225,3 +225,26 @@ def test_verify_refuses_a_float64_subnormal_over_the_relative_bound():
     within = x.copy()
     within[1] = 1.0 + 1e-7
     assert 0 < measure.measure(x, within, b"", codec, None, 1e-6).max_rel_error <= 1e-6
+
+
+@pytest.mark.parametrize("codec, bounds, limit", [
+    ("zfp", {"tolerance": 0.1}, 0.1), ("bitround", {"rel_tolerance": 1e-3}, 1e-3 * 400),
+    ("bitround", {"keepbits": 5}, 2.0**-6 * 400), ("quantize", {"digits": 3}, 2.0**-11 * 400),
+    ("zstd", {}, 0.0)])
+def test_verify_takes_a_big_endian_field(tmp_path, codec, bounds, limit):
+    """A GrADS binary read with np.fromfile(dtype=">f4"). Before: verify=True refused every
+    block ('NaN/Inf cells do not decode exactly', 'a lossless block does not decode to its
+    original values', bitround 'over the rel_tolerance'): it decoded the check in the
+    input's byte order and compared bits across byte orders."""
+    rng = np.random.default_rng(0)
+    x = (280 + 10 * rng.standard_normal((24, 32))).astype(">f4")
+    x[:, :4] = np.nan
+    c = chunkpress.compress(x, codec, verify=True, **bounds)
+    y = chunkpress.decompress(c).compute()
+    assert np.array_equal(np.isnan(x), np.isnan(y))
+    error = np.abs(y.astype(np.float64) - x.astype(np.float64))[np.isfinite(x)]
+    assert c.max_error == error.max()
+    assert error.max() <= limit  # (values under 400)
+    chunkpress.to_zarr(x, str(tmp_path / "x.zarr"), codec=codec, verify=True, **bounds)
+    assert np.array_equal(chunkpress.from_zarr(str(tmp_path / "x.zarr")).compute(), y,
+                          equal_nan=True)

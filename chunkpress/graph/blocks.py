@@ -37,7 +37,8 @@ def encode(block: np.ndarray, codec: Codec, kwargs: dict, verify_bound=False,
         if verify_bound is False:
             return measure.Encoded(data, block.shape)
         with kernels.made_here():  # a stream just made here: no need of a decoding process
-            decoded = decode(data, codec, block.shape, block.dtype)
+            # in the byte order the kernels write (a big-endian block, from netCDF-3, say)
+            decoded = decode(data, codec, block.shape, block.dtype.newbyteorder("="))
         encoded = measure.measure(block, decoded, data, codec, verify_bound,
                                   *_relative_limit(codec, kwargs))
         if max_mse is None or encoded.count <= 0 or encoded.sse <= max_mse * encoded.count:

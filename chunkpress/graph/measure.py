@@ -106,8 +106,8 @@ def same_bits(a, b) -> bool:
     word = np.dtype(f"u{a.dtype.itemsize}") if a.dtype.itemsize in (1, 2, 4, 8) else None
     if word is None:
         return bool(np.array_equal(a, b, equal_nan=True))
-    return bool(np.array_equal(np.ascontiguousarray(a).view(word),
-                               np.ascontiguousarray(b).view(word)))
+    return bool(np.array_equal(np.ascontiguousarray(a, a.dtype.newbyteorder("=")).view(word),
+                               np.ascontiguousarray(b, b.dtype.newbyteorder("=")).view(word)))
 
 
 def block_range(block) -> tuple:
