@@ -248,3 +248,26 @@ def test_verify_takes_a_big_endian_field(tmp_path, codec, bounds, limit):
     chunkpress.to_zarr(x, str(tmp_path / "x.zarr"), codec=codec, verify=True, **bounds)
     assert np.array_equal(chunkpress.from_zarr(str(tmp_path / "x.zarr")).compute(), y,
                           equal_nan=True)
+
+
+@pytest.mark.parametrize("bounds", [{"rel_tolerance": 1e-3}, {"tolerance": 0.01},
+                                    {"tolerance": 0.01, "rel_tolerance": 1e-3}])
+def test_a_big_endian_field_writes_portable(tmp_path, bounds):
+    """Before: to_zarr(np.fromfile(..., ">f4"), portable=True) failed with numcodecs'
+    KeyError '>f4' (its BitRound knows native types only), the dataset's write likewise."""
+    import xarray as xr
+    import zarr
+
+    rng = np.random.default_rng(0)
+    x = (280 + 10 * rng.standard_normal((20, 32))).astype(">f4")
+    x[:, :4] = np.nan
+    finite = np.isfinite(x)
+    limit = np.minimum(bounds.get("tolerance", np.inf),
+                       bounds.get("rel_tolerance", np.inf) * np.abs(x[finite].astype(float)))
+    chunkpress.to_zarr(x, str(tmp_path / "a.zarr"), portable=True, **bounds)
+    xr.Dataset({"v": (("y", "x"), x)}).chunkpress.to_zarr(str(tmp_path / "d.zarr"),
+                                                          portable=True, **bounds)
+    for y in (zarr.open_array(str(tmp_path / "a.zarr"), mode="r")[...],
+              xr.open_zarr(str(tmp_path / "d.zarr")).v.values):
+        assert np.array_equal(np.isnan(x), np.isnan(y))
+        assert (np.abs(y[finite].astype(float) - x[finite].astype(float)) <= limit).all()

@@ -101,7 +101,7 @@ def choose(dtype, tolerance=None, rel_tolerance=None, amax=None, amin=None) -> P
     """
     from zarr.codecs import BloscCodec, Crc32cCodec
 
-    dtype = np.dtype(dtype)
+    dtype = np.dtype(dtype).newbyteorder("=")  # numcodecs' filters know native types only
     compressors = (BloscCodec(cname="zstd", clevel=5, shuffle="shuffle",
                               typesize=dtype.itemsize), Crc32cCodec())
     if dtype.kind != "f" or (tolerance is None and rel_tolerance is None):
@@ -147,13 +147,13 @@ def apply(block: np.ndarray, portable: Portable) -> np.ndarray:
     """Return ``block`` as a reader will get it back: the filters encoded and decoded."""
     import numcodecs
 
-    out = np.ascontiguousarray(block)
+    out = np.ascontiguousarray(block, block.dtype.newbyteorder("="))
     for codec in portable.filters:  # zarr's wrapper names the numcodecs codec it runs
         config = {k: v for k, v in codec.codec_config.items() if k != "id"}
         inner = numcodecs.get_codec({"id": codec.codec_name.removeprefix("numcodecs."),
                                      **config})
         with np.errstate(over="ignore", invalid="ignore"):  # what certify is there to find
-            out = np.frombuffer(inner.decode(inner.encode(out)), block.dtype)
+            out = np.frombuffer(inner.decode(inner.encode(out)), out.dtype)
         out = out.reshape(block.shape)
     return out
 
@@ -243,6 +243,8 @@ def portable_variable(var, chosen: Portable):
     # raw values (opened with mask_and_scale=False): the cells a missing_value or _FillValue
     # attribute marks become NaN, which the attribute dropped below no longer would mark
     data = missing_as_nan(var.data, var.attrs)
+    if not data.dtype.isnative:  # (numcodecs' filters know native types only)
+        data = data.astype(data.dtype.newbyteorder("="))
     if dask.is_dask_collection(data):
         data = data.map_blocks(_certified, chosen, dtype=var.dtype)
     else:

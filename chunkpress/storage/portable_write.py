@@ -112,6 +112,8 @@ def to_zarr_portable(data, store, *, tolerance=None, rel_tolerance=None, chunks=
     from .writer import WriteJob, reopen
 
     x = data if isinstance(data, da.Array) else da.asarray(data, chunks=chunks)
+    if not x.dtype.isnative:  # a big-endian array: numcodecs' filters know native types only
+        x = x.astype(x.dtype.newbyteorder("="))
     if isinstance(data, da.Array) and chunks != "auto":
         x = x.rechunk(chunks)
     if x.ndim == 0:
