@@ -271,3 +271,32 @@ def test_a_big_endian_field_writes_portable(tmp_path, bounds):
               xr.open_zarr(str(tmp_path / "d.zarr")).v.values):
         assert np.array_equal(np.isnan(x), np.isnan(y))
         assert (np.abs(y[finite].astype(float) - x[finite].astype(float)) <= limit).all()
+
+
+# --- numpy scalars as parameters ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec, params", [
+    ("bitround", {"keepbits": np.int64(5)}),  # as xbitinfo's get_keepbits gives it
+    ("bitround+pcodec", {"keepbits": np.uint8(5), "level": np.int64(8)}),
+    ("bitround", {"rel_tolerance": np.float32(1e-3)}),
+    ("zfp", {"rel_tolerance": np.float32(1e-3), "tolerance": np.float16(0.1)}),
+    ("sz3", {"tolerance": np.float32(0.1)}),
+])
+def test_numpy_scalars_as_parameters_write_a_store(tmp_path, codec, params):
+    """Before: compress took keepbits=np.int64(5) but to_zarr failed writing zarr.json
+    ('Object of type int64 is not JSON serializable'), the accessor's write too."""
+    import xarray as xr
+
+    x = (280 + 10 * np.random.default_rng(0).standard_normal((20, 32))).astype("f4")
+    store = tmp_path / "x.zarr"
+    chunkpress.to_zarr(x, str(store), codec=codec, **params)
+    configuration = json.loads((store / "zarr.json").read_text())["codecs"][0]["configuration"]
+    for name, value in params.items():
+        assert configuration[name] == value.item()
+    expected = chunkpress.decompress(chunkpress.compress(x, codec, **params)).compute()
+    assert np.array_equal(chunkpress.from_zarr(str(store)).compute(), expected)
+    ds = xr.Dataset({"t": (("y", "x"), x)})
+    ds.chunkpress.to_zarr(str(tmp_path / "d.zarr"), codec=codec,
+                          **{k: {"t": v} for k, v in params.items()})
+    assert np.array_equal(xr.open_zarr(str(tmp_path / "d.zarr")).t.values, expected)

@@ -157,7 +157,10 @@ def normalize_targets(codec: Codec, given: dict, dtype=None) -> dict:
     Each value is checked by its kernel's validator (the registry's); None values are left
     out. A bad one is a ValueError or TypeError naming the argument and what is allowed.
     """
-    given = {k: v for k, v in given.items() if v is not None}
+    # numpy scalars as Python numbers (np.int64 keepbits from xbitinfo, say): a target goes
+    # into a store's zarr.json, which JSON cannot write them into
+    given = {k: v.item() if isinstance(v, np.generic) else v for k, v in given.items()
+             if v is not None}
     if codec.chain is not None:
         return codec.chain.check_target(given, dtype)
     extra = sorted(set(given) - {"tolerance"})
