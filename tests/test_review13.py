@@ -300,3 +300,23 @@ def test_numpy_scalars_as_parameters_write_a_store(tmp_path, codec, params):
     ds.chunkpress.to_zarr(str(tmp_path / "d.zarr"), codec=codec,
                           **{k: {"t": v} for k, v in params.items()})
     assert np.array_equal(xr.open_zarr(str(tmp_path / "d.zarr")).t.values, expected)
+
+
+@pytest.mark.parametrize("flags, named", [(["--keepbits", "5"], "--keepbits"),
+                                          (["--information", "0.99", "--rate", "4"],
+                                           "--rate, --information"),
+                                          (["--tolerance", "0.01", "--level", "3"], "--level")])
+def test_the_command_says_what_portable_takes(tmp_path, capsys, flags, named):
+    """Before: `--portable --keepbits 5` said 'no variable's codec takes it (zfp takes
+    --tolerance, --rate, --precision, --rel-tolerance)': zfp has nothing to do with a
+    portable store, and --rate is refused with --portable too."""
+    from chunkpress.cli import main
+    from chunkpress.demo import demo_dataset
+
+    source, out = tmp_path / "in.nc", tmp_path / "out.zarr"
+    demo_dataset((4, 16, 32)).to_netcdf(source, engine="h5netcdf")
+    capsys.readouterr()
+    assert main(["compress", str(source), str(out), "--portable", *flags]) == 1
+    err = capsys.readouterr().err
+    assert f"--portable takes --tolerance and --rel-tolerance only; drop {named}" in err
+    assert "zfp" not in err and not out.exists()

@@ -263,6 +263,15 @@ def from_args(args) -> dict:
     return {k: dict(getattr(args, k, None) or {}) for k in KEYS}
 
 
+def check_portable(cli: dict) -> None:
+    """--portable takes --tolerance and --rel-tolerance (--codec is refused apart): any other
+    setting is refused before the default codec's are checked, which no longer apply."""
+    others = [k for k in KEYS if cli.get(k) and k not in ("codec", "tolerance", "rel_tolerance")]
+    if others:
+        raise UserError("--portable takes --tolerance and --rel-tolerance only; drop "
+                        + ", ".join("--" + k.replace("_", "-") for k in others))
+
+
 # --- the TOML file --------------------------------------------------------------------------
 
 

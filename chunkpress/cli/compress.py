@@ -78,6 +78,8 @@ def main(args) -> int:
         notes = []  # said once the settings hold: a mistake in them is then the one line
         ds = open_inputs(paths, decode_times=args.decode_times, engine=args.engine,
                          storage_options=options, note=notes.append)
+        if args.portable:
+            bounds.check_portable(bounds.from_args(args))
         chosen = bounds.resolve(ds, bounds.from_args(args), config, args.var, args.config)
         chosen = bounds.absolute(ds, chosen)  # percentages: one pass over the data
         ds = _exact_in_larger_chunks(ds, chosen)
