@@ -22,6 +22,7 @@ import xarray as xr
 from xarray.conventions import decode_cf_variable, encode_cf_variable
 
 from . import api
+from .graph.codecs import codec_params
 from .graph.information import ATTRIBUTE
 from .storage import append as _append, dataset as _dataset, writer as _writer
 from .storage.publish import check_write_options
@@ -35,7 +36,7 @@ _DATAARRAY_NAME = "__xarray_dataarray_variable__"
 def encode(obj, codec="zfp", *, tolerance=None, rate=None, precision=None, mode=None,
            quality=None, level=None, variables=None, chunks="auto",
            verify=False, rel_tolerance=None, keepbits=None, digits=None, method=None,
-           information=None) -> CompressedDataset:
+           information=None, **extra) -> CompressedDataset:
     """Return the lazy CompressedDataset of an xarray Dataset or DataArray.
 
     ``codec`` and each parameter are one value for every variable or a dict from variable name
@@ -51,7 +52,8 @@ def encode(obj, codec="zfp", *, tolerance=None, rate=None, precision=None, mode=
     dataset, name = _as_dataset(obj)
     _check_chunks(dataset, chunks)
     given = dict(zip(_PARAMS, (tolerance, rate, precision, mode, quality, level,
-                               rel_tolerance, keepbits, digits, method, information)))
+                               rel_tolerance, keepbits, digits, method, information)),
+                 **codec_params("encode", extra))
     per_var = {k: v for k, v in given.items() if isinstance(v, dict)}
     if isinstance(codec, dict):
         per_var["codec"] = codec
@@ -226,14 +228,13 @@ class ChunkpressAccessor:
         if append_dim is not None or region is not None:
             _check_update(overwrite, shards, append_dim, region)
             dataset, _ = _as_dataset(self._obj)
-            unknown = set(kwargs) - set(_PARAMS) - {"verify", "chunks", "variables"}
-            if unknown:
-                raise TypeError(f"to_zarr got unexpected arguments {sorted(unknown)}")
+            extra = codec_params("to_zarr", {k: v for k, v in kwargs.items() if k not in
+                                             (*_PARAMS, "verify", "chunks", "variables")})
             if kwargs.get("chunks", "auto") != "auto" or kwargs.get("variables") is not None:
                 raise ValueError("an append or region write uses the store's chunks and "
                                  "compresses the variables the store compresses: drop chunks= "
                                  "and variables=")
-            options = dict(codec=codec, params={k: kwargs.get(k) for k in _PARAMS},
+            options = dict(codec=codec, params={k: kwargs.get(k) for k in (*_PARAMS, *extra)},
                            verify=kwargs.get("verify", False), compute=compute,
                            storage_options=storage_options)
             if append_dim is not None:

@@ -16,7 +16,7 @@ __all__ = ["compress", "decompress"]
 def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mode=None,
              quality=None, level=None, chunks="auto", verify=False,
              rel_tolerance=None, keepbits=None, digits=None, method=None,
-             information=None) -> CompressedArray:
+             information=None, **extra) -> CompressedArray:
     """Return the lazy compressed form of ``data``, one codec stream per block.
 
     ``data`` is a dask array, a numpy array, or anything ``dask.array.asarray`` takes. The
@@ -42,6 +42,7 @@ def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mo
     - ``"auto"``, ``"auto-array"``: ``tolerance`` (none or 0: lossless) and/or
       ``rel_tolerance``; the codec is chosen from samples of the data, per block where that
       wins (one for the array under a relative bound; see ``chunkpress.auto``).
+    - any other parameter a registered codec takes (its descriptor's ``params``), by name.
 
     ``rel_tolerance=r`` (float arrays; ZFP, SZ3, SPERR, LERC, bitround) bounds each value's
     error by ``r`` times its magnitude: ``|x - y| <= r * |x|``, zeros stay zeros, signs are
@@ -69,7 +70,8 @@ def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mo
     """
     if isinstance(codec, str) and codec.strip().lower() in codecs.AUTO_NAMES:
         codecs.normalize_targets(codecs.AUTO, dict(keepbits=keepbits, digits=digits,
-                                                   method=method, information=information))
+                                                   method=method, information=information,
+                                                   **codecs.codec_params("compress", extra)))
         return auto.compress(data, codec, tolerance=tolerance, rate=rate, precision=precision,
                              mode=mode, quality=quality, level=level, chunks=chunks,
                              verify=verify, rel_tolerance=rel_tolerance)
@@ -80,7 +82,7 @@ def compress(data, codec="zfp", *, tolerance=None, rate=None, precision=None, mo
     codecs.check_input(spec, x.dtype, x.ndim)
     given = dict(tolerance=tolerance, rate=rate, precision=precision, mode=mode,
                  quality=quality, level=level, rel_tolerance=rel_tolerance, keepbits=keepbits,
-                 digits=digits, method=method)
+                 digits=digits, method=method, **codecs.codec_params("compress", extra))
     share = _information.check(spec, information, given)
     if share is not None:  # the rest checked with a keepbits the data will choose
         given[_information.PARAMETER] = _information.placeholder(x.dtype)

@@ -111,6 +111,16 @@ class Codec:
     def modes(self, dtype) -> tuple:
         return self.float_modes if np.dtype(dtype).kind == "f" else self.int_modes
 
+    @property
+    def dtype(self) -> str:
+        """The dtype of the checks made with one: float32 where the codec takes it."""
+        return "float32" if "float32" in self.dtypes else self.dtypes[0]
+
+    @property
+    def first_mode(self) -> Mode:
+        """The first mode of ``dtype``."""
+        return self.modes(self.dtype)[0]
+
     def tolerance_modes(self) -> tuple:
         """The modes with a point-wise bound given as tolerance= (0 included)."""
         return tuple(m for m in self.float_modes if "tolerance" in m.params)
@@ -298,7 +308,7 @@ def with_nonfinite(array: np.ndarray, seed=0) -> np.ndarray:
     out = np.array(array, copy=True, order="C")
     flat = out.reshape(-1)
     n = flat.size
-    if n == 0:
+    if n == 0 or out.dtype.kind != "f":  # integers have no non-finite values
         return out
     bits = flat.view(f"u{out.dtype.itemsize}")
     if out.dtype.itemsize == 2:

@@ -184,19 +184,47 @@ def test_compress_decompress(case):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_every_parameter_is_checked_by_its_kernel_at_every_layer(case):
+def test_every_parameter_is_checked_by_its_kernel_at_every_layer(tmp_path, case):
     """A string or a bool for any parameter: TypeError/ValueError naming it, from compress,
-    from the Zarr codec and from the kernel, before anything is encoded."""
+    to_zarr, the accessor (float variables), the Zarr codec and the kernel, before anything is
+    encoded; each says what the kernel's own check says (every layer takes every parameter of
+    the registry by its name: a codec's new parameter needs no new argument anywhere)."""
     x = case.data()
+    dims = ("z", "y", "x")[3 - x.ndim:] if x.ndim <= 3 else None
     for param in case.chain.params:
         for bad in ("1", True):
             given = {param.name: bad}
-            with pytest.raises((TypeError, ValueError), match=param.name):
-                chunkpress.compress(x, case.name, **given)
-            with pytest.raises((TypeError, ValueError), match=param.name):
-                zarr_codecs.zarr_codec(case.name, given)
-            with pytest.raises((TypeError, ValueError), match=param.name):
-                case.chain.check_target(given, x.dtype)
+            said = {}  # what the kernel's check says, given the dtype and not (a Zarr codec)
+            for dtype in (x.dtype, None):
+                with pytest.raises((TypeError, ValueError), match=param.name) as kernel:
+                    param.check(bad, dtype)
+                said[dtype] = kernel.value
+            layers = {
+                "compress": lambda: chunkpress.compress(x, case.name, **given),
+                "to_zarr": lambda: chunkpress.to_zarr(x, str(tmp_path / "a.zarr"),
+                                                      codec=case.name, **given),
+                "Zarr codec": lambda: zarr_codecs.zarr_codec(case.name, given),
+                "chain": lambda: case.chain.check_target(given, x.dtype),
+            }
+            if x.dtype.kind == "f" and dims:
+                ds = xr.Dataset({"t": (dims, x)})
+                layers["accessor"] = lambda: ds.chunkpress.encode(codec=case.name, **given)
+            for layer, call in layers.items():
+                expected = said[None if layer == "Zarr codec" else x.dtype]
+                with pytest.raises(type(expected)) as got:
+                    call()
+                assert str(expected) in str(got.value), (layer, str(got.value))
+            assert not (tmp_path / "a.zarr").exists()
+
+
+def test_a_name_no_codec_takes_is_refused_naming_it():
+    x = np.zeros((8, 8), "float32")
+    for call in (lambda: chunkpress.compress(x, "zfp", tolerence=0.1),
+                 lambda: chunkpress.compress(x, "auto", tolerence=0.1),
+                 lambda: chunkpress.to_zarr(x, "unused.zarr", codec="zfp", tolerence=0.1),
+                 lambda: xr.Dataset({"t": (("y", "x"), x)}).chunkpress.encode(tolerence=0.1)):
+        with pytest.raises(TypeError, match="unexpected keyword argument 'tolerence'"):
+            call()
 
 
 @pytest.mark.parametrize("codec, params, error, words", [
@@ -293,12 +321,17 @@ def test_auto_chooses_only_among_codecs_registered_for_it():
 
 @pytest.mark.parametrize("case", CASES)
 def test_command_compresses_a_netcdf_file_with_it(tmp_path, capsys, case):
-    unknown = [k for k in case.params if k not in KEYS]
-    assert not unknown, (f"{case.name}: the command has no --{unknown[0]}; add the option in "
-                         "chunkpress/cli/bounds.py (README: Adding a codec)")
     x = case.data()
     source, out = tmp_path / "in.nc", tmp_path / "out.zarr"
     xr.Dataset({"t": (("z", "y", "x")[3 - x.ndim:], x)}).to_netcdf(source)
+    if x.dtype.kind != "f":  # a codec of integers alone: the command keeps integers exact
+        code = main(["compress", str(source), str(out), "--var", "t", "--codec", case.name])
+        assert code == 1 and "which chunkpress keeps exact" in capsys.readouterr().err
+        assert not out.exists()
+        return
+    unknown = [k for k in case.params if k not in KEYS]
+    assert not unknown, (f"{case.name}: the command has no --{unknown[0]}; add the option in "
+                         "chunkpress/cli/bounds.py (README: Adding a codec)")
     flags = [a for k, v in case.params.items() for a in (f"--{k}", str(v))]
     code = main(["compress", str(source), str(out), "--var", "t", "--codec", case.name,
                  *flags, "--workers", "1"])
@@ -338,3 +371,151 @@ def test_chunkpress_codecs_is_what_compress_takes():
         assert name not in chunkpress.CODECS
         with pytest.raises(ValueError):
             chunkpress.compress(np.zeros((4, 4), "uint16"), name)
+
+
+# --- a codec added by its kernel module alone ------------------------------------------------
+
+#: two real codecs, LZ4F framing from imagecodecs, in one new kernel module: an array codec
+#: that writes chunkpress frames and a bytes codec, with a parameter no codec had before
+ADDED_MODULE = '''"""LZ4F (imagecodecs): an array codec (lz4fa) and a bytes codec (lz4fb)."""
+
+import imagecodecs
+import numpy as np
+
+from . import _frame, _lossy
+from ._common import ChunkpressError, check_integer
+from .registry import Descriptor, Param
+
+
+class LZ4FA:
+    available = bool(imagecodecs.LZ4F.available)
+
+
+class Lz4faError(ChunkpressError):
+    pass
+
+
+def _check(value, dtype=None):
+    return check_integer("lz4f", "blocksizeid", value, 4, 7)
+
+
+def _encode(block, blocksizeid, out=None):
+    return imagecodecs.lz4f_encode(block.tobytes(), blocksizeid=blocksizeid)
+
+
+def _decode(stream, shape, dtype, params):
+    return np.frombuffer(imagecodecs.lz4f_decode(stream), dtype).reshape(shape)
+
+
+_SPEC = _lossy.Spec("lz4fa", Lz4faError, (1, 2, 3), _encode, _decode, own_stream=False,
+                    dtypes=tuple(map(np.dtype, ("int16", "float32", "float64"))), mask=False,
+                    writes_into=False, decode_bare=lambda *args: _frame.frame_codec(b""))
+
+
+def lz4fa_encode(data, *, blocksizeid=None, out=None):
+    return _lossy.encode(_SPEC, data, None if blocksizeid is None else _check(blocksizeid),
+                         None, out)
+
+
+def lz4fa_decode(data, *, out=None):
+    return _lossy.decode(_SPEC, data, None, None, out)
+
+
+def lz4fa_check(data):
+    return _frame.frame_codec(data) == "lz4fa"
+
+
+def _bytes_encode(data, *, blocksizeid=None):
+    return imagecodecs.lz4f_encode(data, blocksizeid=blocksizeid)
+
+
+def _bytes_decode(stream, nbytes):
+    return imagecodecs.lz4f_decode(stream, out=max(nbytes, 1))
+
+
+_PARAMS = (Param("blocksizeid", _check, "LZ4F block size id, 4..7"),)
+DESCRIPTORS = (
+    Descriptor(name="lz4fa", kind="array", encode=lz4fa_encode, decode=lz4fa_decode,
+               error=Lz4faError, dtypes=_SPEC.dtypes, ndims=_SPEC.ndims, params=_PARAMS,
+               check=lz4fa_check, lossless=True, available=LZ4FA.available, frame_id=250,
+               auto=("lossless",), example={"blocksizeid": 5}, doc="LZ4F frames, lossless"),
+    Descriptor(name="lz4fb", kind="bytes", encode=_bytes_encode, decode=_bytes_decode,
+               error=Lz4faError, dtypes=_SPEC.dtypes, params=_PARAMS, lossless=True,
+               available=LZ4FA.available, recognised="none", doc="LZ4F, lossless"),
+)
+'''
+
+ADDED_CHECKS = '''
+import sys
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+import zarr
+
+import chunkpress
+from chunkpress import auto
+from chunkpress.cli import main
+from chunkpress.graph import sample
+
+here = Path.cwd()
+assert Path(chunkpress.__file__).is_relative_to(here), chunkpress.__file__
+x = np.cumsum(np.random.default_rng(1).standard_normal((16, 12, 8)), axis=0).astype("float32")
+x[0, 0, :3] = np.nan
+names = {"lz4fa": {"blocksizeid": 5}, "lz4fb": {"blocksizeid": 6},
+         "floatpred+lz4fb": {"blocksizeid": 4}, "bitround+lz4fb": {"blocksizeid": 7, "keepbits": 9}}
+assert set(names) <= set(chunkpress.CODECS), chunkpress.CODECS
+assert chunkpress.lz4fa_encode is sys.modules["chunkpress.kernels.lz4f"].lz4fa_encode
+ds = xr.Dataset({"t": (("z", "y", "x"), x)})
+nc = here / "in.nc"
+ds.to_netcdf(nc)
+for name, params in names.items():
+    exact = not name.startswith("bitround")
+    def same(y, what):
+        assert y.shape == x.shape and y.dtype == x.dtype, what
+        err = np.nanmax(np.abs(y - x)) if not exact else 0
+        assert (np.array_equal(y, x, equal_nan=True) if exact else err <= 2.0**-10 * np.nanmax(np.abs(x))), (what, err)
+    c = chunkpress.compress(x, name, chunks=(8, 6, 4), verify=True, **params)
+    assert c.codec == name and c.params.get("blocksizeid") == params["blocksizeid"], c.params
+    same(chunkpress.decompress(c).compute(), f"compress {name}")
+    path = str(here / f"{name}.zarr")
+    chunkpress.to_zarr(x, path, codec=name, chunks=(8, 6, 4), **params)
+    same(zarr.open_array(path, mode="r")[...], f"to_zarr {name}")
+    config = zarr.open_array(path, mode="r").metadata.codecs[0].to_dict()["configuration"]
+    assert config["blocksizeid"] == params["blocksizeid"], config
+    ds.chunkpress.to_zarr(path + "2", codec=name, chunks=(8, 6, 4), **params)
+    same(xr.open_zarr(path + "2")["t"].values, f"accessor {name}")
+    code = main(["compress", str(nc), path + "3", "--codec", name, "--workers", "1",
+                 *(["--keepbits", "9"] if not exact else [])])
+    assert code == 0, name
+    same(chunkpress.from_zarr(path + "3", "t").compute(), f"command {name}")
+assert "lz4fa" in [c.name for c in sample.candidates(x.dtype, 3, None)]
+assert auto.compress(x, "auto", candidates=["lz4fa"]).choice.codec == "lz4fa"
+sys.path.insert(0, sys.argv[1])
+import make_fixtures
+made = {case[1]: case[-1] for case in make_fixtures.registry_fixtures(
+    make_fixtures.json.loads((make_fixtures.HERE / "manifest.json").read_text())["fixtures"])}
+assert made == {"lz4fa": "kernel", "lz4fb": "graph"}, made
+print("added codec works at every layer")
+'''
+
+
+def test_a_codec_added_by_its_kernel_module_alone_works_at_every_layer(tmp_path):
+    """README "Adding a codec": a copy of the package with one more kernel module (and nothing
+    else) compresses with its codecs, and their new parameter, through compress, to_zarr, the
+    accessor, chains, auto and the command, and make_fixtures.py --add finds them."""
+    import shutil
+    import subprocess
+    import sys
+
+    package = Path(chunkpress.__file__).resolve().parent
+    copy = tmp_path / "chunkpress"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "kernels" / "lz4f.py").write_text(ADDED_MODULE)
+    (tmp_path / "checks.py").write_text(ADDED_CHECKS)
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "checks.py"), str(FIXTURES)], cwd=tmp_path,
+        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)}, capture_output=True,
+        text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "added codec works at every layer" in result.stdout

@@ -63,14 +63,14 @@ def _block(name, codec):
     shape, dtype, kind, nonfinite = BLOCKS[name]
     if len(shape) not in codec.ndims:
         shape = shape[-codec.ndims[-1]:]
-    array = sample(shape, dtype, kind, seed=5)
+    array = sample(shape, dtype if dtype in codec.dtypes else codec.dtype, kind, seed=5)
     return with_nonfinite(array, seed=5) if nonfinite else array
 
 
 @functools.lru_cache(maxsize=None)
 def chunkpress_stream(codec_name, block_name) -> bytes:
     codec = CODECS[codec_name]
-    params = dict(codec.float_modes[0].params)
+    params = dict(codec.first_mode.params)
     if codec.tolerance_arg:
         params["tolerance"] = 1e-2
     return bytes(codec.encode(_block(block_name, codec), **params))

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import kernels
-from ..kernels import ChunkpressError, chains, registry
+from ..kernels import ChunkpressError, chains, registry, relative
 from . import plan
 
 __all__ = ["Codec", "AutoError", "AUTO", "AUTO_NAMES", "get_codec", "accepted", "auto_chain",
            "check_input", "normalize_targets", "needs_range", "block_kwargs", "max_mse",
-           "bound", "relative_bound", "error", "probe"]
+           "bound", "relative_bound", "error", "probe", "parameter_names", "codec_params"]
 
 FLOATS = tuple(np.dtype(t) for t in ("float32", "float64"))
 INTEGERS = tuple(np.dtype(t) for t in ("int8", "uint8", "int16", "uint16", "int32", "uint32",
@@ -170,6 +170,23 @@ def normalize_targets(codec: Codec, given: dict, dtype=None) -> dict:
     if "tolerance" in given:  # none or 0: lossless
         kernels.check_tolerance("auto", given["tolerance"], allow_zero=True)
     return given
+
+
+def parameter_names() -> tuple:
+    """Return every parameter name a registered codec takes, ``rel_tolerance`` included."""
+    return tuple(dict.fromkeys([*(p for d in registry.descriptors() for p in d.param_names),
+                                relative.PARAM.name]))
+
+
+def codec_params(where: str, params: dict) -> dict:
+    """Return ``params``, the keyword arguments ``where`` (e.g. "compress") took beyond those
+    it names, after checking that some registered codec takes each: a codec added by its
+    kernel module brings its own parameters. A name no codec takes is a TypeError."""
+    unknown = sorted(set(params) - set(parameter_names()))
+    if unknown:
+        raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}; the "
+                        f"codecs' parameters are {', '.join(parameter_names())}")
+    return params
 
 
 def needs_range(codec: Codec, target: dict) -> bool:

@@ -19,6 +19,27 @@ from ._frame import split_nonfinite  # noqa: F401 — a block as lossy codecs se
 #: array codecs and filters of the registry; ``chunkpress.CODECS`` is what compress takes)
 CODECS = registry.names("array") + registry.names("filter")
 
+
+def _faces() -> dict:
+    """Every registered codec's face, from the module that holds its descriptor: NAME_encode,
+    NAME_decode, NAME_check, the NAME class and its error class (``chunkpress.NAME_encode`` for a
+    codec added by its kernel module alone; a module of several codecs, such as bytecodecs,
+    has no such names and gives none)."""
+    import importlib
+
+    out = {}
+    for d in registry.descriptors():
+        module = importlib.import_module(d.encode.__module__)
+        names = [f"{d.name}_encode", f"{d.name}_decode", f"{d.name}_check", d.name.upper()]
+        if getattr(module, "DESCRIPTOR", None) is d:  # the codec's own module: its error too
+            names.append(d.error.__name__)
+        out.update((n, getattr(module, n)) for n in names if hasattr(module, n))
+    return out
+
+
+_FACES = _faces()
+globals().update(_FACES)
+
 __all__ = [
     "ChunkpressError", "CODECS",
     "FLOATPRED", "FloatpredError", "floatpred_check", "floatpred_decode", "floatpred_encode",
@@ -30,3 +51,4 @@ __all__ = [
     "SZIP", "SzipError", "szip_check", "szip_decode", "szip_encode",
     "ZFP", "ZfpError", "zfp_check", "zfp_decode", "zfp_encode",
 ]
+__all__ += [n for n in _FACES if n not in __all__]

@@ -160,9 +160,12 @@ class Descriptor:
             takes = ", ".join(self.param_names) or "no parameters"
             raise ValueError(f"{self.name}: takes {takes}; {', '.join(extra)} "
                              f"{'is' if len(extra) == 1 else 'are'} not for this codec")
-        if self.target is not None:
-            return self.target(given, dtype)
-        return check_params(self, given, dtype)
+        if self.target is None:
+            return check_params(self, given, dtype)
+        for param in self.params:  # each value by its own check, before the rules between them
+            if param.name in given:
+                param.check(given[param.name], dtype)
+        return self.target(given, dtype)
 
     def max_error(self, target: dict):
         """Return the max absolute error every value keeps under ``target`` (or None)."""

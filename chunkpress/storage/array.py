@@ -12,6 +12,7 @@ import json
 import numpy as np
 import zarr
 
+from ..graph.codecs import codec_params
 from ..graph.compressed import CompressedArray
 
 from . import publish
@@ -28,7 +29,7 @@ def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=Non
             quality=None, level=None, chunks="auto", verify=False, path=None, overwrite=False,
             compute=True, attributes=None, dimension_names=None, storage_options=None,
             shards=None, region=None, rel_tolerance=None, portable=False, keepbits=None,
-            digits=None, method=None, information=None):
+            digits=None, method=None, information=None, **extra):
     """Compress ``data`` block by block straight into a Zarr v3 array in ``store``.
 
     ``data`` is anything ``chunkpress.compress`` takes (compressed here with ``codec``, default
@@ -51,7 +52,8 @@ def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=Non
     ``keepbits`` or ``information`` (bit rounding: ``codec="bitround"``), ``digits`` and
     ``method`` (``codec="quantize"``) are ``chunkpress.compress``'s; the keepbits chosen from
     ``information`` is the codec's configuration, and the array's attributes say how
-    (``chunkpress_rounding``).
+    (``chunkpress_rounding``). Any other parameter a registered codec takes is given by name,
+    as to ``chunkpress.compress``.
 
     ``portable=True`` writes only codecs that zarr and numcodecs register themselves (no
     ``codec``): numcodecs' quantize (``tolerance``) or bitround (``rel_tolerance``, or both),
@@ -72,12 +74,15 @@ def to_zarr(data, store, *, codec=None, tolerance=None, rate=None, precision=Non
         return _portable(data, store, codec=codec, tolerance=tolerance,
                          rel_tolerance=rel_tolerance, others=(rate, precision, mode, quality,
                                                               level, shards, region, keepbits,
-                                                              digits, method, information),
+                                                              digits, method, information,
+                                                              *codec_params("to_zarr",
+                                                                            extra).values()),
                          verify=verify, chunks=chunks, path=path, overwrite=overwrite,
                          compute=compute, attributes=attributes,
                          dimension_names=dimension_names, storage_options=storage_options)
     params = dict(zip(_PARAMS, (tolerance, rate, precision, mode, quality, level,
-                                rel_tolerance, keepbits, digits, method, information)))
+                                rel_tolerance, keepbits, digits, method, information)),
+                  **codec_params("to_zarr", extra))
     if region is not None:
         return write_region(data, store, region, path=path, codec=codec, params=params,
                             verify=verify, compute=compute, storage_options=storage_options)
