@@ -219,16 +219,18 @@ def _within(x, y, r, t):
     with np.errstate(all="ignore"):
         a = x.astype(np.float64)
         b = y.astype(np.float64)
+        limit = np.abs(a)
         # r |x| rounds among subnormals, up to a factor 2 off: compare those scaled (exactly)
-        small = np.abs(a) < _SMALL
-        t = None if t is None else np.where(small, t * _UP, t)
-        if small.any():
+        small = limit < _SMALL
+        scaled = bool(small.any())
+        if scaled:
             a[small] *= _UP
             b[small] *= _UP
+            limit[small] *= _UP
         error = np.abs(a - b)
-        limit = r * np.abs(a)
+        limit *= r
         if t is not None:
-            np.minimum(limit, t, out=limit)
+            np.minimum(limit, np.where(small, t * _UP, t) if scaled else t, out=limit)
         return error <= limit
 
 
