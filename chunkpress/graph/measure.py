@@ -83,7 +83,8 @@ def _relative(a, diff, codec: Codec, rel_limit, floor=0.0) -> float:
     # r |x| rounds among float64's subnormals (up to twice r |x|): those compared scaled by
     # 2**200, exactly
     small = base < 2.0**-900
-    scaled = np.where(small, diff * 2.0**200, diff), np.where(small, base * 2.0**200, base)
+    scaled = (np.where(small, diff * 2.0**200, diff), np.where(small, base * 2.0**200, base)) \
+        if small.any() else (diff, base)
     outside = ~(scaled[0] <= rel_limit * scaled[1])
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
