@@ -320,3 +320,26 @@ def test_the_command_says_what_portable_takes(tmp_path, capsys, flags, named):
     err = capsys.readouterr().err
     assert f"--portable takes --tolerance and --rel-tolerance only; drop {named}" in err
     assert "zfp" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("given", [{"tolerance": 0.001}, {"tolerance": 0.5},
+                                   {"rel_tolerance": 1e-3}, {"codec": "zfp"},
+                                   {"keepbits": 5}])
+def test_an_update_of_a_portable_store_refuses_another_bound(tmp_path, given):
+    """Before: an append onto a store written portable with tolerance=0.01 took
+    tolerance=0.001 (or codec="zfp") without a word and wrote the new months within 0.01
+    only; a chunkpress array refuses a parameter that is not the store's, naming both."""
+    import xarray as xr
+
+    store = str(tmp_path / "p.zarr")
+    _months(np.full((4, 8), 10.0), 0).chunk({"time": 2}).chunkpress.to_zarr(
+        store, portable=True, tolerance=0.01)
+    before = xr.open_zarr(store).v.values
+    with pytest.raises(ValueError, match=r"'v': the store's array is portable \(.*tolerance="
+                                         r"0\.01\); given " + list(given)[0]):
+        _months(np.full((2, 8), 11.0), 4).chunkpress.to_zarr(store, append_dim="time", **given)
+    assert np.array_equal(xr.open_zarr(store).v.values, before)
+    # the store's own bound, given or not, is taken
+    _months(np.full((2, 8), 11.0), 4).chunkpress.to_zarr(store, append_dim="time",
+                                                         tolerance=0.01)
+    assert xr.open_zarr(store).sizes["time"] == 6

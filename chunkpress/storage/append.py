@@ -262,7 +262,8 @@ def _dataset_plans(update, source, append_dim, region, codec, params, compressed
                              f"codec={given_codec!r}. An append or region write keeps the "
                              "store's choice: compress it in a new store, or keep it exact")
         if array.codec is None:
-            data = certified_update(_exact(var, encoding, name).data, array.document, name)
+            data = certified_update(_exact(var, encoding, name).data, array.document, name,
+                                    codec, params)
             plans.append(ExactPlan(update, array, data, selection, new_shape))
             continue
         if append_dim is not None:

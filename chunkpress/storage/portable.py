@@ -298,17 +298,40 @@ def recorded(document: dict) -> Portable | None:
     return Portable(filters, (), str(entry.get("codecs", "")), **bounds)
 
 
-def certified_update(data, document: dict, name: str):
+def certified_update(data, document: dict, name: str, codec=None, given=None):
     """``data`` (numpy: certified now; dask: by each task) for an update of the array whose
     ``zarr.json`` is ``document``: where it was written portable, new values must keep its
     bound through its filters too (1e37 through a scale of 64 is Inf, 1e-42 through bit
-    rounding 0), or the update fails before it is published."""
+    rounding 0), or the update fails before it is published.
+
+    ``codec`` and ``given`` (the update's codec and parameters, a value or a dict by variable
+    each) must be the store's, as for a chunkpress array: a bound given that differs is an
+    error naming both, never a bound silently not kept."""
     import dask
 
     chosen = recorded(document)
     if chosen is None or not chosen.filters:
         return data  # not portable, or exact
     where = repr(name)
+    _check_given(chosen, where, codec.get(name) if isinstance(codec, dict) else codec,
+                 {k: v.get(name) if isinstance(v, dict) else v for k, v in (given or {}).items()})
     if dask.is_dask_collection(data):
         return data.map_blocks(_certified, chosen, where, dtype=data.dtype)
     return _certified(np.asarray(data), chosen, where)
+
+
+def _check_given(chosen: Portable, where: str, codec, given: dict) -> None:
+    """A codec or bound given for an update of a portable array: the store's, or an error."""
+    from ..kernels import is_real
+
+    held = ", ".join(f"{n}={getattr(chosen, n)!r}" for n in ("tolerance", "rel_tolerance")
+                     if getattr(chosen, n) is not None)
+    for key, value in [("codec", codec), *given.items()]:
+        if value is None or (key in ("tolerance", "rel_tolerance") and is_real(value)
+                             and float(value) == getattr(chosen, key)):
+            continue
+        raise ValueError(f"{where}: the store's array is portable ({chosen.description}, "
+                         f"{held}); given {key}={value!r}. An append or region write keeps "
+                         "the store's codecs and bound: drop the argument, or write a new "
+                         "store")
+
