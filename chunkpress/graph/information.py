@@ -10,6 +10,9 @@ its chunking. The input is read twice, once for the counts, once to compress.
 When no bit of the data carries information the counts can tell from chance (pure noise, a
 constant field, too few finite neighbours), nothing says which bits may go: every mantissa
 bit is kept (keepbits = 23 for float32, 52 for float64), never a rounding on no evidence.
+Whether any bit is significant is asked of all the bits at once, at 99% for the family (one
+of 32 bits passes a test at 99% by chance on a quarter of pure-noise fields); the bits kept
+are then chosen as xbitinfo chooses them.
 Where only the sign and exponent bits carry information, keepbits is 0, as the share asks.
 
 The parameter chosen is any chain's ``keepbits`` (``"bitround"``, ``"bitround+pcodec"``);
