@@ -367,7 +367,8 @@ def _around(s: slice, n: int) -> slice:
 
 def _filled(region, fill: str) -> np.ndarray:
     """Return ``region`` with its NaN/Inf cells filled by the kernels' ``fill``."""
-    region = np.ascontiguousarray(region)
+    region = np.ascontiguousarray(region, dtype=region.dtype.newbyteorder("="))  # (the native
+    # fill reads native floats: a big-endian array is filled as the kernel fills its blocks)
     count = region.size - int(np.count_nonzero(np.isfinite(region)))
     return split_nonfinite(region, count, fill)[0] if count else region
 
