@@ -318,6 +318,12 @@ def _portable_to_zarr(obj, store, codec, kwargs, *, shards, append_dim, region, 
     for name in _selected(dataset, per_var, kwargs.get("variables")):
         var = dataset[name].variable
         if "scale_factor" in var.encoding or "add_offset" in var.encoding:
+            named = [k for k, v in per_var.items() if name in v]
+            if named or kwargs.get("variables") is not None:
+                raise ValueError(
+                    f"variable {name!r} is packed (scale_factor/add_offset): portable=True "
+                    "keeps it as stored, exact, and would not compress it to the bound; drop "
+                    f"it from {' and '.join(named) or 'variables'}")
             continue  # packed by its producer: kept as stored
         given = {k: (v.get(name) if isinstance(v, dict) else v) for k, v in bounds.items()}
         if all(v is None for v in given.values()):
@@ -338,6 +344,11 @@ def _selected(dataset, per_var: dict, variables) -> list:
     if variables is not None:
         variables = [variables] if isinstance(variables, str) else list(variables)
         _check_names(dataset, variables, "is to be compressed")
+        for key, values in per_var.items():  # a setting for a variable left out: no effect
+            left = [n for n in values if n not in variables]
+            if left:
+                raise ValueError(f"{key} names {left[0]!r}, which is not among variables="
+                                 f"{variables!r}: add it to variables, or drop it from {key}")
     if variables is None:
         named = {n for values in per_var.values() for n in values}
         cells = cell_bounds(dataset)

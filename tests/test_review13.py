@@ -12,6 +12,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import xarray as xr
 
 import chunkpress
 from chunkpress.kernels import relative
@@ -343,3 +344,41 @@ def test_an_update_of_a_portable_store_refuses_another_bound(tmp_path, given):
     _months(np.full((2, 8), 11.0), 4).chunkpress.to_zarr(store, append_dim="time",
                                                          tolerance=0.01)
     assert xr.open_zarr(store).sizes["time"] == 6
+
+
+# --- settings for variables the write leaves out (lead, after the review) --------------------
+
+
+def test_a_bound_for_a_variable_left_out_of_variables_is_refused(tmp_path):
+    # tolerance={"u": ...} with variables=["sst"] wrote both exact without a word
+    from chunkpress.demo import ocean_field
+
+    ds = xr.Dataset({"sst": (("t", "y", "x"), ocean_field((2, 16, 32))),
+                     "u": (("t", "y", "x"), ocean_field((2, 16, 32), seed=2))})
+    for portable in (False, True):
+        path = tmp_path / f"a{portable}.zarr"
+        with pytest.raises(ValueError, match=r"tolerance names 'u', which is not among "
+                                             r"variables=\['sst'\]"):
+            ds.chunkpress.to_zarr(str(path), tolerance={"u": 0.01}, variables=["sst"],
+                                  portable=portable)
+        assert not path.exists()
+
+
+def test_a_portable_bound_named_for_a_packed_variable_is_refused(tmp_path):
+    # portable=True kept a packed int16 variable as stored while its bound was named for it;
+    # the non-portable write refuses the same
+    p = np.linspace(950, 1050, 2 * 16 * 32).reshape(2, 16, 32)
+    ds = xr.Dataset({"p": (("t", "y", "x"), p), "q": (("t", "y", "x"), p.astype("f4"))})
+    ds["p"].encoding.update(dtype="int16", scale_factor=0.01, add_offset=1000.0)
+    source = tmp_path / "in.nc"
+    ds.to_netcdf(source)
+    opened = xr.open_dataset(source)
+    path = tmp_path / "out.zarr"
+    with pytest.raises(ValueError, match="variable 'p' is packed"):
+        opened.chunkpress.to_zarr(str(path), tolerance={"p": 0.01, "q": 0.01}, portable=True)
+    assert not path.exists()
+    # a bound for every variable: the packed one is kept as stored, the others compressed
+    opened.chunkpress.to_zarr(str(path), tolerance=0.01, portable=True)
+    back = xr.open_zarr(path)
+    np.testing.assert_array_equal(back["p"].values, opened["p"].values)
+    assert np.max(np.abs(back["q"].values - opened["q"].values)) <= 0.01
