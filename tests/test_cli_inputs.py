@@ -292,7 +292,7 @@ def test_a_bad_config_file_is_one_line_naming_it(tmp_path, capsys, files, case):
     (["--tolerance", "0.1", "--storage-option", "anon=true"], 1,
      "--storage-option anon=...: is for s3://"),
     (["--tolerance", "0.1", "--tolerance", "AIRT=1%"], 1,
-     "--tolerance AIRT=: 'AIRT' is packed as int16 (scale_factor/add_offset), which chunkpress "
+     "--tolerance AIRT=1%: 'AIRT' is packed as int16 (scale_factor/add_offset), which chunkpress "
      "keeps exact"),
     (["--tolerance", "0.1", "--var", "SLP", "--var", "land"], 1, "--var land: 'land' is stored "
      "as int8"),

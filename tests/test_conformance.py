@@ -20,7 +20,6 @@ import zarr
 import chunkpress
 from chunkpress import auto
 from chunkpress.cli import main
-from chunkpress.cli.bounds import KEYS
 from chunkpress.graph import codecs, dispatch, sample
 from chunkpress.kernels import ChunkpressError, chains, registry
 from chunkpress.storage import codecs as zarr_codecs
@@ -329,10 +328,8 @@ def test_command_compresses_a_netcdf_file_with_it(tmp_path, capsys, case):
         assert code == 1 and "which chunkpress keeps exact" in capsys.readouterr().err
         assert not out.exists()
         return
-    unknown = [k for k in case.params if k not in KEYS]
-    assert not unknown, (f"{case.name}: the command has no --{unknown[0]}; add the option in "
-                         "chunkpress/cli/bounds.py (README: Adding a codec)")
-    flags = [a for k, v in case.params.items() for a in (f"--{k}", str(v))]
+    # every parameter has its option: --NAME, from the registry where the command had none
+    flags = [a for k, v in case.params.items() for a in ("--" + k.replace("_", "-"), str(v))]
     code = main(["compress", str(source), str(out), "--var", "t", "--codec", case.name,
                  *flags, "--workers", "1"])
     assert code == 0, capsys.readouterr().err
@@ -486,9 +483,78 @@ for name, params in names.items():
     ds.chunkpress.to_zarr(path + "2", codec=name, chunks=(8, 6, 4), **params)
     same(xr.open_zarr(path + "2")["t"].values, f"accessor {name}")
     code = main(["compress", str(nc), path + "3", "--codec", name, "--workers", "1",
+                 "--blocksizeid", str(params["blocksizeid"]),
                  *(["--keepbits", "9"] if not exact else [])])
     assert code == 0, name
     same(chunkpress.from_zarr(path + "3", "t").compute(), f"command {name}")
+    config = zarr.open_group(path + "3", mode="r")["t"].metadata.codecs[0].to_dict()
+    assert config["configuration"]["blocksizeid"] == params["blocksizeid"], config
+# the command's option for the new parameter, generated from the registry
+import contextlib
+import io
+
+
+def command(*argv):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()) as out:
+        try:
+            code = main(["compress", *map(str, argv)])
+        except SystemExit as exc:  # the parser's usage errors
+            code = exc.code
+    return code, err.getvalue() + out.getvalue()
+
+
+def stored(path):
+    return zarr.open_group(path, mode="r")["t"].metadata.codecs[0].to_dict()["configuration"]
+
+
+code, text = command("--help")
+assert code == 0 and "--blocksizeid [VAR=]BLOCKSIZEID" in text, text
+assert "LZ4F block size id, 4..7 (lz4fa, lz4fb)" in " ".join(text.split()), text
+assert "[variables.NAME] tables of codec, tolerance," in " ".join(text.split()), text
+assert "digits, method, blocksizeid; the command line's" in " ".join(text.split()), text
+for bad, words in (("9", "got 9"), ("abc", "got 'abc'"), ("t=4.5", "got 4.5")):
+    code, err = command(nc, here / "bad.zarr", "--codec", "lz4fa", "--blocksizeid", bad)
+    where = " for t" if "=" in bad else ""
+    assert code == 2, (bad, code, err)
+    assert f"--blocksizeid{where}: lz4f: blocksizeid must be an integer in 4..7, {words}" in err, err
+    assert not (here / "bad.zarr").exists()
+code, err = command(nc, here / "bad.zarr", "--tolerance", "0.1", "--blocksizeid", "5")
+assert code == 1 and "--blocksizeid 5: no variable's codec takes it (zfp takes" in err, err
+assert not (here / "bad.zarr").exists()
+code, err = command(nc, here / "per.zarr", "--codec", "floatpred+lz4fb", "--blocksizeid",
+                    "t=7", "--workers", "1")
+assert code == 0 and stored(here / "per.zarr")["blocksizeid"] == 7, (err, stored(here / "per.zarr"))
+toml = here / "bounds.toml"
+toml.write_text("""[defaults]
+codec = "lz4fa"
+blocksizeid = 6
+[variables.t]
+blocksizeid = 4
+""")
+code, err = command(nc, here / "toml.zarr", "--config", toml, "--workers", "1")
+assert code == 0 and stored(here / "toml.zarr")["blocksizeid"] == 4, err
+same = chunkpress.from_zarr(str(here / "toml.zarr"), "t").compute()
+assert np.array_equal(same, x, equal_nan=True)
+toml.write_text("""[defaults]
+codec = "lz4fa"
+[variables.t]
+blocksizeid = 8
+""")
+code, err = command(nc, here / "bad.zarr", "--config", toml)
+assert code == 1 and ("bounds.toml: [variables.t] blocksizeid: lz4f: blocksizeid must be an "
+                      "integer in 4..7, got 8") in err, err
+toml.write_text("""[defaults]
+codec = "zfp"
+tolerance = 0.1
+blocksizeid = 5
+""")
+code, err = command(nc, here / "toml2.zarr", "--config", toml, "--workers", "1")
+assert code == 0, err  # a file's [defaults] may serve several codecs: for those that take it
+code, err = command(nc, here / "bad.zarr", "--tolerance", "0.1", "--blocksizeid", "t=5")
+assert code == 1 and "blocksizeid" in err and "zfp" in err, err
+assert not (here / "bad.zarr").exists()
+
 assert "lz4fa" in [c.name for c in sample.candidates(x.dtype, 3, None)]
 assert auto.compress(x, "auto", candidates=["lz4fa"]).choice.codec == "lz4fa"
 sys.path.insert(0, sys.argv[1])

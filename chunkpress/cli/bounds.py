@@ -22,11 +22,18 @@ precision or quality) comes whole from the first of these that gives one, so a f
 Bit rounding (``--codec bitround``) takes ``keepbits`` or ``information``, a share of each
 variable's real information (its keepbits chosen from its own data, once); quantization
 (``--codec quantize``) ``digits``, with its ``method``, which goes with ``digits``.
+
+Every other parameter a registered codec declares (a codec added by its kernel module alone
+brings its own) gets an option of the same form from the registry, ``--NAME`` (underscores as
+dashes), and a key ``NAME`` in the file: its help is the Param's ``doc``, its value is checked
+by the Param's ``check`` (the kernel's), and it goes, as ``level`` does, to the variables whose
+codec takes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import re
 
@@ -165,19 +172,76 @@ PARSE = {"codec": codec, "tolerance": tolerance, "rate": _positive(float),
          "information": share, "digits": _integer, "method": method}
 
 
+# --- the parameters codecs bring ------------------------------------------------------------
+
+
+@functools.cache
+def added() -> dict:
+    """{name: ((codec, Param), ...)}: every parameter an available registered codec declares
+    that KEYS does not hold (a codec added by its kernel module alone brings its own)."""
+    from ..kernels import registry
+
+    found = {}
+    for d in registry.descriptors():
+        for param in d.params if d.available else ():
+            if param.name not in KEYS:
+                found.setdefault(param.name, []).append((d.name, param))
+    return {name: tuple(takers) for name, takers in found.items()}
+
+
+def keys() -> tuple:
+    """Every setting: KEYS, then the parameters the registry adds."""
+    return KEYS + tuple(added())
+
+
+def parser_of(key):
+    """How ``key``'s value is read: PARSE's, or for a parameter the registry adds, its Param's
+    check (the kernel's message, which names the codec and what is allowed)."""
+    if key in PARSE:
+        return PARSE[key]
+
+    def parse(raw):
+        # text from the command line is tried as the number it spells first, then as text
+        tried = [*_numbers(raw), raw] if isinstance(raw, str) else [raw]
+        first = None
+        for value in tried:
+            for _, param in added()[key]:
+                try:
+                    param.check(value, None)  # no dtype yet: compress checks again with it
+                    return value
+                except (TypeError, ValueError) as exc:
+                    first = first or exc
+        raise ValueError(str(first)) from None
+    return parse
+
+
+def _numbers(text) -> list:
+    for kind in (int, float):
+        try:
+            return [kind(text.strip())]
+        except ValueError:
+            pass
+    return []
+
+
 # --- the command line -----------------------------------------------------------------------
 
 
 class PerVariable(argparse.Action):
     """``--KEY VALUE`` (for the rest) or ``--KEY VAR=VALUE``, repeatable; kept as a dict whose
-    key None is the value for the rest. A malformed value or one given twice is a usage error."""
+    key None is the value for the rest. A malformed value or one given twice is a usage error.
+    ``key`` is the setting (default: ``dest``)."""
+
+    def __init__(self, *args, key=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.key = key or self.dest
 
     def __call__(self, parser, namespace, text, option_string=None):
         key = self.dest
         match = _NAME.match(text)
         name, raw = (match.group(1), match.group(2)) if match else (None, text)
         try:
-            value = (_codec_name if key == "codec" else PARSE[key])(raw)
+            value = (_codec_name if self.key == "codec" else parser_of(self.key))(raw)
         except ValueError as exc:
             where = f" for {name}" if name else ""
             parser.error(f"argument {option_string}{where}: {exc}")
@@ -231,9 +295,33 @@ def add_arguments(sub) -> None:
                          help=text + each)
     sub.add_argument("--config", metavar="FILE.toml",
                      help="settings per variable: [defaults] and [variables.NAME] tables of "
-                          "codec, tolerance, rel_tolerance, rate, precision, level, mode, "
-                          "quality, keepbits, information, digits, method; the command "
-                          "line's settings win over the file's at the same level")
+                          + ", ".join(keys()) + "; the command line's settings win over the "
+                          "file's at the same level")
+
+
+#: where a parameter the registry adds is kept in the parsed arguments (apart from the
+#: command's own names: a codec's "input" parameter is not the IN argument)
+_DEST = "codec_param_"
+
+
+def add_codec_arguments(sub) -> None:
+    """``--NAME`` for each parameter the registry adds (see :func:`added`), once the command's
+    other options are there: a name one of them has already is skipped (tests/test_cli.py
+    checks that every registered parameter has its option)."""
+    takers = added()
+    if not takers:
+        return
+    group = sub.add_argument_group("parameters of other codecs (from the codec registry)")
+    for key, given in takers.items():
+        docs = "; ".join(dict.fromkeys(p.doc for _, p in given if p.doc)) or key
+        codecs = ", ".join(dict.fromkeys(name for name, _ in given))
+        try:
+            group.add_argument("--" + key.replace("_", "-"), action=PerVariable, key=key,
+                               dest=_DEST + key, metavar=f"[VAR=]{key.upper()}",
+                               help=f"{docs} ({codecs})".replace("%", "%%")
+                               + "; VAR=VALUE for one variable (repeat)")
+        except argparse.ArgumentError:
+            continue  # the command has this option already: not this parameter's
 
 
 def _relative_codecs() -> tuple:
@@ -260,13 +348,13 @@ def _codec_choices() -> str:
 
 def from_args(args) -> dict:
     """The command line's settings: {key: {None or VAR: value}}."""
-    return {k: dict(getattr(args, k, None) or {}) for k in KEYS}
+    return {k: dict(getattr(args, k if k in KEYS else _DEST + k, None) or {}) for k in keys()}
 
 
 def check_portable(cli: dict) -> None:
     """--portable takes --tolerance and --rel-tolerance (--codec is refused apart): any other
     setting is refused before the default codec's are checked, which no longer apply."""
-    others = [k for k in KEYS if cli.get(k) and k not in ("codec", "tolerance", "rel_tolerance")]
+    others = [k for k in keys() if cli.get(k) and k not in ("codec", "tolerance", "rel_tolerance")]
     if others:
         raise UserError("--portable takes --tolerance and --rel-tolerance only; drop "
                         + ", ".join("--" + k.replace("_", "-") for k in others))
@@ -294,7 +382,7 @@ def load_config(path) -> dict:
     if unknown:
         raise UserError(f"{path}: unknown table or key {unknown[0]!r}; the file has "
                         "[defaults] and [variables.NAME] tables")
-    settings = {k: {} for k in KEYS}
+    settings = {k: {} for k in keys()}
     tables = [(None, "[defaults]", document.get("defaults", {}))]
     variables = document.get("variables", {})
     if not isinstance(variables, dict):
@@ -304,11 +392,11 @@ def load_config(path) -> dict:
         if not isinstance(table, dict):
             raise UserError(f"{path}: {where} must be a table of settings, got {table!r}")
         for key, raw in table.items():
-            if key not in PARSE:
+            if key not in settings:
                 raise UserError(f"{path}: {where}: unknown key {key!r}; the keys are "
-                                f"{', '.join(KEYS)}")
+                                f"{', '.join(settings)}")
             try:
-                settings[key][name] = PARSE[key](raw)
+                settings[key][name] = parser_of(key)(raw)
             except ValueError as exc:
                 raise UserError(f"{path}: {where} {key}: {exc}") from None
     return settings
@@ -324,7 +412,9 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
     error naming where it was given."""
     from ..accessor import cell_bounds, compressible
 
-    config = config or {k: {} for k in KEYS}
+    every = keys()
+    cli = {k: cli.get(k, {}) for k in every}
+    config = {k: (config or {}).get(k, {}) for k in every}
     known = list(dataset.data_vars)
     given_at = {n: f"--var {n}" for n in variables or ()}  # where each variable is named
     for name in variables or ():
@@ -343,8 +433,8 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
             for name in values:
                 if name is None:
                     continue
-                where = (f"--{key.replace('_', '-')} {name}=" if on_command_line
-                         else f"{config_path}: [variables.{name}]")
+                where = (f"--{key.replace('_', '-')} {name}={_shown(values[name])}"
+                         if on_command_line else f"{config_path}: [variables.{name}]")
                 if name not in dataset.data_vars:
                     raise UserError(f"{where}: {name!r} is not a data variable of the input "
                                     f"(its data variables: {', '.join(map(str, known)) or 'none'})")
@@ -385,7 +475,8 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
             if targets:
                 chosen.update(targets)
                 break
-        for key, partner in (("level", None), ("mode", "quality"), ("method", "digits")):
+        for key, partner in (("level", None), ("mode", "quality"), ("method", "digits"),
+                             *((key, None) for key in added())):
             if partner is not None and partner not in chosen:
                 continue  # a mode goes with its quality, a method with its digits
             for settings, n in levels(key, name):
@@ -395,6 +486,11 @@ def resolve(dataset, cli: dict, config: dict | None = None, variables=None,
         out[name] = chosen
     _check_taken(cli, out)
     return out
+
+
+def _shown(value) -> str:
+    """A setting's value as the command line gave it: 0.01, 1%, sz3."""
+    return repr(value) if isinstance(value, (Relative, float)) else str(value)
 
 
 def _check_fits(var, name, codec_name, levels, config_path) -> None:
@@ -502,7 +598,7 @@ def encode_arguments(chosen: dict) -> dict:
     """The keyword arguments of ``ds.chunkpress.encode``: a dict per setting, by variable."""
     kwargs = {"variables": list(chosen),
               "codec": {n: c["codec"] for n, c in chosen.items()}}
-    for key in KEYS[1:]:
+    for key in keys()[1:]:
         values = {n: c[key] for n, c in chosen.items() if key in c}
         if values:
             kwargs[key] = {n: float(v) if isinstance(v, Relative) else v

@@ -55,6 +55,7 @@ def add_arguments(sub) -> None:
                      help="write only codecs zarr and numcodecs have (no --codec): the store "
                           "opens where chunkpress is not installed; each bound certified")
     add_scheduler(sub)
+    bounds.add_codec_arguments(sub)  # last: a parameter never takes one of the options above
 
 
 def main(args) -> int:
