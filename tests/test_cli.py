@@ -193,3 +193,38 @@ def test_the_log_has_no_library_warnings(tmp_path):
     assert "Warning" not in result.stderr, result.stderr
     back = xr.open_zarr(tmp_path / "w.zarr")
     assert list(back["station"].values) == ["a", "bb", "c", "d"]
+
+
+def test_every_codec_parameter_has_its_option_and_config_key(capsys):
+    """Each parameter an available registered codec declares is an option of `chunkpress
+    compress` (--NAME, generated from the registry where the command had none) and a key of
+    --config: a codec added by its kernel module alone reaches the command (README "Adding a
+    codec"; tests/test_conformance.py adds one with a new parameter and runs it)."""
+    from chunkpress.cli import bounds
+    from chunkpress.kernels import registry
+
+    with pytest.raises(SystemExit) as exit:
+        main(["compress", "--help"])
+    assert exit.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    config = text.split("[variables.NAME] tables of ")[1].split(";")[0].split(", ")
+    for d in registry.descriptors():
+        for param in d.params if d.available else ():
+            assert f"--{param.name.replace('_', '-')} [VAR=]" in text, (d.name, param.name)
+            assert param.name in config and param.name in bounds.keys(), (d.name, param.name)
+
+
+def test_a_codec_given_to_an_integer_variable_is_named_in_the_error(tmp_path, capsys):
+    """--codec i=sz3 on an int32 variable said "--codec i=: 'i' is stored as int32": the
+    error shows what was given, for every option given as VAR=VALUE."""
+    source = tmp_path / "in.nc"
+    xr.Dataset({"i": (("y", "x"), np.arange(64, dtype="int32").reshape(8, 8)),
+                "t": (("y", "x"), np.linspace(0, 1, 64, dtype="float32").reshape(8, 8))}
+               ).to_netcdf(source)
+    for argv, said in ((["--codec", "i=sz3", "--tolerance", "0.1"], "--codec i=sz3: "),
+                       (["--tolerance", "i=0.5"], "--tolerance i=0.5: "),
+                       (["--tolerance", "0.1", "--tolerance", "i=2%"], "--tolerance i=2%: "),
+                       (["--codec", "pcodec", "--level", "i=3"], "--level i=3: ")):
+        code, _, err = run(capsys, "compress", source, tmp_path / "out.zarr", *argv)
+        assert code == 1 and f"{said}'i' is stored as int32" in err, (argv, err)
+        assert not (tmp_path / "out.zarr").exists()
