@@ -15,7 +15,8 @@ import numpy as np
 from ..kernels import formats
 from .codecs import Codec
 
-__all__ = ["Encoded", "measure", "same_bits", "block_range"]
+__all__ = ["Encoded", "measure", "same_bits", "block_range", "outside_relative",
+           "relative_errors"]
 
 
 class Encoded(NamedTuple):
@@ -79,23 +80,34 @@ def measure(block, decoded, data, codec: Codec, limit, rel_limit=None,
 def _relative(a, diff, codec: Codec, rel_limit, floor=0.0) -> float:
     """Return the max relative error, after checking ``|x - y| <= rel_limit * max(|x|,
     floor)``."""
+    outside = outside_relative(a, diff, rel_limit, floor)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise codec.error(
+            f"{codec.name}: a block decodes {a[i]!r} with error {diff[i]!r}, over the "
+            f"rel_tolerance {rel_limit!r} the kernel certifies; please report this")
+    ratio = relative_errors(a, diff, floor)
+    return float(ratio.max()) if ratio.size else 0.0
+
+
+def outside_relative(a, diff, rel_limit, floor=0.0) -> np.ndarray:
+    """Return where ``diff > rel_limit * max(|a|, floor)`` (float64 values ``a``, ``diff``
+    their errors), exactly: a zero with any error is outside without a floor."""
     base = np.maximum(np.abs(a), floor)
     # r |x| rounds among float64's subnormals (up to twice r |x|): those compared scaled by
     # 2**200, exactly
     small = base < 2.0**-900
     scaled = (np.where(small, diff * 2.0**200, diff), np.where(small, base * 2.0**200, base)) \
         if small.any() else (diff, base)
-    outside = ~(scaled[0] <= rel_limit * scaled[1])
-    if outside.any():
-        i = int(np.flatnonzero(outside)[0])
-        raise codec.error(
-            f"{codec.name}: a block decodes {a[i]!r} with error {diff[i]!r}, over the "
-            f"rel_tolerance {rel_limit!r} the kernel certifies; please report this")
+    return ~(scaled[0] <= rel_limit * scaled[1])
+
+
+def relative_errors(a, diff, floor=0.0) -> np.ndarray:
+    """Return each error relative to what the bound is, ``max(|a|, floor)`` (a subnormal's
+    error is absolute below the floor); 0 where exact, inf for a zero that is not."""
+    base = np.maximum(np.abs(a), floor)
     with np.errstate(divide="ignore", invalid="ignore"):
-        # relative to what the bound is: max(|x|, floor) (a subnormal's error is absolute);
-        # without a floor a zero decodes exactly (checked above)
-        ratio = np.where(diff > 0, diff / base, 0.0)
-    return float(ratio.max()) if ratio.size else 0.0
+        return np.where(diff > 0, diff / base, 0.0)
 
 
 def same_bits(a, b) -> bool:

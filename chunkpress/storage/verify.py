@@ -15,6 +15,16 @@ records at all: only the CRCs are checked, and an absent chunk is zarr's fill va
 problem (zarr leaves out chunks that hold only the fill value). The exact variables
 chunkpress writes (zarr's codecs, then crc32c) have no place records either, but every chunk
 written (``reader.WRITTEN``): one absent is a problem.
+
+Against the original, each array is held to the bound its store claims, read from the store
+itself: a chunkpress array's from its codec's configuration (``tolerance``: absolute;
+``rel_tolerance``: |x - y| <= r |x|; bit rounding's and quantization's parameters: r max(|x|,
+tiny), tiny the dtype's smallest normal number; both where both are claimed); a portable
+array's (numcodecs' filters) from the bounds its ``chunkpress_portable`` attribute records;
+an exact array (lossless: chunkpress's exact variables, portable ones without a filter) must
+give back the original's values. NaN and ±Inf must match in every array, and under a relative
+bound a zero stays zero. An array with none of these (zarr's or xarray's own) is measured, not
+held to a bound.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -29,15 +40,16 @@ import zarr
 from zarr.codecs import Crc32cCodec
 from zarr.storage import LocalStore, ZipStore
 
-from ..graph import codecs
+from ..graph import codecs, measure
 from ..kernels import ChunkpressError
-from . import integrity, publish, reader, shards
+from . import integrity, portable, publish, reader, shards
 
 __all__ = ["verify", "summary"]
 
 COLUMNS = ["array", "chunk", "object", "problem"]
 ARRAY_COLUMNS = ["array", "checks", "chunks", "stored_bytes", "unplaced_chunks",
-                 "absent_chunks", "error_bound", "max_error"]
+                 "absent_chunks", "error_bound", "max_error", "rel_bound", "max_rel_error",
+                 "compared"]
 #: chunk objects read at once (local files and object stores alike wait on I/O)
 READERS = min(16, 2 * (os.cpu_count() or 1))
 
@@ -94,9 +106,20 @@ def summary(problems: pd.DataFrame) -> str:
     if exact:
         notes.append(f"{exact} exact array(s) (lossless, chunkpress's): chunks present and "
                      "checksums, no place records")
-    if totals.get("crc_only", 0) - exact:
-        notes.append(f"{totals['crc_only'] - exact} array(s) without place records (written "
-                     "by zarr or xarray): checksums only")
+    held = totals.get("portable", 0)
+    if held:
+        notes.append(f"{held} portable array(s) (numcodecs' filters, chunkpress's): chunks "
+                     "present and checksums, no place records")
+    if totals.get("crc_only", 0) - exact - held:
+        notes.append(f"{totals['crc_only'] - exact - held} array(s) without place records "
+                     "(written by zarr or xarray): checksums only")
+    compared = [f"{totals[key]} {what}" for key, what in (
+        ("compared_absolute", "within an absolute bound"),
+        ("compared_relative", "within a relative bound"),
+        ("compared_exact", "exact"), ("compared_unbounded", "with no bound recorded: "
+                                      "measured only")) if totals.get(key)]
+    if compared:
+        notes.append("compared with the original: " + ", ".join(compared))
     if totals.get("unplaced_chunks"):
         notes.append(f"{totals['unplaced_chunks']} chunk(s) written by zarr itself: place not "
                      "recorded")
@@ -141,14 +164,17 @@ class _Inline:
 def _check_array(name, array, pool) -> tuple:
     read = reader.layout(array)
     stats = dict.fromkeys(ARRAY_COLUMNS, 0)
-    stats.update(array=name, error_bound=math.nan, max_error=math.nan)
+    stats.update(array=name, error_bound=math.nan, max_error=math.nan, rel_bound=math.nan,
+                 max_rel_error=math.nan, compared="")
     if not read.ours:
         if read.sharding is not None or not _ends_with_crc(array):
             stats["checks"] = "none"
             return [], stats
         # an exact variable chunkpress wrote (zarr's codecs, then crc32c): its checksums
         stats["checks"] = "crc only"
-        stats["exact"] = read.written is not None  # chunkpress wrote every chunk: present
+        # chunkpress wrote every chunk: present; exact unless portable through a filter
+        stats["exact"] = read.written is not None and not array.filters
+        stats["portable"] = read.written is not None and bool(array.filters)
         chunks = list(np.ndindex(*_grid(array.shape, array.chunks)))
         size = max(1, -(-len(chunks) // (4 * READERS)))
         work = [pool.submit(_check_chunk_objects, array, read, chunks[s:s + size], None, name)
@@ -299,6 +325,9 @@ def _table(problems, arrays) -> pd.DataFrame:
         "unplaced_chunks": int(per_array["unplaced_chunks"].sum()),
         "crc_only": int(per_array["checks"].str.startswith("crc only").sum()),
         "exact": sum(1 for stats in arrays if stats.get("exact")),
+        "portable": sum(1 for stats in arrays if stats.get("portable")),
+        **{f"compared_{kind}": int(per_array["compared"].fillna("").str.contains(kind).sum())
+           for kind in ("absolute", "relative", "exact", "unbounded")},
         "other": int((per_array["checks"] == "none").sum()),
         "problems": len(table),
     }
@@ -362,7 +391,10 @@ class _Originals:
         import xarray as xr
 
         ours = [n for n, a in members if reader.layout(a).ours]
-        self.by_name, self.single = None, None
+        # a store of one array chunkpress wrote through zarr's own codecs (portable=True)
+        ours = ours or [n for n, a in members
+                        if reader.layout(a).sharding is None and _ends_with_crc(a)]
+        self.by_name, self.single, self.single_name = None, None, None
         if isinstance(against, (str, os.PathLike)):
             against = _open_original(os.fspath(against))
         if isinstance(against, xr.DataArray):
@@ -374,7 +406,7 @@ class _Originals:
                 raise TypeError(f"against: an array is compared with a store of one array; "
                                 f"this store has {len(ours)} chunkpress arrays: give a Dataset "
                                 "or a path")
-            self.single = against
+            self.single, self.single_name = against, ours[0]
         else:
             raise TypeError("against must be a netCDF or Zarr path, an xarray Dataset or "
                             f"DataArray, or an array, got {type(against).__name__}")
@@ -392,7 +424,9 @@ class _Originals:
         return None
 
     def get(self, name, array):
-        return self.single if self.by_name is None else self._lookup(name)
+        if self.by_name is None:
+            return self.single if name == self.single_name else None
+        return self._lookup(name)
 
 
 def _open_original(path: str):
@@ -408,8 +442,87 @@ def _open_original(path: str):
     return xr.open_dataset(path, chunks=None)  # lazy: each chunk reads its part only
 
 
+class _Claim(NamedTuple):
+    """The bounds a store claims for an array, in the variable's decoded units."""
+
+    absolute: float | None  # |x - y| <= absolute (0: exact), or None
+    relative: float | None  # |x - y| <= relative * max(|x|, floor), or None
+    floor: float  # 0, or the smallest normal number (times |scale_factor|): bit rounding's
+    what: str  # where the claim comes from, e.g. "zfp tolerance=0.01" (for the report)
+    unchecked: str = ""  # a bound the store claims that cannot be checked here, and why
+
+    @property
+    def exact(self) -> bool:
+        return self.absolute == 0.0 and not self.relative
+
+    def compared(self) -> str:
+        if self.exact:
+            return "exact"
+        kinds = [k for k, v in (("absolute", self.absolute), ("relative", self.relative))
+                 if v is not None]
+        return "+".join(kinds) or "unbounded"
+
+
+def _claim(array) -> _Claim:
+    """The bounds ``array``'s metadata claims: its chunkpress codec's configuration, a
+    portable write's attribute, or (chunkpress's exact variables) none but the values."""
+    read = reader.layout(array)
+    scale = _cf(array)[0]
+    offset = bool(array.attrs.get("add_offset"))
+    if read.ours:
+        spec, target = read.codec.spec, read.codec.target
+        what = f"{spec.name} {_params(target)}".strip()
+        absolute = codecs.bound(spec, target)
+        absolute = None if absolute is None else absolute * scale
+        # as compress certifies it (graph.blocks): a rel_tolerance given is |x - y| <= r |x|;
+        # a bound claimed by the parameters (bit rounding's keepbits) r max(|x|, tiny)
+        relative, floor = None, 0.0
+        if target.get("rel_tolerance") is not None:
+            relative = float(target["rel_tolerance"])
+        elif not target.get("tolerance"):
+            relative = codecs.relative_bound(spec, target) or None
+            if relative and array.dtype.kind == "f":
+                floor = float(np.finfo(array.dtype).tiny) * scale
+        if relative and offset:  # relative to the stored values, not to the decoded ones
+            return _Claim(absolute, None, 0.0, what, f"relative bound {relative:g} not "
+                          "checked: the array has an add_offset")
+        return _Claim(absolute, relative, floor, what)
+    entry = array.attrs.get(portable.ATTRIBUTE)
+    if isinstance(entry, dict):
+        what = f"portable: {entry.get('codecs', '')}"
+        bounds = {k: float(entry[k]) for k in ("tolerance", "rel_tolerance")
+                  if isinstance(entry.get(k), (int, float)) and not isinstance(entry[k], bool)
+                  and entry[k] > 0}
+        what += "".join(f", {k}={v:g}" for k, v in bounds.items())
+        if bounds:
+            return _Claim(bounds.get("tolerance"), bounds.get("rel_tolerance"), 0.0, what)
+        if not array.filters:
+            return _Claim(0.0, None, 0.0, what)
+        return _Claim(None, None, 0.0, what)
+    if read.written is not None and not array.filters:
+        return _Claim(0.0, None, 0.0, "exact: lossless codecs")
+    return _Claim(None, None, 0.0, "no bound recorded")
+
+
+class _ChunkError(NamedTuple):
+    """What one chunk's comparison found (errors in decoded units; ``*_at``: the whole
+    array's index of the worst value, with the original's value and the store's there)."""
+
+    error: float = 0.0
+    error_at: tuple | None = None
+    error_values: tuple = ()
+    over: bool = False
+    rel_error: float = 0.0
+    rel_at: tuple | None = None
+    rel_values: tuple = ()
+    rel_over: bool = False
+    differ: int = 0
+    failure: str | None = None
+
+
 def _compare(name, array, original, bad, stats, pool) -> list:
-    """Decode every good chunk and measure its max error against the original's values."""
+    """Decode every good chunk and hold it to the bounds the store claims, against the
+    original's values."""
     if array.dtype.kind not in "biufc":
         stats["checks"] += "; not compared: not numbers"
         return []
@@ -418,30 +531,53 @@ def _compare(name, array, original, bad, stats, pool) -> list:
                      f"store's array {tuple(array.shape)}: not compared")]
     read = reader.layout(array)
     cf = _cf(array)
+    claim = _claim(array)
+    stats["error_bound"] = math.nan if claim.absolute is None else claim.absolute
+    stats["rel_bound"] = math.nan if claim.relative is None else claim.relative
+    stats["compared"] = claim.compared()
+    stats["checks"] += f"; compared: {_said(claim)}" + (f" ({claim.unchecked})"
+                                                        if claim.unchecked else "")
     grid = _grid(array.shape, read.chunk_shape)
     indices = [i for i in np.ndindex(*grid) if i not in bad]
-    results = list(pool.map(lambda i: _chunk_error(array, read, original, i, cf), indices))
-    problems, worst, worst_at, over, mismatched = [], 0.0, None, 0, []
-    bound = stats["error_bound"]
-    for index, (error, allowed, differ, failure) in zip(indices, results):
-        if failure is not None:
+    results = list(pool.map(lambda i: _chunk_error(array, read, original, i, cf, claim),
+                            indices))
+    problems, mismatched = [], []
+    worst = worst_rel = _ChunkError()
+    over = rel_over = 0
+    for index, found in zip(indices, results):
+        if found.failure is not None:
             problems.append(_row(name, index, _full(array, reader.chunk_key(array, read, index)),
-                                 failure))
+                                 found.failure))
             continue
-        if differ:
-            mismatched.append((index, differ))
-        if error > worst:
-            worst, worst_at = error, index
-        if not math.isnan(bound) and error > bound + allowed:
-            over += 1
-    stats["max_error"] = worst if indices else math.nan
+        if found.differ:
+            mismatched.append((index, found.differ))
+        over += found.over
+        rel_over += found.rel_over
+        # the worst value over the bound, else the worst
+        if (found.over, found.error) > (worst.over, worst.error):
+            worst, worst_index = found, index
+        if (found.rel_over, found.rel_error) > (worst_rel.rel_over, worst_rel.rel_error):
+            worst_rel, rel_index = found, index
+    stats["max_error"] = worst.error if indices else math.nan
+    if claim.relative is not None:
+        stats["max_rel_error"] = worst_rel.rel_error if indices else math.nan
     if over:
-        problems.append(_row(name, worst_at, _full(array, reader.chunk_key(array, read,
-                                                                          worst_at)),
-                             f"max error {worst:.4g} exceeds the bound {bound:.4g} the "
-                             f"metadata records ({read.codec.spec.name} "
-                             f"{_params(read.codec.target)}); {over} of {len(indices)} chunks "
-                             "exceed it"))
+        where = _full(array, reader.chunk_key(array, read, worst_index))
+        problems.append(_row(name, worst_index, where, (
+            f"values differ from the original, max error {worst.error:.4g}: the array is "
+            f"exact ({claim.what})" if claim.exact else
+            f"max error {worst.error:.4g} exceeds the bound {claim.absolute:.4g} the metadata "
+            f"records ({claim.what})") + f" {_at(worst.error_at, worst.error_values)}; "
+            f"{over} of {len(indices)} chunks exceed it"))
+    if rel_over:
+        where = _full(array, reader.chunk_key(array, read, rel_index))
+        floor = " max(|x|, the smallest normal number)" if claim.floor else " |x|"
+        problems.append(_row(name, rel_index, where,
+                             f"max relative error {worst_rel.rel_error:.4g} exceeds the bound "
+                             f"{claim.relative:.4g} the metadata records ({claim.what}; |x - y| "
+                             f"<= {claim.relative:g}{floor}) "
+                             f"{_at(worst_rel.rel_at, worst_rel.rel_values)}; {rel_over} of "
+                             f"{len(indices)} chunks exceed it"))
     if mismatched:
         index, count = mismatched[0]
         problems.append(_row(name, index, _full(array, reader.chunk_key(array, read, index)),
@@ -451,29 +587,52 @@ def _compare(name, array, original, bad, stats, pool) -> list:
     return problems
 
 
+def _said(claim: _Claim) -> str:
+    """What was compared, e.g. "absolute <= 0.01, relative <= 0.001"."""
+    if claim.exact:
+        return "exact"
+    said = [f"{k} <= {v:g}" for k, v in (("absolute", claim.absolute),
+                                          ("relative", claim.relative)) if v is not None]
+    return ", ".join(said) or "no bound recorded (max error measured)"
+
+
+def _at(index, values) -> str:
+    """Where the worst value is, and its values in the original and the store."""
+    if index is None:
+        return ""
+    return f"at {tuple(int(i) for i in index)}: {values[0]!r} in the original, " \
+           f"{values[1]!r} in the store"
+
+
 def _params(target) -> str:
     return ", ".join(f"{k}={v}" for k, v in target.items())
 
 
-def _chunk_error(array, read, original, index, cf) -> tuple:
-    """(max error, rounding allowed, values whose finiteness differs, failure) of a chunk."""
+def _chunk_error(array, read, original, index, cf, claim: _Claim) -> _ChunkError:
+    """A chunk's errors against the original, held to ``claim``."""
     absolute, scale, offset, fill = cf
     try:
         block = reader.read_chunk(array, index, read)
     except (ChunkpressError, ValueError) as exc:
-        return 0.0, 0.0, 0, str(exc)
+        return _ChunkError(failure=str(exc))
     stored = block.astype(np.float64)
     if fill is not None:
         stored[stored == fill] = np.nan
     decoded = stored * scale + offset
-    selection = tuple(slice(i * c, i * c + n) for i, c, n in zip(index, read.chunk_shape,
-                                                                block.shape))
+    start = tuple(i * c for i, c in zip(index, read.chunk_shape))
+    selection = tuple(slice(s, s + n) for s, n in zip(start, block.shape))
     expected = np.asarray(_values(original[selection]))
+    rounding = 0.0  # the relative rounding between the store's numbers and the original's
     if expected.dtype.kind in "mMO":  # times (numpy's or cftime's): in the store's units
         try:
             expected = _as_stored_times(expected, array.attrs)
         except (TypeError, ValueError, OverflowError) as exc:
-            return 0.0, 0.0, 0, f"the original's times cannot be compared with the store's: {exc}"
+            return _ChunkError(failure="the original's times cannot be compared with the "
+                                       f"store's: {exc}")
+        rounding = 2 * float(np.finfo(np.float64).eps)
+    elif (scale, offset) != (1.0, 0.0) or expected.dtype != block.dtype:
+        rounding = 2 * max((float(np.finfo(d).eps) for d in (block.dtype, expected.dtype)
+                            if d.kind == "f"), default=0.0)
     expected = expected.astype(np.float64)
     finite = np.isfinite(expected)
     differ = int(np.count_nonzero(finite != np.isfinite(decoded)))
@@ -481,12 +640,31 @@ def _chunk_error(array, read, original, index, cf) -> tuple:
     differ += int(np.count_nonzero(~finite & ~np.isfinite(decoded)
                                    & (expected != decoded) & ~np.isnan(expected)))
     if not both.any():
-        return 0.0, 0.0, differ, None
-    error = float(np.max(np.abs(decoded[both] - expected[both])))
+        return _ChunkError(differ=differ)
+    a = np.where(both, expected, 0.0)
+    diff = np.where(both, np.abs(decoded - a), 0.0)
+    worst = int(np.argmax(diff))
+    error = float(diff.flat[worst])
     # the bound holds on the stored values; scaling and the stored dtype round once more
     eps = np.finfo(block.dtype).eps if block.dtype.kind == "f" else 0.0
-    allowed = 2 * eps * float(np.max(np.abs(expected[both])))
-    return error, allowed, differ, None
+    allowed = max(2 * eps, rounding) * float(np.max(np.abs(a)))
+    over = claim.absolute is not None and error > claim.absolute + allowed
+    found = dict(error=error, error_at=_where(start, block.shape, worst), over=bool(over),
+                 error_values=(float(a.flat[worst]), float(decoded.flat[worst])),
+                 differ=differ)
+    if claim.relative is not None:
+        ratio = measure.relative_errors(a, diff, claim.floor)
+        outside = measure.outside_relative(a, diff, claim.relative + rounding, claim.floor)
+        worst = int(np.argmax(np.where(outside, ratio, -1.0) if outside.any() else ratio))
+        found.update(rel_error=float(ratio.flat[worst]), rel_over=bool(outside.any()),
+                     rel_at=_where(start, block.shape, worst),
+                     rel_values=(float(a.flat[worst]), float(decoded.flat[worst])))
+    return _ChunkError(**found)
+
+
+def _where(start, shape, flat) -> tuple:
+    """The whole array's index of a chunk's value ``flat`` (its index in the chunk)."""
+    return tuple(s + int(i) for s, i in zip(start, np.unravel_index(flat, shape)))
 
 
 def _as_stored_times(times: np.ndarray, attrs) -> np.ndarray:
