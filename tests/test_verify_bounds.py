@@ -189,5 +189,26 @@ def test_a_bitround_subnormal_floor(tmp_path, capsys):
     ds.to_netcdf(source)
     store = str(tmp_path / "sub.zarr")
     ds.chunkpress.to_zarr(store, codec="bitround", keepbits=4, chunks=CHUNKS)
+    assert zarr.open_group(store)["v"][3, 0, 0] == 0  # relatively, all of it is lost
     code, out = verify(capsys, store, source)
     assert code == 0, out
+    alter(store, (3, 0, 0), 1e-36)  # a normal number: r max(|x|, tiny) no longer holds
+    code, out = verify(capsys, store, source)
+    assert code == EXIT_PROBLEMS and "at (3, 0, 0)" in out, out
+
+
+def test_a_portable_array_against_a_numpy_array(tmp_path):
+    """A store of one portable array is compared with an array, as a chunkpress one is."""
+    import chunkpress
+
+    x = field().v.values[0]
+    store = str(tmp_path / "p.zarr")
+    chunkpress.to_zarr(x, store, rel_tolerance=1e-4, portable=True, chunks=(16, 16))
+    table = chunkpress.verify(store, against=x)
+    assert table.empty
+    row = table.attrs["arrays"].iloc[0]
+    assert row.compared == "relative" and 0 < row.max_rel_error <= 1e-4
+    alter_array = zarr.open_array(store, mode="r+")
+    alter_array[20, 20] = x[20, 20] * 1.067
+    table = chunkpress.verify(store, against=x)
+    assert len(table) == 1 and "at (20, 20)" in table.problem[0]

@@ -13,8 +13,9 @@ INFO_HELP = "per variable: codec, parameters, ratio, error bound, size"
 # the line breaks are for the description of `verify --help` (printed as it is); the list of
 # commands in `chunkpress --help` wraps it anew
 VERIFY_HELP = ("check every chunk of a store: present, at its place, checksum good (no\n"
-               "decoding); with --against, decode and measure the max error against the\n"
-               f"recorded bound. Exits {EXIT_PROBLEMS} on any problem")
+               "decoding); with --against, decode and hold every value to the bound the\n"
+               "store records (absolute, relative, or exact). Exits "
+               f"{EXIT_PROBLEMS} on any problem")
 
 
 def add_info_arguments(sub) -> None:
