@@ -172,7 +172,7 @@ def test_nan_must_match_exactly_in_a_portable_array(tmp_path, capsys, kind):
 
 def test_an_exact_coordinate_changed_is_caught(tmp_path, capsys):
     store, source, _ = write(tmp_path, "s", **PORTABLE["portable tolerance"])
-    alter(store, (7,), 7.000001, name="y")
+    alter(store, (7,), np.nextafter(7.0, 8.0), name="y")  # one unit in the last place
     code, out = verify(capsys, store, source)
     assert code == EXIT_PROBLEMS, out
     line = next(line for line in out.splitlines() if line.startswith("y:"))

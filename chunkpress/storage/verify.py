@@ -648,6 +648,8 @@ def _chunk_error(array, read, original, index, cf, claim: _Claim) -> _ChunkError
     # the bound holds on the stored values; scaling and the stored dtype round once more
     eps = np.finfo(block.dtype).eps if block.dtype.kind == "f" else 0.0
     allowed = max(2 * eps, rounding) * float(np.max(np.abs(a)))
+    if claim.exact and not rounding:  # the store's numbers are the original's: bit for bit
+        allowed = 0.0
     over = claim.absolute is not None and error > claim.absolute + allowed
     found = dict(error=error, error_at=_where(start, block.shape, worst), over=bool(over),
                  error_values=(float(a.flat[worst]), float(decoded.flat[worst])),
