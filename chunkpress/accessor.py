@@ -61,8 +61,9 @@ def encode(obj, codec="zfp", *, tolerance=None, rate=None, precision=None, mode=
     for var in _selected(dataset, per_var, variables):
         var_codec = codec.get(var, "zfp") if isinstance(codec, dict) else codec
         params = {k: (v.get(var) if isinstance(v, dict) else v) for k, v in given.items()}
+        named = [k for k, v in per_var.items() if v.get(var) is not None]
         entry = _compress_variable(dataset, var, var_codec, params, chunks, verify,
-                                   explicit=variables is not None)
+                                   explicit=" and ".join(named) or variables is not None)
         if entry is not None:
             entries[var] = entry
     return CompressedDataset(dataset, entries, name)
@@ -225,11 +226,11 @@ class ChunkpressAccessor:
             return _portable_to_zarr(self._obj, store, codec, kwargs, overwrite=overwrite,
                                      compute=compute, storage_options=storage_options,
                                      shards=shards, append_dim=append_dim, region=region)
+        extra = codec_params("to_zarr", {k: v for k, v in kwargs.items() if k not in
+                                         (*_PARAMS, "verify", "chunks", "variables")})
         if append_dim is not None or region is not None:
             _check_update(overwrite, shards, append_dim, region)
             dataset, _ = _as_dataset(self._obj)
-            extra = codec_params("to_zarr", {k: v for k, v in kwargs.items() if k not in
-                                             (*_PARAMS, "verify", "chunks", "variables")})
             if kwargs.get("chunks", "auto") != "auto" or kwargs.get("variables") is not None:
                 raise ValueError("an append or region write uses the store's chunks and "
                                  "compresses the variables the store compresses: drop chunks= "
@@ -419,10 +420,12 @@ def _compress_variable(dataset, name, codec, params, chunks, verify, explicit):
     var = dataset[name].variable
     encoded = encode_cf_variable(var, name=name)
     if encoded.dtype.kind != "f" or encoded.ndim == 0 or encoded.size == 0:
-        if explicit:
+        if explicit:  # named in variables, or given a setting (which would do nothing)
+            where = explicit if isinstance(explicit, str) else "variables"
             raise ValueError(f"variable {name!r} is stored as {encoded.dtype} "
                              f"{encoded.shape}; only float variables of one or more "
-                             "dimensions are compressed, the others are kept exact")
+                             "dimensions are compressed, the others are kept exact: drop it "
+                             f"from {where}")
         return None
     data = _dataset.missing_as_nan(encoded.data, encoded.attrs)
     scale = abs(float(encoded.attrs.get("scale_factor", 1.0))) or 1.0

@@ -1,0 +1,54 @@
+"""Review 19 (break-it review of session 19's changes): what a user met, each test failing
+on the code before its fix."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import chunkpress  # noqa: F401 — registers the accessor
+
+
+def _dataset():
+    x = np.random.default_rng(19).normal(size=(4, 20, 30)).astype("f4")
+    return xr.Dataset({"t": (("time", "y", "x"), x),
+                       "i": (("time", "y", "x"), (x * 100).astype("i4"))})
+
+
+@pytest.mark.parametrize("given", [
+    dict(codec="zfp", tolerance={"t": 0.1, "i": 1}),
+    dict(codec={"t": "zfp", "i": "pcodec"}, tolerance={"t": 0.1}),
+])
+def test_setting_for_a_variable_kept_exact_is_refused(tmp_path, given):
+    """tolerance={"i": 1} (or codec={"i": "pcodec"}) on an int32 variable wrote it exact
+    without a word, as variables= leaving it out did before 861fe7a; variables=["i"] and the
+    command (--codec i=sz3) refuse it. Now a ValueError naming the variable and the setting,
+    and nothing written."""
+    ds = _dataset()
+    key = "tolerance" if isinstance(given["codec"], str) else "codec"
+    with pytest.raises(ValueError, match=rf"'i' is stored as int32.*drop it from {key}"):
+        ds.chunkpress.to_zarr(tmp_path / "out.zarr", **given)
+    assert not (tmp_path / "out.zarr").exists()
+    # a setting of None for it says nothing: it is kept exact, as a variable left out is
+    ds.chunkpress.to_zarr(tmp_path / "ok.zarr", tolerance={"t": 0.1, "i": None})
+    back = xr.open_zarr(tmp_path / "ok.zarr")
+    np.testing.assert_array_equal(back["i"].values, ds["i"].values)
+
+
+def test_packed_integer_variable_named_in_a_dict_is_refused(tmp_path):
+    """A variable packed to int16 (scale_factor) named in tolerance={...} was kept exact,
+    silently, though the commit of 861fe7a said the non-portable write refuses it."""
+    ds = _dataset()[["t"]]
+    ds["pk"] = ds["t"].copy()
+    ds["pk"].encoding.update(scale_factor=0.01, add_offset=0.0, dtype="i2")
+    with pytest.raises(ValueError, match=r"'pk' is stored as int16.*drop it from tolerance"):
+        ds.chunkpress.to_zarr(tmp_path / "out.zarr", tolerance={"t": 0.1, "pk": 0.1})
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_accessor_to_zarr_names_itself_for_a_misspelt_parameter(tmp_path):
+    """ds.chunkpress.to_zarr(store, tolerence=0.1) said "encode() got an unexpected keyword
+    argument", a function the user did not call."""
+    with pytest.raises(TypeError, match=r"^to_zarr\(\) got an unexpected keyword argument "
+                                        r"'tolerence'"):
+        _dataset().chunkpress.to_zarr(tmp_path / "out.zarr", tolerence=0.1)
+    assert not (tmp_path / "out.zarr").exists()
