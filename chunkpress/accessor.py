@@ -329,6 +329,13 @@ def _portable_to_zarr(obj, store, codec, kwargs, *, shards, append_dim, region, 
         given = {k: (v.get(name) if isinstance(v, dict) else v) for k, v in bounds.items()}
         if all(v is None for v in given.values()):
             continue
+        stored = var.encoding.get("dtype")  # the codecs are for the values' own dtype
+        if stored is not None and np.dtype(stored).newbyteorder("=") != \
+                var.dtype.newbyteorder("="):
+            raise ValueError(f"variable {name!r}: its encoding stores it as {np.dtype(stored)}, "
+                             f"its values are {var.dtype}: portable=True chooses and certifies "
+                             "its codecs for the values as they are; give them as "
+                             f"{np.dtype(stored)} (astype), or drop 'dtype' from its encoding")
         try:
             chosen[name] = portable_for(var.data, **given)
         except (ValueError, TypeError) as exc:

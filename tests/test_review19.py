@@ -52,3 +52,37 @@ def test_accessor_to_zarr_names_itself_for_a_misspelt_parameter(tmp_path):
                                         r"'tolerence'"):
         _dataset().chunkpress.to_zarr(tmp_path / "out.zarr", tolerence=0.1)
     assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize("values, stored", [("float64", "float32"), ("float32", "float64"),
+                                            ("float32", "float16")])
+def test_portable_refuses_an_encoding_dtype_other_than_the_values(tmp_path, values, stored):
+    """portable=True on float64 values whose encoding stores float32 (or the reverse) wrote a
+    store zarr could not read: a float64 fixedscaleoffset on float32 chunks ('cannot reshape
+    array of size 2400'). Now a ValueError naming the variable and both dtypes, nothing
+    written."""
+    x = np.random.default_rng(1).normal(size=(8, 20, 30)) * 10 + 280
+    ds = xr.Dataset({"t": (("time", "y", "x"), x.astype(values))})
+    ds["t"].encoding["dtype"] = stored
+    with pytest.raises(ValueError, match=rf"'t'.*stores it as {stored}, its values are {values}"):
+        ds.chunkpress.to_zarr(tmp_path / "p.zarr", portable=True, tolerance=0.5)
+    assert not (tmp_path / "p.zarr").exists()
+    # as the error says: values of the stored dtype are written, and read back in the bound
+    ds["t"] = ds["t"].astype(stored)
+    ds.chunkpress.to_zarr(tmp_path / "p.zarr", portable=True, tolerance=0.5)
+    back = xr.open_zarr(tmp_path / "p.zarr")["t"].values
+    assert np.max(np.abs(back.astype("f8") - ds["t"].values.astype("f8"))) <= 0.5
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_portable_with_a_big_endian_encoding_reads_back_its_values(tmp_path, order):
+    """An encoding of '>f4' (set for values of a big-endian file) kept that dtype for
+    the zarr array while numcodecs' filter was made for native float32: the store read back
+    values far off the bound (max error inf at tolerance 0.01). Byte order is now the
+    values' native one, as portable=True writes big-endian values."""
+    x = (np.random.default_rng(2).normal(size=(8, 20, 30)) * 10 + 280).astype(order + "f4")
+    ds = xr.Dataset({"t": (("time", "y", "x"), x)})
+    ds["t"].encoding["dtype"] = ">f4"
+    ds.chunkpress.to_zarr(tmp_path / "p.zarr", portable=True, tolerance=0.01)
+    back = xr.open_zarr(tmp_path / "p.zarr")["t"].values
+    assert np.max(np.abs(back.astype("f8") - x.astype("f8"))) <= 0.01

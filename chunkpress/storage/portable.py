@@ -245,12 +245,15 @@ def portable_variable(var, chosen: Portable):
     data = missing_as_nan(var.data, var.attrs)
     if not data.dtype.isnative:  # (numcodecs' filters know native types only)
         data = data.astype(data.dtype.newbyteorder("="))
+    # the filters are made for the values' dtype (native) and the bound certified on them: the
+    # array stores that dtype (an encoding's '>f4' made values read back wrong; another
+    # dtype is refused by the accessor, as it made arrays zarr could not read back)
     if dask.is_dask_collection(data):
         data = data.map_blocks(_certified, chosen, dtype=var.dtype)
     else:
         data = np.asarray(data)
         certify(data, chosen)
-    dropped = ("compressors", "compressor", "filters", "serializer", "_FillValue")
+    dropped = ("compressors", "compressor", "filters", "serializer", "_FillValue", "dtype")
     if var.dtype.kind == "f":  # missing cells are NaN, as marked by the _FillValue below
         dropped += ("missing_value",)
     encoding = {k: v for k, v in var.encoding.items() if k not in dropped}
