@@ -426,6 +426,13 @@ def compressible(var: xr.Variable) -> bool:
 def _compress_variable(dataset, name, codec, params, chunks, verify, explicit):
     var = dataset[name].variable
     encoded = encode_cf_variable(var, name=name)
+    if var.dtype.kind == encoded.dtype.kind == "f" and encoded.dtype.itemsize < \
+            var.dtype.itemsize and not {"scale_factor", "add_offset"} & set(encoded.attrs):
+        # xarray casts, unchecked: 1e39 would be Inf, 1e8 + 0.5 off a tolerance of 0.01
+        # (packed values are measured for it: _stored_tolerance)
+        raise ValueError(f"variable {name!r}: its values are {var.dtype}, its encoding stores "
+                         f"{encoded.dtype}; give them as {encoded.dtype} (astype), or drop "
+                         "'dtype' from its encoding")
     if encoded.dtype.kind != "f" or encoded.ndim == 0 or encoded.size == 0:
         if explicit:  # named in variables, or given a setting (which would do nothing)
             where = explicit if isinstance(explicit, str) else "variables"

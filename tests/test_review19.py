@@ -86,3 +86,49 @@ def test_portable_with_a_big_endian_encoding_reads_back_its_values(tmp_path, ord
     ds.chunkpress.to_zarr(tmp_path / "p.zarr", portable=True, tolerance=0.01)
     back = xr.open_zarr(tmp_path / "p.zarr")["t"].values
     assert np.max(np.abs(back.astype("f8") - x.astype("f8"))) <= 0.01
+
+
+def _months(start, values):
+    return xr.Dataset({"t": (("time", "y", "x"), values)},
+                      coords={"time": np.arange(start, start + len(values))})
+
+
+@pytest.mark.parametrize("written", [dict(tolerance=0.01), dict(portable=True, tolerance=0.01),
+                                     dict(codec="sz3", rel_tolerance=1e-6)])
+@pytest.mark.parametrize("value", [1e39, 1e8 + 0.5])
+def test_float64_appended_to_a_float32_store_is_refused(tmp_path, written, value):
+    """Appending float64 values to a float32 store cast them unchecked (xarray's cast, before
+    the codec and its certificate): 1e39 was stored as Inf, 1e8 + 0.5 read back 1e8 (error
+    0.5, the store claiming tolerance 0.01). Now a ValueError naming the variable and both
+    dtypes, and the store as it was."""
+    x = (np.random.default_rng(3).normal(size=(8, 20, 30)) * 10 + 280).astype("f4")
+    store = tmp_path / "s.zarr"
+    _months(0, x).chunkpress.to_zarr(store, **written)
+    more = x.astype("f8")
+    more[0, 10, 10] = value
+    with pytest.raises(ValueError, match=r"'t': its values are float64, the store keeps float32"):
+        _months(8, more).chunkpress.to_zarr(store, append_dim="time")
+    back = xr.open_zarr(store)
+    assert back.sizes["time"] == 8
+    # as the error says: given as float32, the values appended read back within the bound
+    _months(8, more.astype("f4")).chunkpress.to_zarr(store, append_dim="time")
+    back = xr.open_zarr(store)["t"].values[8:].astype("f8")
+    appended = more.astype("f4").astype("f8")
+    if value > 1e38:  # beyond float32: Inf as the user's own cast makes it, not silently
+        appended[0, 10, 10] = back[0, 10, 10] = 0.0
+    err = np.abs(back - appended)
+    bound = written.get("tolerance") or written["rel_tolerance"] * np.abs(appended)
+    assert np.all(err <= bound)
+
+
+def test_float64_values_with_a_float32_encoding_are_refused(tmp_path):
+    """A float64 variable whose encoding says float32 was cast unchecked before compression:
+    1e39 stored as Inf, the tolerance certified on the cast values only."""
+    x = np.random.default_rng(4).normal(size=(8, 20, 30)) * 10 + 280
+    x[0, 10, 10] = 1e39
+    ds = _months(0, x)
+    ds["t"].encoding["dtype"] = "float32"
+    with pytest.raises(ValueError, match=r"'t': its values are float64, its encoding stores "
+                                         r"float32"):
+        ds.chunkpress.to_zarr(tmp_path / "s.zarr", tolerance=0.01)
+    assert not (tmp_path / "s.zarr").exists()

@@ -384,6 +384,12 @@ def _encoded(var: xr.Variable, encoding: dict, name, as_nan=False) -> xr.Variabl
     see ``dataset.missing_as_nan``)."""
     var = xr.Variable(var.dims, var.data, attrs={}, encoding=dict(encoding))
     encoded = encode_cf_variable(var, name=name)
+    if var.dtype.kind == encoded.dtype.kind == "f" and encoded.dtype.itemsize < \
+            var.dtype.itemsize and not {"scale_factor", "add_offset"} & set(encoded.attrs):
+        # xarray casts, unchecked: 1e39 would be Inf, 1e8 + 0.5 off a tolerance of 0.01
+        raise ValueError(f"{name!r}: its values are {var.dtype}, the store keeps "
+                         f"{encoded.dtype}; give them as {encoded.dtype} (astype), or write a "
+                         "new store")
     if as_nan:
         data = missing_as_nan(encoded.data, encoded.attrs)
         if data is not encoded.data:
