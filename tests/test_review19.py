@@ -132,3 +132,22 @@ def test_float64_values_with_a_float32_encoding_are_refused(tmp_path):
                                          r"float32"):
         ds.chunkpress.to_zarr(tmp_path / "s.zarr", tolerance=0.01)
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_array_region_of_another_dtype(tmp_path):
+    """chunkpress.to_zarr(x64, store, region=...) onto a float32 chunkpress array wrote float64
+    ZFP streams into it: the region could no longer be read ('the stored stream holds float64
+    values, the array is float32'), its old values gone. Now a ValueError, the store as it
+    was; a dtype the array's holds exactly (float16 into float32) is cast and written."""
+    import zarr
+
+    x = (np.random.default_rng(5).normal(size=(8, 20, 30)) * 10 + 280).astype("f4")
+    store = str(tmp_path / "a.zarr")
+    chunkpress.to_zarr(x, store, tolerance=0.01, chunks=(4, 20, 30))
+    region = (slice(0, 4), slice(None), slice(None))
+    with pytest.raises(ValueError, match=r"dtype float64 for an array of float32"):
+        chunkpress.to_zarr(x[:4].astype("f8") + 0.25, store, region=region)
+    assert np.max(np.abs(zarr.open_array(store)[:] - x)) <= 0.01
+    half = (x[:4] - 280).astype("f2")
+    chunkpress.to_zarr(half, store, region=region)
+    assert np.max(np.abs(zarr.open_array(store)[:4] - half.astype("f4"))) <= 0.01

@@ -80,6 +80,12 @@ def write_region(data, store, region, *, path=None, codec=None, params=None, ver
         if tuple(x.shape) != want:
             raise ValueError(f"data of shape {tuple(x.shape)} does not fit the region "
                              f"{_show(selection)} of shape {want}")
+        stored = np.dtype(array.handle.dtype)  # streams of another dtype: chunks unreadable
+        if x.dtype.newbyteorder("=") != stored.newbyteorder("="):
+            if not np.can_cast(x.dtype, stored, "safe"):
+                raise ValueError(f"data of dtype {x.dtype} for an array of {stored}: give it "
+                                 f"as {stored} (astype), or write a new array")
+            x = x.astype(stored)
         array.check_given(node or "the array", codec, params)
         _check_chunk_aligned(array, selection, array.dims or None, node or "the array")
         plan = compressed_plan(update, array, x, selection, array.shape, verify, staged=True)
