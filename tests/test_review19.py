@@ -151,3 +151,18 @@ def test_array_region_of_another_dtype(tmp_path):
     half = (x[:4] - 280).astype("f2")
     chunkpress.to_zarr(half, store, region=region)
     assert np.max(np.abs(zarr.open_array(store)[:4] - half.astype("f4"))) <= 0.01
+
+
+def test_encoded_float64_dataset_appended_to_a_float32_store(tmp_path):
+    """ds.chunkpress.encode(...).to_zarr(store, append_dim=...) with float64 values reused
+    their blocks (codec, target and chunks the store's) and published float64 ZFP streams in
+    the float32 array: reading the variable failed (ZfpError). Now refused as the values
+    are, the store as it was."""
+    x = (np.random.default_rng(6).normal(size=(8, 20, 30)) * 10 + 280).astype("f4")
+    store = tmp_path / "s.zarr"
+    _months(0, x).chunkpress.to_zarr(store, tolerance=0.01)
+    encoded = _months(8, x.astype("f8")).chunkpress.encode("zfp", tolerance=0.01)
+    with pytest.raises(ValueError, match=r"'t': its values are float64, the store keeps float32"):
+        encoded.to_zarr(store, append_dim="time")
+    back = xr.open_zarr(store)["t"].values
+    assert back.shape == x.shape and np.max(np.abs(back - x)) <= 0.01

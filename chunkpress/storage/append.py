@@ -317,8 +317,12 @@ def _check_append_aligned(name, array: StoreArray, axis: int, dim) -> None:
 
 
 def _fits(compressed, array: StoreArray) -> bool:
-    """Whether blocks made beforehand are the store's (codec, target, chunk shape)."""
+    """Whether blocks made beforehand are the store's (codec, target, chunk shape, dtype:
+    float64 streams in a float32 array could not be read)."""
     from .codecs import zarr_codec
+
+    if np.dtype(compressed.dtype) != np.dtype(array.handle.dtype):
+        return False
 
     try:
         made = zarr_codec(compressed.codec, compressed.params)
