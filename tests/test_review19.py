@@ -166,3 +166,21 @@ def test_encoded_float64_dataset_appended_to_a_float32_store(tmp_path):
         encoded.to_zarr(store, append_dim="time")
     back = xr.open_zarr(store)["t"].values
     assert back.shape == x.shape and np.max(np.abs(back - x)) <= 0.01
+
+
+def test_append_with_the_information_the_store_was_written_with(tmp_path):
+    """An append loop repeating the first write's arguments (codec="bitround",
+    information=0.99) was refused: 'written with chunkpress.chain with keepbits=23; given
+    information=0.99', though the store records that its keepbits came from that share. The
+    same share is the store's (its keepbits); another is still refused."""
+    x = np.random.default_rng(7).normal(size=(8, 20, 30)).astype("f4")
+    store = tmp_path / "s.zarr"
+    _months(0, x).chunkpress.to_zarr(store, codec="bitround", information=0.99)
+    _months(8, x).chunkpress.to_zarr(store, append_dim="time", codec="bitround",
+                                     information=0.99)
+    back = xr.open_zarr(store)["t"].values
+    kept = xr.open_zarr(store)["t"].attrs["chunkpress_rounding"]["keepbits"]
+    assert back.shape == (16, 20, 30)
+    assert np.all(np.abs(back[8:] - x) <= np.abs(x) * 2.0 ** -(kept + 1))
+    with pytest.raises(ValueError, match=r"given information=0.5"):
+        _months(16, x).chunkpress.to_zarr(store, append_dim="time", information=0.5)

@@ -34,7 +34,7 @@ import warnings
 from zarr.core.sync import sync
 from zarr.storage import LocalStore, ZipStore
 
-from ..graph import codecs
+from ..graph import codecs, information
 from . import integrity
 from .dataset import unpublished_array
 from .destination import Destination, IncompleteStoreError, read_json, staging_name
@@ -82,7 +82,12 @@ class StoreArray:
         if codec is not None and codecs.get_codec(codec).name != self.codec.spec.name:
             conflicts.append(f"codec={codec!r}")
         target = self.codec.target
+        # information= chose the store's keepbits: the same share given again is the store's
+        rounding = (self.document.get("attributes") or {}).get(information.ATTRIBUTE) or {}
         for key, value in given.items():
+            if key == "information" and isinstance(rounding, dict) and \
+                    _same(rounding.get("information"), value):
+                continue
             if not _same(target.get(key), value):
                 conflicts.append(f"{key}={value!r}")
         if conflicts:
