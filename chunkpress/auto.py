@@ -38,6 +38,7 @@ from dask.task_spec import List, Task, TaskRef
 
 from .graph import build, codecs, information, pipeline, sample
 from .graph.compressed import CompressedArray
+from .kernels import registry
 
 __all__ = ["compress", "choose", "Choice", "AutoCompressedArray", "SWITCH_MARGIN",
            "ATTRIBUTE"]
@@ -55,9 +56,10 @@ REFINE = 0.02
 #: ... but not a candidate SLOWER times slower than the first trials' leader and SURE behind
 #: it: the first windows read a fast codec short, not long (its prediction gains with the
 #: extent it sees, its tables weigh more in a window than in its block: SZ3 3-25% short on
-#: the benchmark's fields), so a fast leader's lead holds; refining a slow codec (SPERR: 3-6x
-#: slower than SZ3) to confirm that costs a third of the fast leader's whole compression.
-#: (Twice as slow at least, in CPU time: codecs of like speed are never told apart by noise.)
+#: the benchmark's fields at a tolerance of 0.01, 40% on one at 0.001), so a fast leader's
+#: lead holds, and refining a slow codec (SPERR: 2-6x slower than SZ3) to confirm it costs a
+#: third of the fast leader's whole compression. The speeds are the registry's figures
+#: (Descriptor.speed), not timings: the same data, the same trials, whatever else runs
 SURE = 0.04
 SLOWER = 2.0
 #: in the second round, a candidate SLOWER times faster than the slowest there takes windows
@@ -306,8 +308,9 @@ def _choose(x, tolerance, per_block, names, fraction, chunks, rel_tolerance=None
     # more places: what a stream costs beyond its values' rate (SZ3's tables, its edges)
     # fades as the windows grow toward their blocks, and more places see the land as it is
     best = max((v for v in ratios.values() if math.isfinite(v)), default=math.nan)
+    nominal = {name: _nominal_speed(name) for name in settings}
     close = [name for name in settings if ratios[name] >= (1 - CLOSE) * best]
-    close = [name for name in close if not _settled_behind(name, close, ratios, speeds)]
+    close = [name for name in close if not _settled_behind(name, close, ratios, nominal)]
     scale = {}
     volume = max([REFINE * x.size / REFINE_WINDOWS] + [2 * _volume(full[name][0])
                                                        for name in close])
@@ -315,8 +318,8 @@ def _choose(x, tolerance, per_block, names, fraction, chunks, rel_tolerance=None
         # joined windows are one long stream each: their rate settled already
         close = [name for name in close if not sample.joins(settings[name])]
     if len(close) > 1:
-        slowest = min(speeds[name] for name in close)
-        grow = {name: GROW if speeds[name] >= SLOWER * slowest else 1.0 for name in close}
+        slowest = min(nominal[name] for name in close)
+        grow = {name: GROW if nominal[name] >= SLOWER * slowest > 0 else 1.0 for name in close}
         larger = {name: tuple(sample.array_windows(blocked[name].chunks, 0.0,
                                                    min_window=int(volume * grow[name]),
                                                    min_windows=REFINE_WINDOWS))
@@ -362,7 +365,13 @@ def _choose(x, tolerance, per_block, names, fraction, chunks, rel_tolerance=None
         # winner will take to compress the array (one core's speeds, both), or MIN_BUDGET
         spent = cost(winner) / speeds[winner]
         budget = max(BUDGET * total / 1e6 / speeds[winner], MIN_BUDGET)
+        # a block's windows smaller than the block read a fast winner short against a slow
+        # codec (see SURE): by 20-30% on a field half land, which no margin covers
+        sampled = any(_volume(w) < math.prod(chunked.chunks[a][j] for a, j in enumerate(i))
+                      for i, ws in windows.items() for w in ws)
         for name in order[1:]:
+            if sampled and 0 < nominal[name] * SLOWER <= nominal[winner]:
+                continue
             if _contends(name, winner, rates) and spent + cost(name) / speeds[name] <= budget:
                 others.append(name)
                 spent += cost(name) / speeds[name]
@@ -391,8 +400,10 @@ def _choose(x, tolerance, per_block, names, fraction, chunks, rel_tolerance=None
                                                        for job in jobs(name, ws))]
                 if len(per_byte) == 1:  # a joined trial: one prediction, for each window
                     per_byte *= len(ws)
-                predicted[name] = [p * values * x.dtype.itemsize / scale.get(name, 1.0)
-                                   for p in per_byte]
+                # (a window that is its whole block was measured, not sampled: as it is)
+                predicted[name] = [p * values * x.dtype.itemsize /
+                                   (1.0 if _volume(w) >= values else scale.get(name, 1.0))
+                                   for p, w in zip(per_byte, ws)]
             if len(evidence) == 1:
                 evidence *= len(ws)
             forced = winner == chain and index in ragged  # must leave the chain: no choice
@@ -406,13 +417,22 @@ def _choose(x, tolerance, per_block, names, fraction, chunks, rel_tolerance=None
     return choice, chunked, settings
 
 
-def _settled_behind(name, close, ratios, speeds) -> bool:
+def _settled_behind(name, close, ratios, nominal) -> bool:
     """Whether the first trials settle that ``name`` loses to the leader of ``close``: it is
     SLOWER times slower than the leader and SURE behind it (see SURE). A slow leader is
     refined with its challengers: the windows may have read the faster ones short."""
     leader = max(close, key=lambda n: ratios[n])
-    return name != leader and speeds[name] * SLOWER < speeds[leader] and \
+    return name != leader and 0 < nominal[name] * SLOWER <= nominal[leader] and \
         ratios[name] < (1 - SURE) * ratios[leader]
+
+
+def _nominal_speed(name) -> float:
+    """The registry's encode speed of a candidate (Descriptor.speed; 0: not known, a
+    chain's)."""
+    try:
+        return float(registry.get(name).speed)
+    except KeyError:
+        return 0.0
 
 
 def _contends(name, winner, rates) -> bool:

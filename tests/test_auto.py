@@ -250,6 +250,32 @@ def test_auto_holds_where_small_windows_read_sz3_short():
     assert c.ratio >= 0.98 * max(ratios.values()), (c.choice.summary(), ratios)
 
 
+def red_field(rng, shape, land=0.0):
+    """A smooth (red along every axis) float32 field, unit variance, with ``land`` of the
+    last two axes' cells NaN on every level."""
+    f = rng.normal(size=shape)
+    for axis in range(len(shape)):
+        f = np.cumsum(f, axis=axis)
+        f -= f.mean(axis=axis, keepdims=True)
+    f = (f / f.std()).astype("f4")
+    if land:
+        mask = red_field(rng, shape[1:])
+        f[:, mask > np.quantile(mask, 1 - land)] = np.nan
+    return f
+
+
+def test_per_block_choice_does_not_trade_a_fast_winner_for_a_slow_codec_on_windows():
+    # six levels, half land: each block's two windows read SZ3 20-30% short against SPERR,
+    # and both blocks went to SPERR in SZ3's blocks: 0.93x the best single codec
+    rng = np.random.default_rng(6)
+    x = (red_field(rng, (6, 360, 720)) * np.linspace(3, .1, 6)[:, None, None]
+         + np.linspace(0, 30, 6)[:, None, None]).astype("f4")
+    x[:, red_field(rng, (360, 720)) > 0] = np.nan
+    best = max(chunkpress.compress(x, n, tolerance=0.005).ratio for n in ("sz3", "sperr"))
+    c = chunkpress.compress(x, "auto", tolerance=0.005)
+    assert c.ratio >= 0.98 * best, c.choice.summary()
+
+
 def test_a_fast_leader_settled_ahead_spares_the_slow_codecs_second_round():
     # two years of half-degree SST: SZ3 leads the first windows by 5% and encodes 6x faster
     # than SPERR; refining SPERR to confirm it would cost a third of SZ3's whole compression

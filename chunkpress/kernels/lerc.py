@@ -167,5 +167,5 @@ DESCRIPTOR = Descriptor(
     params=(Param("tolerance", _check_tolerance, "max absolute error, >= 0 (0 or none: exact)"),),
     check=lerc_check, available=LERC.available, frame_id=4,
     bound=lambda target: float(target.get("tolerance") or 0.0),
-    auto=("lossy", "lossless"), rank=6, example={"tolerance": 1e-3}, fill=_SPEC.fill,
+    speed=300, auto=("lossy", "lossless"), rank=6, example={"tolerance": 1e-3}, fill=_SPEC.fill,
     doc="LERC: limited-error raster coding; tolerance 0 is lossless")

@@ -131,6 +131,10 @@ class Descriptor:
     recognised: str = "magic"
     #: the order in listings and among auto's candidates (smaller first)
     rank: int = 100
+    #: one core's encode MB/s, roughly: a smooth float32 field at a tolerance of 1e-3 of its
+    #: range (benchmarks/zarr_write.py's), measured on the 2-core machine; 0: not known.
+    #: codec="auto" plans by these figures (which codec is the slow one), never by a timing
+    speed: float = 0.0
     #: parameters that make a typical stream: the conformance tests' and the README's
     example: dict = field(default_factory=dict)
     #: one line for the README's table and the command line's help

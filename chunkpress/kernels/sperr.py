@@ -362,6 +362,6 @@ DESCRIPTOR = Descriptor(
             Param("quality", _check_quality,
                   "bits per value (rate), dB of the whole array (psnr), max error (pwe)")),
     check=sperr_check, available=SPERR.available, frame_id=2, prefer=256, prefer_ndims=(3,),
-    target=_target, psnr=True, auto=("lossy",), recognised="layout", rank=3,
+    target=_target, psnr=True, speed=65, auto=("lossy",), recognised="layout", rank=3,
     example={"tolerance": 1e-3}, fill=_SPEC.fill,
     doc="SPERR: wavelets; a max error, a rate, or a PSNR of the whole array")

@@ -136,6 +136,6 @@ DESCRIPTOR = Descriptor(
     name="sz3", kind="array", encode=sz3_encode, decode=sz3_decode, error=Sz3Error,
     dtypes=FLOAT_DTYPES, ndims=(1, 2, 3, 4),
     params=(Param("tolerance", _check_tolerance, "max absolute error, > 0", required=True),),
-    check=sz3_check, available=SZ3.available, frame_id=3, auto=("lossy",), rank=2,
+    check=sz3_check, available=SZ3.available, frame_id=3, speed=160, auto=("lossy",), rank=2,
     example={"tolerance": 1e-3}, fill=_SPEC.fill,
     doc="SZ3: prediction and quantization within a max error")

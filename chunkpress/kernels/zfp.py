@@ -259,5 +259,5 @@ DESCRIPTOR = Descriptor(
             Param("rate", _check_rate, "bits per value, (0, 64]"),
             Param("precision", _check_precision, "bit planes kept, 1..64")),
     check=zfp_check, available=ZFP.available, frame_id=1, align=4, prefer=4, target=_target,
-    auto=("lossy",), rank=1, example={"tolerance": 1e-3}, fill=_SPEC.fill,
+    speed=150, auto=("lossy",), rank=1, example={"tolerance": 1e-3}, fill=_SPEC.fill,
     doc="ZFP: transform coding of 4^d blocks; any chunking gives whole-array values")
