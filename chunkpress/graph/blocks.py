@@ -40,21 +40,11 @@ def encode(block: np.ndarray, codec: Codec, kwargs: dict, verify_bound=False,
             # in the byte order the kernels write (a big-endian block, from netCDF-3, say)
             decoded = decode(data, codec, block.shape, block.dtype.newbyteorder("="))
         encoded = measure.measure(block, decoded, data, codec, verify_bound,
-                                  *_relative_limit(codec, kwargs))
+                                  *codecs.certified_relative(codec, kwargs))
         if max_mse is None or encoded.count <= 0 or encoded.sse <= max_mse * encoded.count:
             return encoded
         kwargs = finer(kwargs, encoded.sse / encoded.count, max_mse, attempt)
     return encoded
-
-
-def _relative_limit(codec: Codec, kwargs: dict) -> tuple:
-    """(r, floored) to certify: ``rel_tolerance`` as given (|x - y| <= r |x|), or the relative
-    bound a codec claims by its parameters (bit rounding's keepbits: |x - y| <= r max(|x|,
-    tiny)), or (None, False)."""
-    if kwargs.get("rel_tolerance") is not None:
-        return kwargs["rel_tolerance"], False
-    claimed = codecs.relative_bound(codec, kwargs) if not kwargs.get("tolerance") else None
-    return (claimed, True) if claimed else (None, False)
 
 
 def finer(kwargs: dict, mse: float, max_mse: float, attempt: int) -> dict:

@@ -225,6 +225,17 @@ def relative_bound(codec: Codec, target: dict):
     return codec.chain.max_relative_error(target)
 
 
+def certified_relative(codec: Codec, target: dict) -> tuple:
+    """Return (r, floored): the relative bound a block is certified to, as compress and
+    verify hold it: ``rel_tolerance`` as given (|x - y| <= r |x|, floored False), else the
+    bound the codec claims by its parameters (bit rounding's keepbits: |x - y| <= r max(|x|,
+    tiny), floored True), or (None, False)."""
+    if target.get("rel_tolerance") is not None:
+        return target["rel_tolerance"], False
+    claimed = relative_bound(codec, target) if not target.get("tolerance") else None
+    return (claimed, True) if claimed else (None, False)
+
+
 def error(codec: Codec) -> type:
     """Return the error class of the codec's failures and damaged streams."""
     return codec.error

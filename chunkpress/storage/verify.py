@@ -474,15 +474,12 @@ def _claim(array) -> _Claim:
         what = f"{spec.name} {_params(target)}".strip()
         absolute = codecs.bound(spec, target)
         absolute = None if absolute is None else absolute * scale
-        # as compress certifies it (graph.blocks): a rel_tolerance given is |x - y| <= r |x|;
-        # a bound claimed by the parameters (bit rounding's keepbits) r max(|x|, tiny)
-        relative, floor = None, 0.0
-        if target.get("rel_tolerance") is not None:
-            relative = float(target["rel_tolerance"])
-        elif not target.get("tolerance"):
-            relative = codecs.relative_bound(spec, target) or None
-            if relative and array.dtype.kind == "f":
-                floor = float(np.finfo(array.dtype).tiny) * scale
+        # as compress certifies it: a rel_tolerance given is |x - y| <= r |x|; a bound claimed
+        # by the parameters (bit rounding's keepbits) r max(|x|, tiny)
+        relative, floored = codecs.certified_relative(spec, target)
+        relative = None if relative is None else float(relative)
+        floor = float(np.finfo(array.dtype).tiny) * scale \
+            if floored and array.dtype.kind == "f" else 0.0
         if relative and offset:  # relative to the stored values, not to the decoded ones
             return _Claim(absolute, None, 0.0, what, f"relative bound {relative:g} not "
                           "checked: the array has an add_offset")
