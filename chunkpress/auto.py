@@ -367,10 +367,10 @@ def _choose(x, tolerance, per_block, names, fraction, chunks, rel_tolerance=None
         budget = max(BUDGET * total / 1e6 / speeds[winner], MIN_BUDGET)
         # a block's windows smaller than the block read a fast winner short against a slow
         # codec (see SURE): by 20-30% on a field half land, which no margin covers
-        sampled = any(_volume(w) < math.prod(chunked.chunks[a][j] for a, j in enumerate(i))
-                      for i, ws in windows.items() for w in ws)
+        windowed = any(_volume(w) < math.prod(chunked.chunks[a][j] for a, j in enumerate(i))
+                       for i, ws in windows.items() for w in ws)
         for name in order[1:]:
-            if sampled and 0 < nominal[name] * SLOWER <= nominal[winner]:
+            if windowed and 0 < nominal[name] * SLOWER <= nominal[winner]:
                 continue
             if _contends(name, winner, rates) and spent + cost(name) / speeds[name] <= budget:
                 others.append(name)

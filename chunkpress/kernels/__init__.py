@@ -40,15 +40,5 @@ def _faces() -> dict:
 _FACES = _faces()
 globals().update(_FACES)
 
-__all__ = [
-    "ChunkpressError", "CODECS",
-    "FLOATPRED", "FloatpredError", "floatpred_check", "floatpred_decode", "floatpred_encode",
-    "JETRAW", "JetrawError", "jetraw_check", "jetraw_decode", "jetraw_encode",
-    "LERC", "LercError", "lerc_check", "lerc_decode", "lerc_encode",
-    "PCODEC", "PcodecError", "pcodec_check", "pcodec_decode", "pcodec_encode",
-    "SPERR", "SperrError", "sperr_check", "sperr_decode", "sperr_encode",
-    "SZ3", "Sz3Error", "sz3_check", "sz3_decode", "sz3_encode",
-    "SZIP", "SzipError", "szip_check", "szip_decode", "szip_encode",
-    "ZFP", "ZfpError", "zfp_check", "zfp_decode", "zfp_encode",
-]
-__all__ += [n for n in _FACES if n not in __all__]
+#: ChunkpressError, CODECS and every registered codec's face (its module's NAME_encode, ...)
+__all__ = ["ChunkpressError", "CODECS", *_FACES]
